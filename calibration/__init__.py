@@ -1,0 +1,1 @@
+"""Calibration algorithms over driver interfaces: arrays in, arrays and results out."""

@@ -1,0 +1,211 @@
+"""Batched, adaptive program-and-verify of a whole array to target conductances.
+
+Algorithm: iterative program-and-verify with a per-cell learned response, in the
+spirit of Papandreou et al., "Programming algorithms for multilevel phase-change
+memory", ISCAS 2011, combined with incremental-step threshold search (ISPP, as in
+flash and RRAM write-verify). Every cell keeps, for SET and for RESET, an estimate
+of its switching threshold θ (mV) and its response slope s (µS per mV above θ).
+Each iteration it receives one pulse of amplitude ``θ + aim·|error|/s`` in the
+direction of its error; the following read updates the model:
+
+* no measurable move → the threshold is above the amplitude used: θ := amplitude;
+* a move → s is pulled (geometrically, to damp read noise) toward what was seen;
+* no move at the polarity's maximum amplitude, ``stuck_after`` times → stuck.
+
+All cells are handled together: one array (or row) block of amplitudes per round
+trip and one array (or row) read to verify, so the wire cost per iteration does not
+grow with the number of cells. Only board reads are used; nothing here knows the
+chip's true state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from calibration.readout import Readout
+from drivers.board import Board
+
+SET, RESET = 0, 1
+SLOPE_BOUNDS_US_PER_MV = (1e-4, 0.2)
+
+
+@dataclass(frozen=True)
+class WriteVerifyParams:
+    tolerance_us: float = 0.5  # acceptance: |achieved - target| at the end
+    band_us: float = 0.3  # pulsing stops inside this tighter band, leaving margin for noise
+    max_iterations: int = 40
+    batch: Literal["array", "row"] = "array"
+    width_ns: int = 100
+    read_voltage: float = 0.2
+    averaging: int = 8
+    set_start_mv: int = 700
+    set_max_mv: int = 2400
+    reset_start_mv: int = 1000
+    reset_max_mv: int = 3200
+    initial_slope_us_per_mv: float = 0.008
+    aim: float = 0.85
+    min_move_us: float = 0.15
+    stuck_after: int = 3
+
+
+class WriteVerifyObserver(Protocol):
+    """Where measurements go as they are made (the run store, a progress bar)."""
+
+    def on_read(
+        self, phase: str, iteration: int, rows: np.ndarray, codes: np.ndarray, g_us: np.ndarray,
+        t_s: float, temperature_k: float,
+    ) -> None: ...
+
+    def on_pulses(
+        self, iteration: int, rows: np.ndarray, cols: np.ndarray, amplitude_mv: np.ndarray,
+        width_ns: int, g_before_us: np.ndarray, g_after_us: np.ndarray, t_s: float,
+    ) -> None: ...
+
+    def on_iteration(self, iteration: int, active: int, total: int) -> None: ...
+
+
+class NullObserver:
+    def on_read(self, *args: object) -> None:
+        pass
+
+    def on_pulses(self, *args: object) -> None:
+        pass
+
+    def on_iteration(self, *args: object) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class WriteVerifyResult:
+    targets_us: np.ndarray
+    achieved_us: np.ndarray  # last verify read
+    pulses: np.ndarray
+    converged: np.ndarray
+    stuck: np.ndarray
+    iterations: int
+    tolerance_us: float
+
+    @property
+    def cells(self) -> int:
+        return int(self.targets_us.size)
+
+    @property
+    def error_us(self) -> np.ndarray:
+        return self.achieved_us - self.targets_us
+
+    @property
+    def converged_fraction(self) -> float:
+        """Converged cells among those not found stuck."""
+        usable = ~self.stuck
+        return float(self.converged[usable].mean()) if usable.any() else 0.0
+
+    @property
+    def error_sigma_us(self) -> float:
+        return float(self.error_us[~self.stuck].std()) if (~self.stuck).any() else float("nan")
+
+    @property
+    def max_abs_error_us(self) -> float:
+        return float(np.abs(self.error_us[~self.stuck]).max()) if (~self.stuck).any() else float("nan")
+
+
+class _CellModel:
+    """Per-cell, per-polarity threshold and slope estimates."""
+
+    def __init__(self, shape: tuple[int, int], p: WriteVerifyParams) -> None:
+        self.threshold = np.stack([np.full(shape, p.set_start_mv, float), np.full(shape, p.reset_start_mv, float)])
+        self.slope = np.full((2, *shape), p.initial_slope_us_per_mv)
+        self.max_mv = np.array([p.set_max_mv, p.reset_max_mv], dtype=float)
+
+    def amplitude(self, polarity: np.ndarray, error_us: np.ndarray, aim: float) -> np.ndarray:
+        theta = np.take_along_axis(self.threshold, polarity[None], 0)[0]
+        slope = np.take_along_axis(self.slope, polarity[None], 0)[0]
+        return np.minimum(theta + aim * np.abs(error_us) / slope, self.max_mv[polarity])
+
+    def learn(self, polarity: np.ndarray, pulsed: np.ndarray, amplitude: np.ndarray, moved: np.ndarray,
+              min_move: float) -> None:
+        theta = np.take_along_axis(self.threshold, polarity[None], 0)[0]
+        slope = np.take_along_axis(self.slope, polarity[None], 0)[0]
+        still = pulsed & (moved < min_move)
+        new_theta = np.where(still, np.maximum(theta, amplitude), theta)
+        overdrive = amplitude - theta
+        responded = pulsed & ~still & (overdrive > 0)
+        observed = np.clip(moved / np.where(overdrive > 0, overdrive, 1.0), *SLOPE_BOUNDS_US_PER_MV)
+        new_slope = np.where(responded, np.sqrt(slope * observed), slope)
+        np.put_along_axis(self.threshold, polarity[None], new_theta[None], 0)
+        np.put_along_axis(self.slope, polarity[None], new_slope[None], 0)
+
+
+class WriteVerify:
+    """Programs ``targets_us`` into the board's selected array."""
+
+    def __init__(self, board: Board, readout: Readout, params: WriteVerifyParams,
+                 observer: WriteVerifyObserver | None = None) -> None:
+        self.board = board
+        self.readout = readout
+        self.p = params
+        self.observer = observer or NullObserver()
+
+    def run(self, targets_us: np.ndarray) -> WriteVerifyResult:
+        p = self.p
+        shape = targets_us.shape
+        rows_all = np.arange(shape[0])
+        self.board.read_voltage = p.read_voltage
+        self.board.averaging = p.averaging
+        self.board.set_pulse_width(p.width_ns)
+
+        model = _CellModel(shape, p)
+        pulses = np.zeros(shape, dtype=np.int32)
+        at_max = np.zeros(shape, dtype=np.int32)
+        stuck = np.zeros(shape, dtype=bool)
+        g = self._read(rows_all, np.empty(shape), "initial", 0)
+        iteration = 0
+        for iteration in range(1, p.max_iterations + 1):
+            error = targets_us - g
+            active = (np.abs(error) > p.band_us) & ~stuck
+            self.observer.on_iteration(iteration, int(active.sum()), int(active.size))
+            if not active.any():
+                iteration -= 1
+                break
+            polarity = np.where(error > 0, SET, RESET)
+            amplitude = np.rint(model.amplitude(polarity, error, p.aim))
+            signed = np.where(active, np.where(polarity == SET, amplitude, -amplitude), 0).astype(np.int16)
+            rows = np.flatnonzero(active.any(axis=1))
+            t_pulse = self._program(signed, rows)
+            g_before = g.copy()
+            g = self._read(rows_all if p.batch == "array" else rows, g, "verify", iteration)
+            moved = (g - g_before) * np.where(polarity == SET, 1.0, -1.0)
+            model.learn(polarity, active, amplitude, moved, p.min_move_us)
+            pulses += active
+            at_limit = active & (amplitude >= model.max_mv[polarity]) & (moved < p.min_move_us)
+            at_max = np.where(at_limit, at_max + 1, np.where(active, 0, at_max))
+            stuck |= at_max >= p.stuck_after
+            r, c = np.nonzero(active)
+            self.observer.on_pulses(iteration, r, c, signed[r, c], p.width_ns, g_before[r, c], g[r, c], t_pulse)
+
+        converged = (np.abs(targets_us - g) <= p.tolerance_us) & ~stuck
+        return WriteVerifyResult(targets_us, g, pulses, converged, stuck, iteration, p.tolerance_us)
+
+    # ---- wire ----------------------------------------------------------------------
+
+    def _program(self, amplitudes: np.ndarray, rows: np.ndarray) -> float:
+        t_s, _ = self.board.clock_and_temperature()
+        if self.p.batch == "array":
+            self.board.program_array(amplitudes)
+        else:
+            for row in rows:
+                self.board.program_row(int(row), amplitudes[row])
+        return t_s
+
+    def _read(self, rows: np.ndarray, g: np.ndarray, phase: str, iteration: int) -> np.ndarray:
+        if self.p.batch == "array" or len(rows) == g.shape[0]:
+            codes = self.board.read_array()[rows]
+        else:
+            codes = np.stack([self.board.read_row(int(r)) for r in rows]) if len(rows) else np.empty((0, g.shape[1]))
+        t_s, kelvin = self.board.clock_and_temperature()
+        g = g.copy()
+        g[rows] = self.readout.conductance_us(codes)
+        self.observer.on_read(phase, iteration, rows, codes, g[rows], t_s, kelvin)
+        return g

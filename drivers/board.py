@@ -1,0 +1,213 @@
+"""Driver of the analogue compute board (PROTOCOL.md), for real boards and the twin alike.
+
+Reads and programming are batched: a whole row or array travels as one binary block
+per round trip, and every batched write carries its error-queue check in the same
+message. Amplitudes are checked against the board's own limits (``PROG:LIM?``) and an
+optional tighter safe operating area before they are sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drivers.errors import LimitError, ReplyError
+from drivers.instrument import ScpiInstrument, control
+from drivers.transport import Transport
+
+INT16_MAX = 32767
+
+
+@dataclass(frozen=True)
+class Identity:
+    maker: str
+    model: str
+    serial: str
+    firmware: str
+
+    @property
+    def is_twin(self) -> bool:
+        return self.model.upper().endswith("-TWIN")
+
+    def __str__(self) -> str:
+        return f"{self.maker},{self.model},{self.serial},{self.firmware}"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    arrays: int
+    rows: int
+    cols: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.cols)
+
+
+@dataclass(frozen=True)
+class PulseLimits:
+    """Largest SET and RESET amplitude (both positive, mV) and widest pulse (ns)."""
+
+    set_max_mv: int
+    reset_max_mv: int
+    width_max_ns: int
+
+    def tighter(self, other: PulseLimits) -> PulseLimits:
+        return PulseLimits(
+            min(self.set_max_mv, other.set_max_mv),
+            min(self.reset_max_mv, other.reset_max_mv),
+            min(self.width_max_ns, other.width_max_ns),
+        )
+
+
+@dataclass(frozen=True)
+class AdcInfo:
+    bits: int
+    full_scale_ua: float
+
+    @property
+    def lsb_ua(self) -> float:
+        """One code of the bipolar converter, in µA."""
+        return self.full_scale_ua / 2 ** (self.bits - 1)
+
+
+class Board(ScpiInstrument):
+    """The chip's test board."""
+
+    read_voltage = control("READ:VOLT?", "READ:VOLT %g", "Read voltage, V.", values=(1e-3, 0.3), unit=" V")
+    averaging = control("READ:AVG?", "READ:AVG %d", "On-board averages per read.", cast=int, values=(1, 256))
+    pulse_width_ns = control(
+        "PROG:WIDT?", "PROG:WIDT %d", "Width of following pulses, ns.", cast=int, values=(10, 10000), unit=" ns"
+    )
+    array = control("CHIP:ARR?", "CHIP:ARR %d", "Array all other commands address.", cast=int, values=(0, 255))
+
+    def __init__(self, transport: Transport, name: str = "board", safe_limits: PulseLimits | None = None) -> None:
+        super().__init__(transport, name)
+        self._safe_limits = safe_limits
+        self._geometry: Geometry | None = None
+        self._limits: PulseLimits | None = None
+
+    # ---- identity and geometry -----------------------------------------------------
+
+    def identity(self) -> Identity:
+        parts = [p.strip() for p in self.identify().split(",")]
+        if len(parts) != 4:
+            raise ReplyError(f"{self.name}: *IDN? reply has {len(parts)} fields, expected 4: {','.join(parts)!r}")
+        return Identity(*parts)
+
+    def geometry(self) -> Geometry:
+        if self._geometry is None:
+            arrays, rows, cols = self.query_values("CHIP:GEOM?", 3, int)
+            if min(arrays, rows, cols) < 1:
+                raise ReplyError(f"{self.name}: nonsensical geometry {arrays},{rows},{cols}")
+            self._geometry = Geometry(arrays, rows, cols)
+        return self._geometry
+
+    def adc(self) -> AdcInfo:
+        bits, full_scale = self.query_values("READ:ADC?", 2, float)
+        if not (1 <= bits <= 16 and full_scale > 0):
+            raise ReplyError(f"{self.name}: nonsensical ADC description {bits:g},{full_scale:g}")
+        return AdcInfo(int(bits), full_scale)
+
+    def pulse_limits(self) -> PulseLimits:
+        """The board's hard limits, tightened by the configured safe operating area."""
+        if self._limits is None:
+            set_max, reset_max, width_max = self.query_values("PROG:LIM?", 3, int)
+            limits = PulseLimits(abs(set_max), abs(reset_max), width_max)
+            self._limits = limits.tighter(self._safe_limits) if self._safe_limits else limits
+        return self._limits
+
+    def temperature_k(self) -> float:
+        return self.query_values("SENS:TEMP?", 1, float)[0]
+
+    def clock_s(self) -> float:
+        return self.query_values("SYST:TIME?", 1, float)[0]
+
+    def clock_and_temperature(self) -> tuple[float, float]:
+        """Board time and chip temperature in one round trip."""
+        seconds, kelvin = self.query_values("SYST:TIME?;:SENS:TEMP?", 2, float, ";")
+        return seconds, kelvin
+
+    def reset(self) -> None:
+        """``*RST``: read/pulse settings back to defaults; conductances are untouched."""
+        self.write("*RST")
+        self.check_errors("*RST")
+
+    # ---- reading -------------------------------------------------------------------
+
+    def read_cell(self, row: int, col: int) -> int:
+        self._check_address(row, col)
+        return self.query_values(f"READ:CELL? {row},{col}", 1, int)[0]
+
+    def read_row(self, row: int) -> np.ndarray:
+        self._check_address(row, 0)
+        return self.query_block(f"READ:ROW? {row}", self.geometry().cols)
+
+    def read_array(self) -> np.ndarray:
+        g = self.geometry()
+        return self.query_block("READ:ARR?", g.rows * g.cols).reshape(g.rows, g.cols)
+
+    # ---- programming ---------------------------------------------------------------
+
+    def program_cell(self, row: int, col: int, amplitude_mv: int) -> None:
+        self._check_address(row, col)
+        self._check_amplitudes(np.array([amplitude_mv]))
+        command = f"PROG:CELL {row},{col},{int(amplitude_mv)}"
+        self.write(command)
+        self.check_errors(command)
+
+    def program_row(self, row: int, amplitudes_mv: np.ndarray) -> None:
+        self._check_address(row, 0)
+        amplitudes = self._check_amplitudes(amplitudes_mv, (self.geometry().cols,))
+        self.write_block_checked(f"PROG:ROW {row},", amplitudes)
+
+    def program_array(self, amplitudes_mv: np.ndarray) -> None:
+        amplitudes = self._check_amplitudes(amplitudes_mv, self.geometry().shape)
+        self.write_block_checked("PROG:ARR", amplitudes)
+
+    def set_pulse_width(self, width_ns: int) -> None:
+        limit = self.pulse_limits().width_max_ns
+        if width_ns > limit:
+            raise LimitError(f"{self.name}: pulse width {width_ns} ns beyond the limit {limit} ns")
+        self.pulse_width_ns = width_ns
+
+    # ---- checks before the wire ----------------------------------------------------
+
+    def _check_address(self, row: int, col: int) -> None:
+        g = self.geometry()
+        if not (0 <= row < g.rows and 0 <= col < g.cols):
+            raise LimitError(f"{self.name}: cell ({row}, {col}) outside the {g.rows}x{g.cols} array")
+
+    def _check_amplitudes(self, amplitudes_mv: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        amplitudes = np.asarray(amplitudes_mv)
+        if shape is not None and amplitudes.shape != shape:
+            raise LimitError(f"{self.name}: amplitudes of shape {amplitudes.shape}, expected {shape}")
+        if not np.issubdtype(amplitudes.dtype, np.integer):
+            if not np.all(np.isfinite(amplitudes)) or np.any(amplitudes != np.round(amplitudes)):
+                raise LimitError(f"{self.name}: amplitudes must be whole millivolts")
+        limits = self.pulse_limits()
+        high, low = int(amplitudes.max(initial=0)), int(amplitudes.min(initial=0))
+        if high > limits.set_max_mv or -low > limits.reset_max_mv:
+            raise LimitError(
+                f"{self.name}: amplitude range {low}..{high} mV beyond the safe limits "
+                f"-{limits.reset_max_mv}..+{limits.set_max_mv} mV; nothing sent"
+            )
+        return amplitudes.astype(np.int16)
+
+    def snapshot(self) -> dict[str, Any]:
+        g = self.geometry()
+        limits = self.pulse_limits()
+        adc = self.adc()
+        return {
+            **super().snapshot(),
+            "idn": str(self.identity()),
+            "geometry": [g.arrays, g.rows, g.cols],
+            "adc": {"bits": adc.bits, "full_scale_ua": adc.full_scale_ua},
+            "pulse_limits": {
+                "set_max_mv": limits.set_max_mv,
+                "reset_max_mv": limits.reset_max_mv,
+                "width_max_ns": limits.width_max_ns,
+            },
+        }

@@ -1,0 +1,184 @@
+"""SCPI instrument base: query/write with a lock, blocks, error queue, declarative settings.
+
+Settings are declared PyMeasure-style with ``control``: the command, a doc, a unit and
+the validated range sit on one line, and a setter that would leave the range raises
+``LimitError`` before any byte reaches the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from drivers.errors import InstrumentError, InstrumentTimeout, LimitError, ReplyError
+from drivers.framing import INT16, decode_values, encode_block, read_block
+from drivers.transport import Transport
+
+MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
+
+
+class control:  # noqa: N801 - reads like PyMeasure's Instrument.control
+    """A settable instrument property with a validated range."""
+
+    def __init__(
+        self,
+        get_command: str,
+        set_command: str,
+        doc: str,
+        *,
+        cast: Callable[[str], Any] = float,
+        values: tuple[float, float] | None = None,
+        unit: str = "",
+    ) -> None:
+        self.get_command = get_command
+        self.set_command = set_command
+        self.cast = cast
+        self.values = values
+        self.unit = unit
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instrument: ScpiInstrument | None, owner: type) -> Any:
+        if instrument is None:
+            return self
+        reply = instrument.query(self.get_command)
+        try:
+            return self.cast(reply)
+        except ValueError:
+            raise ReplyError(f"{instrument.name}: {self.name} reply {reply!r} is not a {self.cast.__name__}") from None
+
+    def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
+        if self.values is not None:
+            low, high = self.values
+            if not low <= value <= high:
+                raise LimitError(
+                    f"{instrument.name}: {self.name} {value}{self.unit} outside {low}..{high}{self.unit}"
+                )
+        instrument.write(self.set_command % value)
+        instrument.check_errors(self.set_command % value)
+
+
+class ScpiInstrument:
+    """One instrument on one transport; a query and its reply are never interleaved."""
+
+    def __init__(self, transport: Transport, name: str) -> None:
+        self.transport = transport
+        self.name = name
+        self._lock = threading.RLock()
+
+    # ---- raw exchange --------------------------------------------------------------
+
+    def write(self, command: str) -> None:
+        self.write_raw(command.encode("ascii") + b"\n")
+
+    def write_raw(self, message: bytes) -> None:
+        with self._lock:
+            self.transport.write(message)
+
+    def query(self, command: str) -> str:
+        with self._lock:
+            self.transport.write(command.encode("ascii") + b"\n")
+            try:
+                line = self.transport.read_line()
+            except InstrumentTimeout:
+                self._raise_queued_error(command)
+                raise
+        try:
+            return line.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise ReplyError(f"{self.name}: non-ASCII reply to {command!r}: {line[:60]!r}") from None
+
+    def query_values(
+        self, command: str, count: int, cast: Callable[[str], Any] = float, separator: str = ","
+    ) -> list[Any]:
+        """A reply of exactly ``count`` values (``;`` separates the answers of joined queries)."""
+        reply = self.query(command)
+        parts = reply.split(separator)
+        try:
+            if len(parts) != count:
+                raise ValueError
+            return [cast(p) for p in parts]
+        except ValueError:
+            raise ReplyError(f"{self.name}: reply to {command!r} was {reply!r}, expected {count} values") from None
+
+    def query_block(self, command: str, count: int, dtype: np.dtype = INT16) -> np.ndarray:
+        with self._lock:
+            self.transport.write(command.encode("ascii") + b"\n")
+            try:
+                payload = read_block(self.transport.read_exact, self.transport.read_line)
+            except InstrumentTimeout:
+                self._raise_queued_error(command)
+                raise
+        return decode_values(payload, count, f"{self.name}: reply to {command!r}", dtype)
+
+    def write_block_checked(self, header: str, values: np.ndarray, dtype: np.dtype = INT16) -> None:
+        """Send ``header <block>`` and the error query in one message: one round trip."""
+        message = header.encode("ascii") + b" " + encode_block(values, dtype) + b";:SYST:ERR?\n"
+        with self._lock:
+            self.transport.write(message)
+            reply = self.transport.read_line().decode("ascii", "replace").strip()
+        self._raise_if_error(reply, header)
+
+    # ---- error queue ---------------------------------------------------------------
+
+    def next_error(self) -> tuple[int, str]:
+        reply = self.query("SYST:ERR?")
+        return self._parse_error(reply)
+
+    def check_errors(self, after: str = "") -> None:
+        """Drain the queue; raise the oldest error, if any, as an ``InstrumentError``."""
+        first: tuple[int, str] | None = None
+        for _ in range(MAX_ERRORS_DRAINED):
+            code, message = self.next_error()
+            if code == 0:
+                break
+            first = first or (code, message)
+        if first:
+            raise InstrumentError(self.name, first[0], first[1], after)
+
+    def _raise_if_error(self, reply: str, after: str) -> None:
+        """An empty queue answers 0; otherwise drain it so the next command starts clean."""
+        code, message = self._parse_error(reply)
+        if code == 0:
+            return
+        try:
+            self.check_errors(after)
+        except InstrumentError:
+            pass
+        raise InstrumentError(self.name, code, message, after)
+
+    def _raise_queued_error(self, command: str) -> None:
+        """A query that got no reply usually failed: surface the instrument's reason."""
+        try:
+            self.check_errors(command)
+        except InstrumentTimeout:
+            return
+
+    def _parse_error(self, reply: str) -> tuple[int, str]:
+        code, sep, message = reply.partition(",")
+        try:
+            return int(code), message.strip().strip('"')
+        except ValueError:
+            raise ReplyError(f"{self.name}: error-queue reply {reply!r} is not '<code>,\"<message>\"'") from None
+
+    # ---- identity and provenance ---------------------------------------------------
+
+    def identify(self) -> str:
+        return self.query("*IDN?")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every declared setting's current value, for the run manifest."""
+        state: dict[str, Any] = {"resource": self.transport.resource}
+        for klass in type(self).__mro__:
+            for name, attr in vars(klass).items():
+                if isinstance(attr, control) and name not in state:
+                    state[name] = getattr(self, name)
+        return state
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,12 @@
+"""The software twin of an analogue in-memory-computing test rig.
+
+It knows only the wire protocols: a driver talks to it with the same bytes it would
+send a real board. Tests may read its hidden ground truth through
+``ChipModel.ground_truth()``; nothing else should.
+"""
+
+from sims.board import BoardTwin
+from sims.chip import ChipModel, GroundTruth
+from sims.physics import PRESETS
+
+__all__ = ["BoardTwin", "ChipModel", "GroundTruth", "PRESETS"]
