@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from calibration.readout import Readout
 from drivers.board import Board
@@ -32,23 +33,36 @@ SET, RESET = 0, 1
 SLOPE_BOUNDS_US_PER_MV = (1e-4, 0.2)
 
 
-@dataclass(frozen=True)
-class WriteVerifyParams:
-    tolerance_us: float = 0.5  # acceptance: |achieved - target| at the end
-    band_us: float = 0.3  # pulsing stops inside this tighter band, leaving margin for noise
-    max_iterations: int = 40
+class WriteVerifyParams(BaseModel):
+    """Parameters of one write-verify pass; a protocol file's ``[write_verify]`` table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tolerance_us: float = Field(0.5, gt=0, description="acceptance: |achieved - target| at the end")
+    band_us: float = Field(0.3, gt=0, description="pulsing stops inside this tighter band")
+    max_iterations: int = Field(40, ge=1, le=10_000)
     batch: Literal["array", "row"] = "array"
-    width_ns: int = 100
-    read_voltage: float = 0.2
-    averaging: int = 8
-    set_start_mv: int = 700
-    set_max_mv: int = 2400
-    reset_start_mv: int = 1000
-    reset_max_mv: int = 3200
-    initial_slope_us_per_mv: float = 0.008
-    aim: float = 0.85
-    min_move_us: float = 0.15
-    stuck_after: int = 3
+    width_ns: int = Field(100, ge=10, le=10_000)
+    read_voltage: float = Field(0.2, gt=0, le=0.3)
+    averaging: int = Field(8, ge=1, le=256)
+    set_start_mv: int = Field(700, ge=1)
+    set_max_mv: int = Field(2400, ge=1)
+    reset_start_mv: int = Field(1000, ge=1)
+    reset_max_mv: int = Field(3200, ge=1)
+    initial_slope_us_per_mv: float = Field(0.008, gt=0)
+    aim: float = Field(0.85, gt=0, le=1.5)
+    min_move_us: float = Field(0.15, ge=0)
+    stuck_after: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WriteVerifyParams:
+        if self.band_us > self.tolerance_us:
+            raise ValueError(f"band_us ({self.band_us}) must not exceed tolerance_us ({self.tolerance_us})")
+        if self.set_start_mv > self.set_max_mv:
+            raise ValueError(f"set_start_mv ({self.set_start_mv}) exceeds set_max_mv ({self.set_max_mv})")
+        if self.reset_start_mv > self.reset_max_mv:
+            raise ValueError(f"reset_start_mv ({self.reset_start_mv}) exceeds reset_max_mv ({self.reset_max_mv})")
+        return self
 
 
 class WriteVerifyObserver(Protocol):

@@ -1,0 +1,169 @@
+"""The ``labctl`` command line: argument parsing and printing only; the work is in ``labctl.api``.
+
+Exit codes: 0 success, 1 acceptance limits not met, 2 bad input (nothing started),
+3 a run that started and failed (its manifest says why).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+EXIT_ACCEPTANCE = 1
+
+app = typer.Typer(
+    name="labctl",
+    help="Lab control and calibration for analogue in-memory-computing test chips.\n\n"
+    "With no configuration, chip0 is the built-in software twin of a 256x256 PCM crossbar.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from labctl import __version__
+
+        typer.echo(f"labctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Lab control and calibration for analogue in-memory-computing test chips."""
+
+
+@app.command(
+    epilog="Exit codes: 0 all acceptance limits held, 1 a limit failed, 2 bad input "
+    "(nothing started), 3 the run failed (see its manifest)."
+)
+def calibrate(
+    chip: Annotated[str, typer.Argument(help="Chip to calibrate; chip0 is the built-in twin.")] = "chip0",
+    targets: Annotated[
+        Optional[Path], typer.Option("--targets", help="Target conductances in µS (.npy or .csv), one per cell.")
+    ] = None,
+    protocol: Annotated[
+        Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in calibrate.")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Program a chip to its targets with write-verify and report what was achieved.
+
+    Every read and pulse is stored as Parquet under the data directory.
+    """
+    from labctl import api
+    from labctl.summary import as_json as summary_json
+    from labctl.summary import render
+
+    with _progress(enabled=not quiet) as progress:
+        outcome = _run(
+            lambda: api.calibrate(
+                chip, seed=seed, size=size, targets=targets, protocol=protocol, data=data, progress=progress
+            )
+        )
+    if as_json:
+        typer.echo(summary_json(outcome))
+    else:
+        from rich.console import Console
+
+        render(outcome, Console())
+    if not outcome.passed:
+        raise typer.Exit(EXIT_ACCEPTANCE)
+
+
+def _run(work):
+    """Turn labctl's own errors into one line on stderr and their exit code."""
+    from labctl.errors import LabctlError
+
+    try:
+        return work()
+    except LabctlError as err:
+        _fail(str(err), err.exit_code)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"labctl: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class _progress:
+    """A progress bar on stderr for write-verify: cells done out of all cells."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("write-verify"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("cells in band · iteration {task.fields[iteration]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.start()
+        self._task = None
+        return self.update
+
+    def update(self, iteration: int, active: int, total: int) -> None:
+        if self._task is None:
+            self._task = self._bar.add_task("write-verify", total=total, iteration=0)
+        self._bar.update(self._task, completed=total - active, iteration=iteration)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def main() -> None:
+    """Console-script entry: parser errors also become one line on stderr and exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as done:
+        code = done.exit_code
+    except typer.Abort:
+        typer.echo("labctl: interrupted", err=True)
+        code = 130
+    except Exception as err:
+        if _is_usage_error(err):
+            ctx = getattr(err, "ctx", None)
+            command = ctx.command_path if ctx is not None else "labctl"
+            typer.echo(f"labctl: error: {err.format_message()} (see '{command} --help')", err=True)
+            code = 2
+        elif os.environ.get("LABCTL_DEBUG"):
+            raise
+        else:  # a bug: one line by default, the traceback on request
+            typer.echo(
+                f"labctl: internal error: {type(err).__name__}: {err} (set LABCTL_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            code = 3
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """The parser's usage errors (typer may vendor its parser, so match by shape, not by class)."""
+    return getattr(err, "exit_code", None) == 2 and hasattr(err, "format_message")

@@ -1,0 +1,106 @@
+"""Run protocols as data: TOML files validated into typed models.
+
+Built-in protocols live in the repository's ``protocols/`` folder and are shipped
+inside the wheel as ``labctl/_protocols``; a user's protocol is any file of the same
+shape given with ``--protocol``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from calibration.write_verify import WriteVerifyParams
+from labctl.errors import UsageError
+
+
+class TargetPattern(BaseModel):
+    """The default target matrix, used unless the user gives ``--targets``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pattern: Literal["ramp"] = "ramp"
+    low_us: float = Field(2.0, ge=0)
+    high_us: float = Field(20.0, gt=0)
+    levels: int = Field(8, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TargetPattern:
+        if self.low_us > self.high_us:
+            raise ValueError(f"low_us ({self.low_us}) exceeds high_us ({self.high_us})")
+        return self
+
+
+class Acceptance(BaseModel):
+    """Limits that decide the exit code: 0 when all hold, 1 otherwise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_converged_fraction: float = Field(0.99, ge=0, le=1)
+    max_error_sigma_us: float = Field(0.3, gt=0)
+    max_stuck_fraction: float = Field(0.02, ge=0, le=1)
+
+
+class CalibrateProtocol(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    targets: TargetPattern = TargetPattern()
+    write_verify: WriteVerifyParams = WriteVerifyParams()
+    acceptance: Acceptance = Acceptance()
+
+
+@dataclass(frozen=True)
+class LoadedProtocol:
+    protocol: CalibrateProtocol
+    source: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def builtin_protocol_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "_protocols"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "protocols"  # a source checkout
+
+
+def load_protocol(path: Path | str | None = None, builtin: str = "calibrate") -> LoadedProtocol:
+    """Read and validate a protocol; every problem becomes one ``UsageError`` line."""
+    source = Path(path) if path is not None else builtin_protocol_dir() / f"{builtin}.toml"
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"protocol file {str(source)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"protocol file {str(source)!r} cannot be read: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{source}: invalid TOML: {err}") from None
+    try:
+        protocol = CalibrateProtocol.model_validate(data)
+    except ValidationError as err:
+        raise UsageError(f"{source}: {describe_validation_error(err)}") from None
+    return LoadedProtocol(protocol, str(source), text)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """The first problem as ``key.path: message``, and how many more there are."""
+    problems = err.errors()
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"{where}: {message}{more}"

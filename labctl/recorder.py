@@ -1,0 +1,69 @@
+"""Streams write-verify measurements into the run store as they are made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+
+from labctl.store.run import Run
+
+ProgressCallback = Callable[[int, int, int], None]  # iteration, active cells, all cells
+
+
+def _wall_times(count: int) -> np.ndarray:
+    now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
+    return np.full(count, now)
+
+
+class StoreRecorder:
+    """A ``WriteVerifyObserver`` that writes ``reads`` and ``pulses`` rows."""
+
+    def __init__(self, run: Run, array: int, t0_s: float, cols: int, progress: ProgressCallback | None = None) -> None:
+        self.run = run
+        self.array = array
+        self.t0_s = t0_s
+        self.cols = cols
+        self.progress = progress
+
+    def on_read(self, phase: str, iteration: int, rows: np.ndarray, codes: np.ndarray, g_us: np.ndarray,
+                t_s: float, temperature_k: float) -> None:
+        n = codes.size
+        self.run.table("reads").append(
+            {
+                "t_s": np.full(n, t_s - self.t0_s),
+                "wall_time": _wall_times(n),
+                "phase": [phase] * n,
+                "iteration": np.full(n, iteration, dtype=np.int32),
+                "array": np.full(n, self.array, dtype=np.int16),
+                "row": np.repeat(rows, self.cols).astype(np.int16),
+                "col": np.tile(np.arange(self.cols), len(rows)).astype(np.int16),
+                "code": codes.ravel().astype(np.int16),
+                "g_us": g_us.ravel().astype(np.float32),
+                "temperature_k": np.full(n, temperature_k, dtype=np.float32),
+            }
+        )
+
+    def on_pulses(self, iteration: int, rows: np.ndarray, cols: np.ndarray, amplitude_mv: np.ndarray,
+                  width_ns: int, g_before_us: np.ndarray, g_after_us: np.ndarray, t_s: float) -> None:
+        n = len(rows)
+        self.run.table("pulses").append(
+            {
+                "t_s": np.full(n, t_s - self.t0_s),
+                "wall_time": _wall_times(n),
+                "iteration": np.full(n, iteration, dtype=np.int32),
+                "array": np.full(n, self.array, dtype=np.int16),
+                "row": rows.astype(np.int16),
+                "col": cols.astype(np.int16),
+                "polarity": np.sign(amplitude_mv).astype(np.int8),
+                "amplitude_v": (np.abs(amplitude_mv.astype(np.float32)) / 1000.0),
+                "width_ns": np.full(n, width_ns, dtype=np.int32),
+                "g_before_us": g_before_us.astype(np.float32),
+                "g_after_us": g_after_us.astype(np.float32),
+            }
+        )
+
+    def on_iteration(self, iteration: int, active: int, total: int) -> None:
+        if self.progress:
+            self.progress(iteration, active, total)

@@ -1,0 +1,56 @@
+"""Fixed, typed schemas of the run store's tables (DESIGN.md, "The run store").
+
+Every part file of a table has exactly this schema, so pandas, DuckDB, polars and
+Spark can read a whole table (all chips, all runs) as one dataset. ``chip`` and
+``run`` are not columns in the files: they are the Hive partition directories.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+WALL_TIME = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "reads": pa.schema(
+        [
+            ("t_s", pa.float64()),  # board clock, seconds since the run started
+            ("wall_time", WALL_TIME),
+            ("phase", pa.string()),
+            ("iteration", pa.int32()),
+            ("array", pa.int16()),
+            ("row", pa.int16()),
+            ("col", pa.int16()),
+            ("code", pa.int16()),
+            ("g_us", pa.float32()),
+            ("temperature_k", pa.float32()),
+        ]
+    ),
+    "pulses": pa.schema(
+        [
+            ("t_s", pa.float64()),
+            ("wall_time", WALL_TIME),
+            ("iteration", pa.int32()),
+            ("array", pa.int16()),
+            ("row", pa.int16()),
+            ("col", pa.int16()),
+            ("polarity", pa.int8()),  # +1 SET, -1 RESET
+            ("amplitude_v", pa.float32()),  # magnitude
+            ("width_ns", pa.int32()),
+            ("g_before_us", pa.float32()),
+            ("g_after_us", pa.float32()),
+        ]
+    ),
+    "cells": pa.schema(
+        [
+            ("array", pa.int16()),
+            ("row", pa.int16()),
+            ("col", pa.int16()),
+            ("target_us", pa.float32()),
+            ("achieved_us", pa.float32()),
+            ("pulses", pa.int32()),
+            ("converged", pa.bool_()),
+            ("stuck", pa.bool_()),
+        ]
+    ),
+}
