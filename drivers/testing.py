@@ -1,0 +1,65 @@
+"""Protocol-level driver tests: a transport that plays a scripted conversation.
+
+``expected_protocol(Board, [(b"READ:VOLT?", b"0.2"), ...])`` yields a driver whose
+every write must match the next scripted command byte for byte, and whose reads
+return the scripted replies. Any unexpected byte, or a command left unsent, fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from drivers.errors import InstrumentTimeout
+
+Exchange = tuple[bytes, bytes | None]  # (command without "\n", reply without "\n" or None)
+
+
+class ScriptedTransport:
+    resource = "scripted://"
+
+    def __init__(self, conversation: Sequence[Exchange]) -> None:
+        self._script = list(conversation)
+        self._replies = bytearray()
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+        if not self._script:
+            raise AssertionError(f"unexpected command {data!r}: the script is finished")
+        expected, reply = self._script.pop(0)
+        expected += b"\n"
+        if data != expected:
+            raise AssertionError(f"sent {data!r}, script expected {expected!r}")
+        if reply is not None:
+            self._replies.extend(reply + b"\n")
+
+    def read_line(self) -> bytes:
+        end = self._replies.find(b"\n")
+        if end < 0:
+            raise InstrumentTimeout("scripted: no reply")
+        line = bytes(self._replies[: end + 1])
+        del self._replies[: end + 1]
+        return line
+
+    def read_exact(self, count: int) -> bytes:
+        if len(self._replies) < count:
+            raise InstrumentTimeout("scripted: reply too short")
+        data = bytes(self._replies[:count])
+        del self._replies[:count]
+        return data
+
+    def close(self) -> None:
+        pass
+
+    def assert_done(self) -> None:
+        if self._script:
+            raise AssertionError(f"commands never sent: {[c for c, _ in self._script]!r}")
+
+
+@contextmanager
+def expected_protocol(driver_class: type, conversation: Sequence[Exchange], **kwargs: Any) -> Iterator[Any]:
+    transport = ScriptedTransport(conversation)
+    yield driver_class(transport, **kwargs)
+    transport.assert_done()

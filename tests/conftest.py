@@ -1,0 +1,39 @@
+"""Shared fixtures: a small twin and a board driver talking to it in process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sims
+from drivers import Board, InProcessTransport
+
+
+@pytest.fixture
+def chip() -> sims.ChipModel:
+    return sims.ChipModel(preset="pcm", seed=7, rows=16, cols=12)
+
+
+@pytest.fixture
+def twin(chip: sims.ChipModel) -> sims.BoardTwin:
+    return sims.BoardTwin(chip)
+
+
+@pytest.fixture
+def board(twin: sims.BoardTwin) -> Board:
+    return Board(InProcessTransport(twin.feed, resource="twin://test"))
+
+
+def block(values, dtype="<i2") -> bytes:
+    payload = np.asarray(values, dtype=dtype).tobytes()
+    length = str(len(payload)).encode()
+    return b"#" + str(len(length)).encode() + length + payload
+
+
+def parse_block(reply: bytes, dtype="<i2") -> np.ndarray:
+    assert reply[:1] == b"#"
+    digits = reply[1] - 0x30
+    length = int(reply[2 : 2 + digits])
+    payload = reply[2 + digits : 2 + digits + length]
+    assert reply[2 + digits + length :] == b"\n"
+    return np.frombuffer(payload, dtype=dtype)

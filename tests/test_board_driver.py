@@ -1,0 +1,185 @@
+"""The board driver: exact bytes on the wire (scripted), then against the twin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import block
+
+from drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError
+from drivers.testing import expected_protocol
+
+GEOM = (b"CHIP:GEOM?", b"1,2,3")
+LIM = (b"PROG:LIM?", b"3000,4000,10000")
+NO_ERROR = b'0,"No error"'
+
+
+def test_identity_and_geometry_bytes():
+    with expected_protocol(Board, [(b"*IDN?", b"ACME,ACB-1,SN42,2.1"), GEOM]) as board:
+        identity = board.identity()
+        assert identity.model == "ACB-1" and not identity.is_twin
+        assert board.geometry().shape == (2, 3)
+        assert board.geometry().rows == 2  # cached: no second query
+
+
+def test_settings_are_declarative_and_checked_before_the_wire():
+    conversation = [
+        (b"READ:VOLT 0.15", None), (b"SYST:ERR?", NO_ERROR),
+        (b"READ:AVG?", b"8"),
+        (b"PROG:WIDT 200", None), (b"SYST:ERR?", NO_ERROR),
+    ]
+    with expected_protocol(Board, conversation) as board:
+        board.read_voltage = 0.15
+        assert board.averaging == 8
+        board.pulse_width_ns = 200
+        with pytest.raises(LimitError, match="read_voltage"):
+            board.read_voltage = 0.5  # nothing may be sent: the script would fail
+        with pytest.raises(LimitError):
+            board.averaging = 0
+
+
+def test_read_row_and_array_are_one_block_each():
+    row = block([1, -2, 3])
+    conversation = [GEOM, (b"READ:ROW? 1", row), (b"READ:ARR?", block([1, 2, 3, 4, 5, 6]))]
+    with expected_protocol(Board, conversation) as board:
+        np.testing.assert_array_equal(board.read_row(1), [1, -2, 3])
+        np.testing.assert_array_equal(board.read_array(), [[1, 2, 3], [4, 5, 6]])
+
+
+def test_program_array_sends_block_and_error_check_in_one_message():
+    amplitudes = np.array([[100, 0, -200], [0, 0, 2999]])
+    message = b"PROG:ARR " + block(amplitudes) + b";:SYST:ERR?"
+    with expected_protocol(Board, [GEOM, LIM, (message, NO_ERROR)]) as board:
+        board.program_array(amplitudes)
+
+
+def test_program_row_and_cell_bytes():
+    conversation = [
+        GEOM, LIM,
+        (b"PROG:ROW 1, " + block([5, 0, -5]) + b";:SYST:ERR?", NO_ERROR),
+        (b"PROG:CELL 0,2,-1500", None), (b"SYST:ERR?", NO_ERROR),
+    ]
+    with expected_protocol(Board, conversation) as board:
+        board.program_row(1, np.array([5, 0, -5]))
+        board.program_cell(0, 2, -1500)
+
+
+def test_instrument_errors_are_typed_with_the_instruments_message():
+    conversation = [
+        GEOM, LIM,
+        (b"PROG:ARR " + block(np.zeros((2, 3))) + b";:SYST:ERR?", b'-222,"Data out of range; hot"'),
+        (b"SYST:ERR?", b'-350,"Queue overflow"'),
+        (b"SYST:ERR?", NO_ERROR),
+    ]
+    with expected_protocol(Board, conversation) as board:
+        with pytest.raises(InstrumentError) as caught:
+            board.program_array(np.zeros((2, 3)))
+        assert caught.value.code == -222
+        assert "hot" in str(caught.value) and "PROG:ARR" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "amplitudes, message, queries",
+    [
+        (np.array([[0, 0, 3001], [0, 0, 0]]), "safe limits", [GEOM, LIM]),
+        (np.array([[0, 0, 0], [0, -4001, 0]]), "safe limits", [GEOM, LIM]),
+        (np.zeros((3, 3)), "shape", [GEOM]),
+        (np.array([[0.5, 0, 0], [0, 0, 0]]), "whole millivolts", [GEOM]),
+    ],
+)
+def test_unsafe_or_malformed_pulses_never_reach_the_wire(amplitudes, message, queries):
+    with expected_protocol(Board, queries) as board:
+        with pytest.raises(LimitError, match=message):
+            board.program_array(amplitudes)
+
+
+def test_configured_safe_area_tightens_the_boards_limits():
+    with expected_protocol(Board, [LIM, GEOM], safe_limits=PulseLimits(2000, 2500, 500)) as board:
+        assert board.pulse_limits() == PulseLimits(2000, 2500, 500)
+        with pytest.raises(LimitError):
+            board.program_array(np.array([[0, 0, 2001], [0, 0, 0]]))
+        with pytest.raises(LimitError):
+            board.set_pulse_width(600)
+
+
+@pytest.mark.parametrize(
+    "reply, exception",
+    [
+        (b"1,2", ReplyError),  # too few fields
+        (b"1,two,3", ReplyError),  # not numeric
+        (b"0,0,0", ReplyError),  # nonsensical
+    ],
+)
+def test_malformed_replies_raise_reply_errors(reply, exception):
+    with expected_protocol(Board, [(b"CHIP:GEOM?", reply)]) as board:
+        with pytest.raises(exception):
+            board.geometry()
+
+
+def test_wrong_length_block_is_a_reply_error():
+    with expected_protocol(Board, [GEOM, (b"READ:ROW? 0", block([1, 2]))]) as board:
+        with pytest.raises(ReplyError, match="expected 6"):
+            board.read_row(0)
+
+
+def test_not_a_block_is_a_reply_error():
+    with expected_protocol(Board, [GEOM, (b"READ:ARR?", b"12,13")]) as board:
+        with pytest.raises(ReplyError, match="block"):
+            board.read_array()
+
+
+def test_query_without_reply_surfaces_the_queued_error():
+    conversation = [
+        (b"READ:CELL? 0,0", None),
+        (b"SYST:ERR?", b'-222,"Data out of range; row"'),
+        (b"SYST:ERR?", NO_ERROR),
+    ]
+    with expected_protocol(Board, conversation) as board:
+        with pytest.raises(InstrumentError, match="row"):
+            board.query("READ:CELL? 0,0")
+
+
+def test_query_without_reply_and_empty_queue_times_out():
+    with expected_protocol(Board, [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR)]) as board:
+        with pytest.raises(InstrumentTimeout):
+            board.query("READ:AVG?")
+
+
+# ---- against the twin, in process ---------------------------------------------------
+
+
+def test_driver_against_the_twin(board, chip):
+    identity = board.identity()
+    assert identity.is_twin and identity.maker == "LABCTL"
+    assert board.geometry().shape == (16, 12)
+    assert board.adc().bits == 12
+    board.averaging = 16
+    board.read_voltage = 0.2
+    array = board.read_array()
+    assert array.shape == (16, 12)
+    assert abs(int(board.read_cell(3, 3)) - int(array[3, 3])) < 40
+    before = chip.ground_truth().conductance_us
+    board.program_row(4, np.full(12, 2000))
+    board.program_array(np.where(np.arange(16)[:, None] == 5, -2500, 0) * np.ones((16, 12), int))
+    after = chip.ground_truth().conductance_us
+    moved = (after != before)[0]
+    assert set(np.flatnonzero(moved.any(axis=1))) <= {4, 5}
+    seconds, kelvin = board.clock_and_temperature()
+    assert seconds > 0 and 299 < kelvin < 301
+
+
+def test_twin_errors_arrive_as_instrument_errors(board):
+    with pytest.raises(InstrumentError) as caught:
+        board.query("READ:CELL? 99,0")
+    assert caught.value.code == -222 and "row 99" in caught.value.message
+    with pytest.raises(InstrumentError, match="-113"):
+        board.query("NOPE?")
+
+
+def test_snapshot_names_every_setting(board):
+    board.averaging = 4
+    snap = board.snapshot()
+    assert snap["averaging"] == 4 and snap["read_voltage"] == 0.2
+    assert snap["idn"].startswith("LABCTL,ACB-TWIN")
+    assert snap["pulse_limits"]["set_max_mv"] == 3000
+    assert snap["resource"] == "twin://test"
