@@ -1,0 +1,100 @@
+"""The run store's files, read back by tools that know nothing of labctl."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from labctl.errors import UsageError
+from labctl.store import RunStore
+from labctl.store.schemas import SCHEMAS
+from labctl.store.writer import TableWriter
+
+
+def cells_rows(n, offset=0):
+    return {
+        "array": np.zeros(n, np.int16),
+        "row": np.arange(offset, offset + n, dtype=np.int16),
+        "col": np.zeros(n, np.int16),
+        "target_us": np.full(n, 5.0, np.float32),
+        "achieved_us": np.full(n, 5.1, np.float32),
+        "pulses": np.ones(n, np.int32),
+        "converged": np.ones(n, bool),
+        "stuck": np.zeros(n, bool),
+    }
+
+
+def test_parts_are_written_whole_and_numbered(tmp_path):
+    writer = TableWriter(tmp_path / "t", SCHEMAS["cells"], rows_per_part=10)
+    writer.append(cells_rows(4))
+    assert not (tmp_path / "t").exists()  # nothing flushed yet, nothing on disk
+    writer.append(cells_rows(8, offset=4))  # crosses the part size: flushed
+    writer.append(cells_rows(3, offset=12))
+    writer.flush()
+    files = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert files == ["part-00000.parquet", "part-00001.parquet"]
+    table = pq.read_table(tmp_path / "t")
+    assert table.num_rows == 15 and sorted(table["row"].to_pylist()) == list(range(15))
+    assert writer.rows_written == 15
+
+
+def test_files_use_the_fixed_schema_and_zstd(tmp_path):
+    writer = TableWriter(tmp_path / "t", SCHEMAS["cells"])
+    writer.append(cells_rows(5))
+    writer.flush()
+    meta = pq.ParquetFile(tmp_path / "t" / "part-00000.parquet")
+    assert meta.schema_arrow == SCHEMAS["cells"]
+    assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_wrong_columns_are_refused_before_anything_is_written(tmp_path):
+    writer = TableWriter(tmp_path / "t", SCHEMAS["cells"])
+    rows = cells_rows(3)
+    del rows["stuck"]
+    with pytest.raises(KeyError):
+        writer.append(rows)
+    writer.flush()
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_run_is_hive_partitioned_and_has_a_manifest(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create_run("chipA", {"seed": 3})
+    run.table("cells").append(cells_rows(6))
+    run.step_done("write_verify", iterations=4)
+    run.finish("completed", summary={"cells": 6})
+
+    df = pd.read_parquet(tmp_path / "cells")
+    assert len(df) == 6
+    assert set(df["chip"].astype(str)) == {"chipA"}
+    assert set(df["run"].astype(str)) == {run.id}
+
+    manifest = json.loads((tmp_path / "runs" / run.id / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["seed"] == 3
+    assert manifest["steps_done"] == ["write_verify"]
+    assert manifest["tables"]["cells"] == {"rows": 6, "parts": 1}
+    assert manifest["ended_utc"] >= manifest["started_utc"]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_manifest_of_a_running_run_is_already_on_disk(tmp_path):
+    run = RunStore(tmp_path).create_run("c", {})
+    manifest = json.loads((tmp_path / "runs" / run.id / "manifest.json").read_text())
+    assert manifest["status"] == "running"
+
+
+def test_run_ids_sort_by_start_and_are_unique(tmp_path):
+    store = RunStore(tmp_path)
+    ids = [store.create_run("c", {}).id for _ in range(20)]
+    assert len(set(ids)) == 20
+
+
+def test_unwritable_root_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UsageError, match="not writable"):
+        RunStore(blocker / "data").check_writable()
