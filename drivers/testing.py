@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from drivers.errors import InstrumentTimeout
+from drivers.transport import InProcessTransport
 
 Exchange = tuple[bytes, bytes | None]  # (command without "\n", reply without "\n" or None)
 
@@ -63,3 +64,15 @@ def expected_protocol(driver_class: type, conversation: Sequence[Exchange], **kw
     transport = ScriptedTransport(conversation)
     yield driver_class(transport, **kwargs)
     transport.assert_done()
+
+
+class CountingTransport(InProcessTransport):
+    """An in-process transport that counts messages sent: the round trips a batching costs."""
+
+    def __init__(self, handler, resource: str = "inproc://counting") -> None:
+        super().__init__(handler, resource)
+        self.round_trips = 0
+
+    def write(self, data: bytes) -> None:
+        self.round_trips += 1
+        super().write(data)
