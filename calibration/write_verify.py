@@ -39,12 +39,12 @@ class WriteVerifyParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tolerance_us: float = Field(0.5, gt=0, description="acceptance: |achieved - target| at the end")
-    band_us: float = Field(0.3, gt=0, description="pulsing stops inside this tighter band")
+    band_us: float = Field(0.25, gt=0, description="pulsing stops inside this tighter band")
     max_iterations: int = Field(40, ge=1, le=10_000)
     batch: Literal["array", "row"] = "array"
     width_ns: int = Field(100, ge=10, le=10_000)
     read_voltage: float = Field(0.2, gt=0, le=0.3)
-    averaging: int = Field(8, ge=1, le=256)
+    averaging: int = Field(64, ge=1, le=256)
     set_start_mv: int = Field(700, ge=1)
     set_max_mv: int = Field(2400, ge=1)
     reset_start_mv: int = Field(1000, ge=1)
@@ -174,11 +174,17 @@ class WriteVerify:
         pulses = np.zeros(shape, dtype=np.int32)
         at_max = np.zeros(shape, dtype=np.int32)
         stuck = np.zeros(shape, dtype=bool)
+        verified = np.zeros(shape, dtype=bool)
         g = self._read(rows_all, np.empty(shape), "initial", 0)
         iteration = 0
         for iteration in range(1, p.max_iterations + 1):
             error = targets_us - g
-            active = (np.abs(error) > p.band_us) & ~stuck
+            # hysteresis: once a cell has read inside the band it is only pulsed again if
+            # a later read puts it outside the tolerance, so read noise alone does not
+            # keep finished cells cycling
+            verified |= np.abs(error) <= p.band_us
+            limit = np.where(verified, p.tolerance_us, p.band_us)
+            active = (np.abs(error) > limit) & ~stuck
             self.observer.on_iteration(iteration, int(active.sum()), int(active.size))
             if not active.any():
                 iteration -= 1

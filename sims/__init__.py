@@ -2,11 +2,12 @@
 
 It knows only the wire protocols: a driver talks to it with the same bytes it would
 send a real board. Tests may read its hidden ground truth through
-``ChipModel.ground_truth()``; nothing else should.
+``ChipModel.ground_truth()``; nothing else should. The physics is described, with
+its sources, in ``sims/README.md``.
 """
 
 from sims.board import BoardTwin
 from sims.chip import ChipModel, GroundTruth
-from sims.physics import PRESETS
+from sims.presets import PRESETS, DeviceParams
 
-__all__ = ["BoardTwin", "ChipModel", "GroundTruth", "PRESETS"]
+__all__ = ["BoardTwin", "ChipModel", "DeviceParams", "GroundTruth", "PRESETS"]

@@ -22,6 +22,7 @@ from sims.scpi import (
 )
 
 FIRMWARE_VERSION = "0.1.0"
+WIRE_BYTES_PER_S = 1.0e6  # USB CDC link: the nominal 921600 baud does not bind over USB
 SET_MAX_MV = 3000
 RESET_MAX_MV = 4000
 WIDTH_MIN_NS = 10
@@ -65,6 +66,14 @@ class BoardTwin(ScpiDevice):
         c("ROUTe:PROBe?", self._probe_query)
         c("SIM:CLOCk:ADVance", self._advance_clock)
         c("SIM:SEED?", lambda p: self._no_params(p) or str(chip.seed))
+        c("MVM?", self._mvm)
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes take time on the wire: the clock advances by their transfer time."""
+        self.chip.advance(len(data) / WIRE_BYTES_PER_S)
+        reply = super().feed(data)
+        self.chip.advance(len(reply) / WIRE_BYTES_PER_S)
+        return reply
 
     def _reset_settings(self) -> None:
         self.read_volt: float = DEFAULTS["read_volt"]
@@ -178,6 +187,18 @@ class BoardTwin(ScpiDevice):
         amplitudes = self._amplitudes(as_block(params[0], "amplitudes"), count)
         self._pulse(slice(None), amplitudes.reshape(self.chip.rows, self.chip.cols))
 
+    # ---- compute -------------------------------------------------------------------
+
+    def _mvm(self, params: list[Param]) -> bytes:
+        expect_count(params, 1)
+        payload = as_block(params[0], "inputs")
+        if len(payload) != 2 * self.chip.rows:
+            raise ScpiError(-224, f"Illegal parameter value; block holds {len(payload)} bytes, expected {2 * self.chip.rows}")
+        inputs = np.frombuffer(payload, dtype="<i2")
+        if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
+            raise ScpiError(-222, "Data out of range; DAC codes must be within -127..127")
+        return self.chip.mvm_codes(self.array, inputs, self.read_volt, self.averages).astype("<i2").tobytes()
+
     # ---- probe routing and twin-only commands --------------------------------------
 
     def _route_probe(self, params: list[Param]) -> None:
@@ -195,4 +216,4 @@ class BoardTwin(ScpiDevice):
         expect_count(params, 1)
         seconds = as_float(params[0], "seconds")
         in_range(seconds, 0.0, 10 * 365 * 86400.0, "seconds")
-        self.chip.clock.advance(seconds)
+        self.chip.advance(seconds)

@@ -1,44 +1,43 @@
-"""The twin's chip: crossbar state, periphery (per-column ADCs), clock and sensor.
+"""The twin's chip: crossbar state over time, periphery, temperature and the virtual clock.
 
 The model is fully determined by ``(preset, seed, geometry)``: fabrication (cell
 parameters, ADC trims, stuck map) and run-time noise come from separate streams of
 one seed, so two twins built alike are the same chip, and the same sequence of
 commands gives the same replies.
 
-``ground_truth()`` is for tests only; nothing on the wire exposes it.
+State per cell is what was programmed (``g_prog`` at virtual time ``t_prog``, with its
+drift exponent, noise amplitude and relaxation offset); what a read sees at time t is
+derived from it, so time can jump by hours at no cost. ``ground_truth()`` is for
+tests only; nothing on the wire exposes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from sims.physics import (
-    PRESETS,
-    CellParams,
-    DeviceParams,
-    apply_pulses,
-    draw_cells,
-    initial_conductance,
-    read_noise_sigma,
-)
+from sims import physics
+from sims.noise import NoisePool
+from sims.presets import PRESETS, DeviceParams  # noqa: F401 - DeviceParams for annotations
+from sims.thermal import ThermalModel
 
-ADC_BITS = 12
-ADC_FULL_SCALE_UA = 8.0  # bipolar: codes span ±full scale
-ADC_GAIN_SPREAD = 0.005  # per-column σ of gain error after the board's factory trim
-ADC_OFFSET_SPREAD_LSB = 2.0
-ROW_READ_TIME_S = 1e-6
-PULSE_OVERHEAD_S = 200e-9
-CHIP_TEMPERATURE_K = 300.0
-SENSOR_NOISE_K = 0.05
+ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
+PULSE_OVERHEAD_S = 200e-9  # per row, around each pulse
+MVM_TIME_S = 2e-6
+DAC_FULL_CODE = 127
 
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """What the chip really is; read only by tests."""
+    """What the chip really is at the moment it is asked; read only by tests."""
 
-    conductance_us: np.ndarray  # (arrays, rows, cols)
+    time_s: float
+    temperature_k: float
+    conductance_us: np.ndarray  # (arrays, rows, cols), as a noiseless read would see it now
+    programmed_us: np.ndarray  # right after the last switching pulse
+    programmed_at_s: np.ndarray
+    nu: np.ndarray
     stuck_low: np.ndarray
     stuck_high: np.ndarray
     adc_gain: np.ndarray  # (arrays, cols)
@@ -61,37 +60,59 @@ class VirtualClock:
 
 
 class ChipModel:
-    """A crossbar chip with per-column ADCs, driven by the board handler."""
+    """Crossbar arrays with per-column ADCs, a thermal model and a virtual clock."""
 
     def __init__(
         self,
         preset: str = "pcm",
         seed: int = 0,
-        rows: int = 256,
-        cols: int = 256,
-        arrays: int = 1,
-        adc_gain_spread: float = ADC_GAIN_SPREAD,
-        adc_offset_spread_lsb: float = ADC_OFFSET_SPREAD_LSB,
+        rows: int | None = None,
+        cols: int | None = None,
+        arrays: int | None = None,
+        adc_gain_spread: float | None = None,
+        adc_offset_spread_lsb: float | None = None,
+        ir_drop_ohm: float = 0.0,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
-        if rows < 1 or cols < 1 or arrays < 1:
-            raise ValueError("geometry must be positive")
         self.preset = preset
         self.seed = seed
-        self.params: DeviceParams = PRESETS[preset]
-        self.shape = (arrays, rows, cols)
-        fab_seq, run_seq = np.random.SeedSequence([seed, arrays, rows, cols]).spawn(2)
+        p = self.params = PRESETS[preset]
+        default_arrays, default_rows, default_cols = p.geometry
+        self.shape = (arrays or default_arrays, rows or default_rows, cols or default_cols)
+        if min(self.shape) < 1:
+            raise ValueError("geometry must be positive")
+        self.ir_drop_ohm = ir_drop_ohm
+        fab_seq, run_seq = np.random.SeedSequence([seed, *self.shape]).spawn(2)
         fab = np.random.default_rng(fab_seq)
         self._rng = np.random.default_rng(run_seq)
-        self.cells = draw_cells(self.params, self.shape, fab)
-        self._g = initial_conductance(self.params, self.cells, fab)
-        self.adc_gain = 1.0 + adc_gain_spread * fab.standard_normal((arrays, cols))
-        self.adc_offset = adc_offset_spread_lsb * fab.standard_normal((arrays, cols))
-        self.adc_bits = ADC_BITS
-        self.adc_full_scale_ua = ADC_FULL_SCALE_UA
+        self._noise = NoisePool(self._rng)
+
+        self.cells = physics.draw_cells(p, self.shape, fab)
+        gain_spread = p.adc_gain_spread if adc_gain_spread is None else adc_gain_spread
+        offset_spread = p.adc_offset_spread_lsb if adc_offset_spread_lsb is None else adc_offset_spread_lsb
+        self.adc_gain = (1.0 + gain_spread * fab.standard_normal(self.shape[::2])).astype(np.float32)
+        self.adc_offset = (offset_spread * fab.standard_normal(self.shape[::2])).astype(np.float32)
+        self.adc_bits = p.adc_bits
+        self.adc_full_scale_ua = p.adc_full_scale_ua
+
         self.clock = VirtualClock()
-        self.temperature_k = CHIP_TEMPERATURE_K
+        self.thermal = ThermalModel(p.ambient_k, p.thermal_tau_s)
+        self._drift_clock = 0.0  # ∫ Arrhenius acceleration dt: the time drift experiences
+
+        # as fabricated: programmed at time 0, like any later state
+        self._g_prog = physics.initial_conductance(p, self.cells, fab)
+        self._t_prog = np.zeros(self.shape)
+        self._drift_prog = np.zeros(self.shape)
+        self._nu = np.zeros(self.shape, dtype=np.float32)
+        self._q = np.zeros(self.shape, dtype=np.float32)
+        self._activation = np.zeros(self.shape, dtype=np.float32)
+        self._relax = np.zeros(self.shape, dtype=np.float32)
+        self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        everything = (slice(None),)
+        self._store_programmed(everything, self._g_prog.copy(), np.ones(self.shape, dtype=bool))
+
+    # ---- geometry --------------------------------------------------------------------
 
     @property
     def arrays(self) -> int:
@@ -109,47 +130,179 @@ class ChipModel:
     def lsb_ua(self) -> float:
         return self.adc_full_scale_ua / 2 ** (self.adc_bits - 1)
 
+    # ---- time and temperature ------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Everything that happens over time happens here: clock, temperature, drift clock."""
+        self.clock.advance(seconds)
+        self._drift_clock += self.thermal.advance(seconds, self._drift_rate)
+
+    def _drift_rate(self, temperature_k: float) -> float:
+        return physics.drift_acceleration(temperature_k, self.params)
+
+    @property
+    def temperature_k(self) -> float:
+        return self.thermal.temperature_k
+
+    def set_temperature(self, kelvin: float) -> None:
+        """The temperature controller's set point; the chip follows with a lag."""
+        self.thermal.set_point_k = kelvin
+
+    def sensor_temperature(self) -> float:
+        return float(self.thermal.temperature_k + self.params.sensor_noise_k * self._rng.standard_normal())
+
+    # ---- conductance now -----------------------------------------------------------
+
+    def _work(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A reusable float32 work array: fresh 256 KiB temporaries on every array read
+        are mapped and unmapped by the allocator, which costs more than the arithmetic."""
+        key = (name, shape)
+        if key not in self._scratch:
+            self._scratch[key] = np.empty(shape, dtype=np.float32)
+        return self._scratch[key]
+
+    def _conductance(self, index: tuple, reuse: bool = False) -> np.ndarray:
+        """Noiseless conductance of the indexed cells at the present time and temperature.
+
+        With ``reuse`` the result lives in a work array that the next read overwrites.
+        """
+        p = self.params
+        programmed = self._g_prog[index]
+        shape = programmed.shape
+        g = self._work("g", shape) if reuse else np.empty(shape, dtype=np.float32)
+        factor = self._work("factor", shape) if reuse else np.empty(shape, dtype=np.float32)
+        np.copyto(g, programmed)
+        if p.drift_scale > 0:
+            np.subtract(self._drift_clock, self._drift_prog[index], out=factor, casting="unsafe")
+            g *= physics.drift_factor(factor, self._nu[index], p.drift_t0_s, out=factor)
+        if p.relaxation_sigma > 0:
+            np.subtract(self.clock.now(), self._t_prog[index], out=factor, casting="unsafe")
+            g += physics.relaxation(self._relax[index], factor, p.relaxation_tau_s)
+        if self.thermal.temperature_k != physics.REFERENCE_TEMPERATURE_K:
+            g *= physics.conduction_factor(self._activation[index], self.thermal.temperature_k, out=factor)
+        return np.maximum(g, 0.0, out=g)
+
+    def _read_sigma(self, index: tuple, g: np.ndarray, averages: int) -> np.ndarray:
+        """σ of one (averaged) read of each indexed cell, in a work array."""
+        sigma = self._work("sigma", g.shape)
+        np.subtract(self.clock.now(), self._t_prog[index], out=sigma, casting="unsafe")
+        physics.read_noise_growth(sigma, self.params.t_read_s, out=sigma)
+        sigma *= self._q[index]
+        sigma *= g
+        sigma *= np.float32(1 / np.sqrt(averages))
+        return sigma
+
+    # ---- periphery -----------------------------------------------------------------
+
+    def _adc(self, array: int, current_ua: np.ndarray) -> np.ndarray:
+        codes = self._work("codes", current_ua.shape)
+        np.multiply(current_ua, np.float32(1 / self.lsb_ua), out=codes)
+        codes *= self.adc_gain[array]
+        codes += self.adc_offset[array]
+        np.rint(codes, out=codes)
+        top = 2 ** (self.adc_bits - 1)
+        np.clip(codes, -top, top - 1, out=codes)
+        return codes.astype(np.int16)
+
     def read_codes(self, array: int, rows: slice, v_read: float, averages: int) -> np.ndarray:
         """ADC codes of the given rows: noisy cell currents through each column's ADC.
 
-        The board averages ``averages`` conversions and reports the rounded mean, as
-        on-board averaging does; quantisation and saturation apply to the result.
+        On-board averaging of n conversions reduces the read noise by √n; the board
+        reports the rounded mean, so quantisation and saturation apply to the result.
         """
-        g = self._g[array, rows]
-        sigma = read_noise_sigma(g, self.params, self.params.g_max_us) / np.sqrt(averages)
-        g_read = g + sigma * self._rng.standard_normal(g.shape)
-        current_ua = v_read * g_read  # V · µS = µA
-        gain = self.adc_gain[array]
-        offset = self.adc_offset[array]
-        codes = np.rint(gain * current_ua / self.lsb_ua + offset)
-        top = 2 ** (self.adc_bits - 1)
-        n_rows = g.shape[0]
-        self.clock.advance(n_rows * ROW_READ_TIME_S * averages)
-        return np.clip(codes, -top, top - 1).astype(np.int16)
+        index = (array, rows)
+        g = self._conductance(index, reuse=True)
+        noise = self._read_sigma(index, g, averages)
+        noise *= self._noise.normal(g.shape)
+        g += noise
+        g *= np.float32(v_read)
+        self.advance(g.shape[0] * ROW_READ_TIME_S * averages)
+        return self._adc(array, g)
+
+    def mvm_codes(self, array: int, dac_codes: np.ndarray, v_read: float, averages: int = 1) -> np.ndarray:
+        """Column outputs of a matrix-vector multiply, in ADC codes.
+
+        Row i is driven at ``dac_i / 127 · v_read``; each column sums its cells'
+        currents (with IR drop when the chip has wire resistance) and the board's MVM
+        path divides the sum by the number of rows, so one ADC range serves single-cell
+        reads and full-array MVMs.
+        """
+        v_rows = dac_codes.astype(np.float32) * np.float32(v_read / DAC_FULL_CODE)
+        index = (array, slice(None))
+        g = self._conductance(index, reuse=True)
+        sigma = self._read_sigma(index, g, averages)
+        v_cells = physics.ir_drop_voltages(v_rows, g, self.ir_drop_ohm)
+        column_ua = np.einsum("ij,ij->j", v_cells, g, dtype=np.float64)
+        sigma *= v_rows[:, None]
+        column_sigma = np.sqrt(np.einsum("ij,ij->j", sigma, sigma, dtype=np.float64))
+        column_ua += column_sigma * self._rng.standard_normal(self.cols)
+        self.advance(MVM_TIME_S * averages)
+        return self._adc(array, (column_ua / self.rows).astype(np.float32))
+
+    def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
+        """Current through one cell routed to the probe port (what the SMU measures).
+
+        The SMU integrates for ``integration_s``, which averages the cell's read noise
+        as the ADC's averaging does.
+        """
+        index = (array, slice(row, row + 1), slice(col, col + 1))
+        g = float(self._conductance(index)[0, 0])
+        conversions = max(integration_s / self.params.t_read_s, 1.0)
+        sigma = float(self._read_sigma(index, np.array([[g]], dtype=np.float32), 1)[0, 0]) / np.sqrt(conversions)
+        self.advance(integration_s)
+        return float(volts * (g + sigma * self._rng.standard_normal()))
+
+    # ---- programming ---------------------------------------------------------------
 
     def program(self, array: int, rows: slice, amplitude_mv: np.ndarray, width_ns: float) -> None:
         """One pulse per addressed cell (0 mV cells are left alone)."""
-        region = self._g[array, rows]
-        cell_view = _slice_cells(self.cells, array, rows)
-        self._g[array, rows] = apply_pulses(
-            region, amplitude_mv.astype(np.float64), width_ns, self.params, cell_view, self._rng
-        )
-        n_rows = region.shape[0]
-        self.clock.advance(n_rows * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
+        index = (array, rows)
+        amplitude = amplitude_mv.astype(np.float32)
+        cells = self.cells.region(index)
+        switched = physics.switches(amplitude, cells)
+        if switched.any():
+            g_now = self._conductance(index)
+            noise = self._noise.normal(g_now.shape)
+            g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
+            self._store_programmed(index, g_new, switched)
+        self.advance(amplitude.shape[0] * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
-    def sensor_temperature(self) -> float:
-        return float(self.temperature_k + SENSOR_NOISE_K * self._rng.standard_normal())
+    def _store_programmed(self, index: tuple, g_new: np.ndarray, where: np.ndarray) -> None:
+        """Everything a programming event sets: the state, its time, ν, noise amplitude, relaxation.
+
+        Stuck cells are defects pinned at a rail: they neither drift nor relax.
+        """
+        p = self.params
+        stuck = self.cells.stuck[index]
+        np.copyto(self._g_prog[index], g_new, where=where)
+        np.copyto(self._t_prog[index], self.clock.now(), where=where)
+        np.copyto(self._drift_prog[index], self._drift_clock, where=where)
+        nu = physics.drift_exponent(g_new, self.cells.nu_z[index], p)
+        nu[stuck] = 0.0
+        np.copyto(self._nu[index], nu, where=where)
+        np.copyto(self._q[index], physics.read_noise_q(g_new, p), where=where)
+        np.copyto(self._activation[index], physics.conduction_activation(g_new, p), where=where)
+        if p.relaxation_sigma > 0:
+            relax = p.relaxation_sigma * g_new * self._noise.normal(g_new.shape)
+            relax[stuck] = 0.0
+            np.copyto(self._relax[index], relax, where=where)
+
+    # ---- for tests -----------------------------------------------------------------
 
     def ground_truth(self) -> GroundTruth:
         return GroundTruth(
-            conductance_us=self._g.copy(),
+            time_s=self.clock.now(),
+            temperature_k=self.thermal.temperature_k,
+            conductance_us=self._conductance((slice(None),)).astype(np.float64),
+            programmed_us=self._g_prog.astype(np.float64),
+            programmed_at_s=self._t_prog.copy(),
+            nu=self._nu.astype(np.float64),
             stuck_low=self.cells.stuck_low.copy(),
             stuck_high=self.cells.stuck_high.copy(),
-            adc_gain=self.adc_gain.copy(),
-            adc_offset_lsb=self.adc_offset.copy(),
+            adc_gain=self.adc_gain.astype(np.float64),
+            adc_offset_lsb=self.adc_offset.astype(np.float64),
         )
 
+    def describe(self) -> dict[str, object]:
+        return {"preset": self.preset, "seed": self.seed, "geometry": list(self.shape), **self.params.describe()}
 
-def _slice_cells(cells: CellParams, array: int, rows: slice) -> CellParams:
-    """The cell parameters of one array's rows, as a CellParams of that shape."""
-    return replace(cells, **{f.name: getattr(cells, f.name)[array, rows] for f in fields(cells)})

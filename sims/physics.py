@@ -1,17 +1,8 @@
-"""Device equations of a phase-change memory cell, vectorised over whole arrays.
+"""Device equations, vectorised over whole arrays; ``sims/README.md`` states them with sources.
 
-Every function takes per-cell parameter arrays and returns new arrays; none keeps
-state, so the chip model (``sims.chip``) owns the state and these stay testable in
-isolation. Units: conductance in µS, amplitude in mV, width in ns, time in s.
-
-Reference for the statistics: the PCM inference model of IBM's aihwkit
-(Nandakumar et al., ICECS 2019; ``PCMLikeNoiseModel``), whose read-noise law is
-``q_s = min(0.0088 / (G/Gmax)**0.65, 0.2)`` (relative). The pulse response is a
-soft-bounded, threshold-switching model: a SET pulse above a cell's threshold
-crystallises part of the remaining amorphous volume (so steps shrink as G nears the
-top of the window), a RESET pulse amorphises part of the crystalline volume (steps
-shrink near the bottom), and a RESET above the melt amplitude amorphises the whole
-plug at once, as PCM does.
+Every function is pure: it takes state and per-cell parameter arrays and returns new
+arrays, so ``sims.chip`` owns the state and each law can be tested on its own. Units:
+conductance µS, amplitude mV, width ns, time s, temperature K, energy eV.
 """
 
 from __future__ import annotations
@@ -20,38 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sims.presets import AIHWKIT_PROG_G_MAX_US, DeviceParams
+
+BOLTZMANN_EV = 8.617333262e-5
 REFERENCE_WIDTH_NS = 100.0
-
-
-@dataclass(frozen=True)
-class DeviceParams:
-    """Population statistics a chip's cells are drawn from (one preset)."""
-
-    g_max_us: float = 25.0
-    g_max_spread: float = 0.04  # relative σ of each cell's top of window
-    g_min_us: float = 0.1
-    set_threshold_mv: float = 800.0
-    set_threshold_spread_mv: float = 60.0
-    set_scale_mv: float = 1000.0
-    set_strength_us: float = 8.0  # median step at 1 scale above threshold, empty cell
-    reset_threshold_mv: float = 1200.0
-    reset_threshold_spread_mv: float = 80.0
-    reset_scale_mv: float = 1000.0
-    reset_strength_us: float = 14.0
-    reset_melt_mv: float = 3600.0  # full amorphisation above this
-    strength_spread: float = 0.25  # lognormal σ of per-cell strengths (device-to-device)
-    cycle_noise: float = 0.3  # relative σ of each step (cycle-to-cycle)
-    cycle_noise_floor_us: float = 0.08  # absolute σ added to every pulse that switches
-    width_exponent: float = 0.5
-    read_noise_scale: float = 1.0
-    stuck_low_rate: float = 0.003
-    stuck_high_rate: float = 0.002
-    initial_g_us: tuple[float, float] = (0.3, 3.0)  # as-fabricated range (mostly amorphous)
+REFERENCE_TEMPERATURE_K = 300.0
 
 
 @dataclass(frozen=True)
 class CellParams:
-    """Each cell's own draw from ``DeviceParams`` (device-to-device variation)."""
+    """Each cell's own draw from a preset (device-to-device variation)."""
 
     g_max: np.ndarray
     g_min: np.ndarray
@@ -59,92 +28,220 @@ class CellParams:
     set_strength: np.ndarray
     reset_threshold: np.ndarray
     reset_strength: np.ndarray
+    nu_z: np.ndarray  # the cell's standard-normal position in the ν distribution of its state
     stuck_low: np.ndarray
     stuck_high: np.ndarray
 
-    @property
-    def stuck(self) -> np.ndarray:
-        return self.stuck_low | self.stuck_high
+    def __post_init__(self) -> None:
+        # derived once: every pulse needs them for every cell
+        span = self.g_max - self.g_min
+        object.__setattr__(self, "span", span)
+        object.__setattr__(self, "inv_span", (1.0 / span).astype(np.float32))
+        object.__setattr__(self, "set_rate", (self.set_strength / span).astype(np.float32))
+        object.__setattr__(self, "reset_rate", (self.reset_strength / span).astype(np.float32))
+        object.__setattr__(self, "stuck", self.stuck_low | self.stuck_high)
+
+    def region(self, index: tuple) -> CellParams:
+        """The same parameters for a block of cells (views, derived fields included)."""
+        part = object.__new__(CellParams)
+        for name, value in vars(self).items():
+            object.__setattr__(part, name, value[index])
+        return part
 
 
-def draw_cells(params: DeviceParams, shape: tuple[int, ...], rng: np.random.Generator) -> CellParams:
-    """Draw per-cell parameters; stuck-low and stuck-high are disjoint."""
-    lognormal = lambda median: median * rng.lognormal(0.0, params.strength_spread, shape)  # noqa: E731
+def draw_cells(p: DeviceParams, shape: tuple[int, ...], rng: np.random.Generator) -> CellParams:
+    """Per-cell parameters (float32: the arrays are large and read on every operation)."""
     u = rng.random(shape)
-    stuck_low = u < params.stuck_low_rate
-    stuck_high = (u >= params.stuck_low_rate) & (u < params.stuck_low_rate + params.stuck_high_rate)
+    stuck_low = u < p.stuck_low_rate
+    stuck_high = (u >= p.stuck_low_rate) & (u < p.stuck_low_rate + p.stuck_high_rate)
+
+    def f32(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32)
+
+    def lognormal(median: float) -> np.ndarray:
+        return f32(median * rng.lognormal(0.0, p.strength_spread, shape))
+
     return CellParams(
-        g_max=params.g_max_us * (1.0 + params.g_max_spread * rng.standard_normal(shape)),
-        g_min=np.full(shape, params.g_min_us),
-        set_threshold=params.set_threshold_mv + params.set_threshold_spread_mv * rng.standard_normal(shape),
-        set_strength=lognormal(params.set_strength_us),
-        reset_threshold=params.reset_threshold_mv
-        + params.reset_threshold_spread_mv * rng.standard_normal(shape),
-        reset_strength=lognormal(params.reset_strength_us),
+        g_max=f32(p.g_max_us * (1.0 + p.g_max_spread * rng.standard_normal(shape))),
+        g_min=np.full(shape, p.g_min_us, dtype=np.float32),
+        set_threshold=f32(p.set_threshold_mv + p.set_threshold_spread_mv * rng.standard_normal(shape)),
+        set_strength=lognormal(p.set_strength_us),
+        reset_threshold=f32(p.reset_threshold_mv + p.reset_threshold_spread_mv * rng.standard_normal(shape)),
+        reset_strength=lognormal(p.reset_strength_us),
+        nu_z=f32(rng.standard_normal(shape)),
         stuck_low=stuck_low,
         stuck_high=stuck_high,
     )
 
 
-def initial_conductance(
-    params: DeviceParams, cells: CellParams, rng: np.random.Generator
-) -> np.ndarray:
+def initial_conductance(p: DeviceParams, cells: CellParams, rng: np.random.Generator) -> np.ndarray:
     """As-fabricated state; stuck cells sit at their rail."""
-    low, high = params.initial_g_us
-    g = rng.uniform(low, high, cells.g_max.shape)
+    low, high = p.initial_g_us
+    g = rng.uniform(low, high, cells.g_max.shape).astype(np.float32)
     g = np.where(cells.stuck_low, cells.g_min, g)
-    return np.where(cells.stuck_high, cells.g_max * 0.97, g)
+    return np.where(cells.stuck_high, cells.g_max * np.float32(0.97), g)
 
 
-def _overdrive(amplitude_mv: np.ndarray, threshold: np.ndarray, scale: float) -> np.ndarray:
-    return np.clip((amplitude_mv - threshold) / scale, 0.0, None)
+# ---- programming ------------------------------------------------------------------
 
 
-def apply_pulses(
-    g: np.ndarray,
-    amplitude_mv: np.ndarray,
-    width_ns: float,
-    params: DeviceParams,
-    cells: CellParams,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Conductance after one pulse per cell (amplitude 0 = no pulse).
+def prog_sigma_us(g_us: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """aihwkit's one-shot programming noise σ(G), scaled to the preset's window."""
+    c0, c1, c2 = p.prog_coeff_us
+    g = np.clip(g_us / p.g_max_us, 0.0, 1.0)
+    sigma = np.maximum(c0 + c1 * g + c2 * g * g, 0.0) * (p.g_max_us / AIHWKIT_PROG_G_MAX_US)
+    return p.prog_noise_scale * sigma
 
-    The step depends on the present state (soft bounds), on amplitude above the
-    cell's own threshold and on width, is asymmetric between SET and RESET, and
-    carries multiplicative and additive cycle-to-cycle noise. Stuck cells ignore
-    pulses.
+
+def _saturation(amplitude_mv: np.ndarray, threshold: np.ndarray, scale_mv: float, rate: np.ndarray) -> np.ndarray:
+    """``expm1(-drive · rate)``, drive = max(amplitude - threshold, 0) / scale (≤ 0: the step's sign is the caller's)."""
+    x = np.subtract(amplitude_mv, threshold)
+    np.maximum(x, 0.0, out=x)
+    x *= -1.0 / scale_mv
+    x *= rate
+    return np.expm1(x, out=x)
+
+
+def expected_step(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: DeviceParams,
+                  cells: CellParams) -> np.ndarray:
+    """Mean conductance change of one pulse (before cycle-to-cycle noise).
+
+    Soft bounds: a SET crystallises a fraction of what is still amorphous, a RESET
+    amorphises a fraction of what is crystalline, the fraction saturating in drive
+    (amplitude above the cell's threshold, times width ** exponent)::
+
+        ΔG_set   =  span · (1 - fill) · (1 - exp(-drive_set · k_set / span))
+        ΔG_reset = -span · fill       · (1 - exp(-drive_reset · k_reset / span))
     """
-    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** params.width_exponent
-    g_max, g_min = cells.g_max, cells.g_min
-    span = g_max - g_min
-    fill = np.clip((g - g_min) / span, 0.0, 1.0)
-
-    set_drive = _overdrive(amplitude_mv, cells.set_threshold, params.set_scale_mv) * width_factor
-    reset_drive = (
-        _overdrive(-amplitude_mv, cells.reset_threshold, params.reset_scale_mv) * width_factor
-    )
-    # Saturating in drive: a long or strong pulse cannot move more than what is left.
-    set_step = span * (1.0 - fill) * -np.expm1(-set_drive * cells.set_strength / span)
-    reset_step = span * fill * -np.expm1(-reset_drive * cells.reset_strength / span)
-    step = set_step - reset_step
-
-    switched = (set_drive > 0) | (reset_drive > 0)
-    noise = params.cycle_noise * rng.standard_normal(g.shape)
-    floor = params.cycle_noise_floor_us * rng.standard_normal(g.shape)
-    g_new = g + np.where(switched, step * (1.0 + noise) + floor, 0.0)
-
-    melted = -amplitude_mv >= params.reset_melt_mv
-    g_new = np.where(melted, g_min * (1.0 + 0.2 * np.abs(floor)), g_new)
-    g_new = np.clip(g_new, g_min, g_max)
-    return np.where(cells.stuck, g, g_new)
+    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** p.width_exponent
+    fill = np.subtract(g, cells.g_min)
+    fill *= cells.inv_span
+    np.clip(fill, 0.0, 1.0, out=fill)
+    set_part = _saturation(amplitude_mv, cells.set_threshold, p.set_scale_mv / width_factor, cells.set_rate)
+    set_part *= 1.0 - fill  # (1 - fill) · expm1(...) ≤ 0
+    reset_part = _saturation(-amplitude_mv, cells.reset_threshold, p.reset_scale_mv / width_factor, cells.reset_rate)
+    reset_part *= fill
+    reset_part -= set_part  # = fill·expm1_r - (1-fill)·expm1_s
+    reset_part *= cells.span
+    return reset_part
 
 
-def read_noise_sigma(g: np.ndarray, params: DeviceParams, g_ref_us: float) -> np.ndarray:
-    """σ of one read in µS: aihwkit's PCM law, relative noise rising as G falls."""
-    relative = np.clip(g / g_ref_us, 1e-3, None)
-    q_s = np.minimum(0.0088 / relative**0.65, 0.2)
-    return params.read_noise_scale * q_s * np.abs(g)
+def switches(amplitude_mv: np.ndarray, cells: CellParams) -> np.ndarray:
+    """Pulses strong enough to change a (working) cell at all."""
+    return ((amplitude_mv > cells.set_threshold) | (-amplitude_mv > cells.reset_threshold)) & ~cells.stuck
 
 
-PRESETS: dict[str, DeviceParams] = {"pcm": DeviceParams()}
+def apply_pulses(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: DeviceParams,
+                 cells: CellParams, normal: np.ndarray) -> np.ndarray:
+    """Conductance right after one pulse per cell; ``normal`` holds one N(0,1) draw per cell.
+
+    Cycle-to-cycle noise is Gaussian with variance proportional to the step, scaled so
+    that one step from an empty cell to G has aihwkit's σ_prog(G): many small steps
+    then add up to about the same spread as one large step, and a fine correction
+    near the target is correspondingly precise.
+    """
+    step = expected_step(g, amplitude_mv, width_ns, p, cells)
+    after = g + step
+    level = np.maximum(np.maximum(g, after), p.g_min_us)
+    sigma = prog_sigma_us(level, p) * np.sqrt(np.abs(step) / level)
+    sigma = np.where(step < 0, sigma * p.reset_noise_factor, sigma)
+    g_new = after + sigma * normal
+    melted = -amplitude_mv >= p.reset_melt_mv
+    g_new = np.where(melted, cells.g_min, g_new)
+    g_new = np.clip(g_new, cells.g_min, cells.g_max)
+    return np.where(switches(amplitude_mv, cells), g_new, g)
+
+
+# ---- after programming ------------------------------------------------------------
+
+
+def _clipped_log_law(g_rel: np.ndarray, law: tuple[float, float, float, float]) -> np.ndarray:
+    a, b, low, high = law
+    return np.clip(a * np.log(np.clip(g_rel, 1e-7, None)) + b, low, high)
+
+
+def nu_mean_std(g_prog_us: np.ndarray, p: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
+    """aihwkit's state-dependent drift exponent distribution."""
+    g_rel = g_prog_us / p.g_max_us
+    return _clipped_log_law(g_rel, p.nu_mean_law), _clipped_log_law(g_rel, p.nu_std_law)
+
+
+def drift_exponent(g_prog_us: np.ndarray, nu_z: np.ndarray, p: DeviceParams) -> np.ndarray:
+    mean, std = nu_mean_std(g_prog_us, p)
+    return np.abs(mean + std * nu_z) * p.drift_scale
+
+
+def drift_factor(t_eff_s: np.ndarray, nu: np.ndarray, t0_s: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``(t/t0) ** -ν`` for t ≥ t0; no drift before the first reference time t0.
+
+    ``out`` (which may be ``t_eff_s`` itself) avoids allocating on the read path.
+    """
+    out = np.maximum(t_eff_s, t0_s, out=out)
+    out *= 1.0 / t0_s
+    np.log(out, out=out)
+    out *= nu
+    out *= -1.0
+    return np.exp(out, out=out)
+
+
+def drift_acceleration(temperature_k: float, p: DeviceParams) -> float:
+    """How much faster than at 300 K the drift clock runs (Arrhenius)."""
+    return float(np.exp(p.drift_activation_ev / BOLTZMANN_EV * (1 / REFERENCE_TEMPERATURE_K - 1 / temperature_k)))
+
+
+def read_noise_q(g_prog_us: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """aihwkit's relative 1/f noise amplitude q_s(G)."""
+    a, b, cap = p.read_noise_law
+    g_rel = np.clip(np.abs(g_prog_us) / p.g_max_us, 1e-3, None)
+    return p.read_noise_scale * np.minimum(a / g_rel**b, cap)
+
+
+def read_noise_growth(since_programming_s: np.ndarray, t_read_s: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``sqrt(ln((t + t_read) / (2 t_read)))``: 1/f noise accumulated since programming.
+
+    Floored at 1 so that a read straight after a pulse still carries q_s of noise.
+    """
+    out = np.add(since_programming_s, t_read_s, out=out)
+    out *= 1.0 / (2 * t_read_s)
+    np.log(out, out=out)
+    np.maximum(out, 1.0, out=out)
+    return np.sqrt(out, out=out)
+
+
+def conduction_activation(g_prog_us: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """Activation energy of conduction: amorphous (empty) cells are the most thermally activated."""
+    empty, full = p.conduction_activation_ev
+    fill = np.clip(g_prog_us / p.g_max_us, 0.0, 1.0)
+    return empty + (full - empty) * fill
+
+
+def conduction_factor(activation_ev: np.ndarray, temperature_k: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Thermally activated conduction relative to 300 K."""
+    inverse = 1 / temperature_k - 1 / REFERENCE_TEMPERATURE_K
+    out = np.multiply(activation_ev, -inverse / BOLTZMANN_EV, out=out)
+    return np.exp(out, out=out)
+
+
+def relaxation(amplitude_us: np.ndarray, since_programming_s: np.ndarray, tau_s: float) -> np.ndarray:
+    """RRAM relaxation: an offset that settles exponentially over minutes."""
+    return amplitude_us * -np.expm1(-since_programming_s / tau_s)
+
+
+# ---- periphery --------------------------------------------------------------------
+
+
+def ir_drop_voltages(v_rows: np.ndarray, g_us: np.ndarray, wire_ohm: float) -> np.ndarray:
+    """Cell voltages with first-order IR drop (drivers at column 0, ADCs below the last row).
+
+    Each row wire carries, through segment k, the current of its cells at columns ≥ k;
+    each column wire carries, through segment k, the current of its cells at rows ≤ k.
+    One pass of this correction is accurate while the drops are small against the inputs.
+    """
+    current_ua = v_rows[:, None] * g_us
+    if wire_ohm == 0.0:
+        return np.broadcast_to(v_rows[:, None], g_us.shape)
+    row_segment = np.cumsum(current_ua[:, ::-1], axis=1)[:, ::-1]  # through the segment before col j
+    row_drop = np.cumsum(row_segment, axis=1)
+    col_segment = np.cumsum(current_ua, axis=0)  # through the segment after row i
+    col_rise = np.cumsum(col_segment[::-1], axis=0)[::-1]
+    return v_rows[:, None] - wire_ohm * 1e-6 * (row_drop + col_rise)

@@ -1,0 +1,188 @@
+"""Device presets: the population statistics a simulated chip is drawn from.
+
+Every number here is a model parameter a device researcher may want to check or
+change; ``labctl sim describe --preset P`` prints them, and ``sims/README.md`` gives
+the equations they enter and where the reference values come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+# IBM aihwkit PCMLikeNoiseModel (Nandakumar et al., ICECS 2019), fitted on 1M PCM devices
+AIHWKIT_PROG_COEFF_US = (0.26348, 1.9650, -1.1731)  # σ_prog(g) = c0 + c1·g + c2·g², g = G/Gmax, at Gmax 25 µS
+AIHWKIT_PROG_G_MAX_US = 25.0
+AIHWKIT_READ_NOISE = (0.0088, 0.65, 0.2)  # q_s = min(a / g^b, cap)
+AIHWKIT_NU_MEAN = (-0.0155, 0.0244, 0.049, 0.1)  # μ_ν = clip(a·ln g + b, lo, hi)
+AIHWKIT_NU_STD = (-0.0125, -0.0059, 0.008, 0.045)  # σ_ν = clip(a·ln g + b, lo, hi)
+AIHWKIT_T0_S = 20.0
+AIHWKIT_T_READ_S = 250e-9
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    name: str
+    description: str
+    geometry: tuple[int, int, int]  # default (arrays, rows, cols)
+
+    # conductance window
+    g_max_us: float
+    g_min_us: float
+    g_max_spread: float  # relative σ of each cell's top of window (device-to-device)
+
+    # pulse response (threshold switching, soft bounds)
+    set_threshold_mv: float
+    set_threshold_spread_mv: float
+    set_scale_mv: float
+    set_strength_us: float  # median step of an empty cell at one scale above threshold, 100 ns
+    reset_threshold_mv: float
+    reset_threshold_spread_mv: float
+    reset_scale_mv: float
+    reset_strength_us: float
+    reset_melt_mv: float  # a RESET at least this strong amorphises the whole cell (inf: never)
+    strength_spread: float  # lognormal σ of per-cell strengths
+    width_exponent: float  # step ∝ (width / 100 ns) ** exponent
+
+    # cycle-to-cycle programming noise: aihwkit's σ_prog(G), spread over the steps of a path
+    prog_noise_scale: float
+    reset_noise_factor: float  # RESET steps are noisier than SET steps by this factor
+
+    # read noise: aihwkit's 1/f law, growing with time since programming
+    read_noise_scale: float
+    t_read_s: float
+
+    # drift: G(t) = G_prog · (t_eff / t0) ** (-ν), ν from aihwkit's state-dependent law
+    drift_scale: float  # multiplies ν (0: no drift)
+    drift_t0_s: float
+    drift_activation_ev: float  # Arrhenius acceleration of the drift clock
+
+    # conduction: G_read(T) = G · exp(-Ea/k · (1/T - 1/T_ref)), Ea from empty to full cell
+    conduction_activation_ev: tuple[float, float]
+
+    # relaxation shortly after programming (RRAM): G += r · (1 - exp(-Δt / τ))
+    relaxation_sigma: float  # relative σ of r
+    relaxation_tau_s: float
+
+    # defects
+    stuck_low_rate: float
+    stuck_high_rate: float
+    initial_g_us: tuple[float, float]  # as-fabricated range
+
+    # periphery
+    adc_bits: int
+    adc_full_scale_ua: float
+    adc_gain_spread: float
+    adc_offset_spread_lsb: float
+
+    # thermal
+    ambient_k: float
+    thermal_tau_s: float
+    sensor_noise_k: float
+
+    prog_coeff_us: tuple[float, float, float] = AIHWKIT_PROG_COEFF_US
+    read_noise_law: tuple[float, float, float] = AIHWKIT_READ_NOISE
+    nu_mean_law: tuple[float, float, float, float] = AIHWKIT_NU_MEAN
+    nu_std_law: tuple[float, float, float, float] = AIHWKIT_NU_STD
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PCM = DeviceParams(
+    name="pcm",
+    description="Phase-change memory, 0-25 µS; IBM aihwkit's PCM statistics (programming noise, "
+    "1/f read noise, state-dependent power-law drift).",
+    geometry=(1, 256, 256),
+    g_max_us=25.0,
+    g_min_us=0.1,
+    g_max_spread=0.04,
+    set_threshold_mv=800.0,
+    set_threshold_spread_mv=60.0,
+    set_scale_mv=1000.0,
+    set_strength_us=8.0,
+    reset_threshold_mv=1200.0,
+    reset_threshold_spread_mv=80.0,
+    reset_scale_mv=1000.0,
+    reset_strength_us=14.0,
+    reset_melt_mv=3600.0,
+    strength_spread=0.25,
+    width_exponent=0.5,
+    prog_noise_scale=1.0,
+    reset_noise_factor=1.3,
+    read_noise_scale=1.0,
+    t_read_s=AIHWKIT_T_READ_S,
+    drift_scale=1.0,
+    drift_t0_s=AIHWKIT_T0_S,
+    drift_activation_ev=0.3,
+    conduction_activation_ev=(0.2, 0.02),
+    relaxation_sigma=0.0,
+    relaxation_tau_s=1.0,
+    stuck_low_rate=0.003,
+    stuck_high_rate=0.002,
+    initial_g_us=(0.3, 3.0),
+    adc_bits=12,
+    adc_full_scale_ua=8.0,
+    adc_gain_spread=0.005,
+    adc_offset_spread_lsb=2.0,
+    ambient_k=300.0,
+    thermal_tau_s=60.0,
+    sensor_noise_k=0.05,
+)
+
+RRAM = replace(
+    PCM,
+    name="rram",
+    description="Resistive RAM (filamentary), 0-50 µS; bidirectional gradual switching, larger "
+    "cycle-to-cycle noise, conductance relaxation in the minutes after programming, little drift.",
+    g_max_us=50.0,
+    g_min_us=1.0,
+    g_max_spread=0.06,
+    set_threshold_mv=900.0,
+    set_threshold_spread_mv=80.0,
+    set_scale_mv=800.0,
+    set_strength_us=18.0,
+    reset_threshold_mv=1000.0,
+    reset_threshold_spread_mv=90.0,
+    reset_scale_mv=800.0,
+    reset_strength_us=18.0,
+    reset_melt_mv=float("inf"),
+    strength_spread=0.35,
+    prog_noise_scale=2.0,
+    reset_noise_factor=1.0,
+    read_noise_scale=1.5,
+    drift_scale=0.1,
+    conduction_activation_ev=(0.05, 0.01),
+    relaxation_sigma=0.04,
+    relaxation_tau_s=120.0,
+    stuck_low_rate=0.005,
+    stuck_high_rate=0.005,
+    initial_g_us=(1.0, 5.0),
+    adc_full_scale_ua=16.0,
+)
+
+SRAM_64 = replace(
+    PCM,
+    name="sram-64",
+    description="Two 64x64 arrays with tight spread and negligible drift, like the Politecnico di "
+    "Milano closed-loop in-memory-computing chip.",
+    geometry=(2, 64, 64),
+    g_max_spread=0.01,
+    set_threshold_spread_mv=15.0,
+    reset_threshold_spread_mv=15.0,
+    reset_threshold_mv=1000.0,
+    reset_strength_us=8.0,
+    reset_melt_mv=float("inf"),
+    strength_spread=0.05,
+    prog_noise_scale=0.3,
+    reset_noise_factor=1.0,
+    read_noise_scale=0.3,
+    drift_scale=0.05,
+    conduction_activation_ev=(0.01, 0.01),
+    stuck_low_rate=0.0005,
+    stuck_high_rate=0.0005,
+    adc_gain_spread=0.002,
+    adc_offset_spread_lsb=1.0,
+)
+
+PRESETS: dict[str, DeviceParams] = {p.name: p for p in (PCM, RRAM, SRAM_64)}
