@@ -87,6 +87,45 @@ def calibrate(
         raise typer.Exit(EXIT_ACCEPTANCE)
 
 
+sim_app = typer.Typer(help="The built-in software twin: its device presets and physics.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("describe")
+def sim_describe(
+    preset: Annotated[str, typer.Option("--preset", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as JSON.")] = False,
+) -> None:
+    """Print a preset's device, periphery and thermal parameters (see sims/README.md for the equations)."""
+    import json
+
+    from sims.presets import PRESETS
+
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}: known presets are {', '.join(sorted(PRESETS))}", 2)
+    parameters = PRESETS[preset].describe()
+    if as_json:
+        typer.echo(json.dumps(parameters, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"preset {preset}: {parameters.pop('description')}", title_justify="left")
+    table.add_column("parameter")
+    table.add_column("value")
+    for name, value in parameters.items():
+        table.add_row(name, _format_value(value))
+    Console().print(table)
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(_format_value(v) for v in value)
+    return str(value)
+
+
 def _run(work):
     """Turn labctl's own errors into one line on stderr and their exit code."""
     from labctl.errors import LabctlError

@@ -274,18 +274,26 @@ class ChipModel:
         """
         p = self.params
         stuck = self.cells.stuck[index]
-        np.copyto(self._g_prog[index], g_new, where=where)
-        np.copyto(self._t_prog[index], self.clock.now(), where=where)
-        np.copyto(self._drift_prog[index], self._drift_clock, where=where)
+        everywhere = bool(where.all())
+
+        def put(target: np.ndarray, values) -> None:
+            if everywhere:
+                target[...] = values
+            else:
+                np.copyto(target, values, where=where)
+
+        put(self._g_prog[index], g_new)
+        put(self._t_prog[index], self.clock.now())
+        put(self._drift_prog[index], self._drift_clock)
         nu = physics.drift_exponent(g_new, self.cells.nu_z[index], p)
-        nu[stuck] = 0.0
-        np.copyto(self._nu[index], nu, where=where)
-        np.copyto(self._q[index], physics.read_noise_q(g_new, p), where=where)
-        np.copyto(self._activation[index], physics.conduction_activation(g_new, p), where=where)
+        np.copyto(nu, 0.0, where=stuck)
+        put(self._nu[index], nu)
+        put(self._q[index], physics.read_noise_q(g_new, p))
+        put(self._activation[index], physics.conduction_activation(g_new, p))
         if p.relaxation_sigma > 0:
             relax = p.relaxation_sigma * g_new * self._noise.normal(g_new.shape)
-            relax[stuck] = 0.0
-            np.copyto(self._relax[index], relax, where=where)
+            np.copyto(relax, 0.0, where=stuck)
+            put(self._relax[index], relax)
 
     # ---- for tests -----------------------------------------------------------------
 

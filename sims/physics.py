@@ -142,33 +142,52 @@ def apply_pulses(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: De
     """
     step = expected_step(g, amplitude_mv, width_ns, p, cells)
     after = g + step
-    level = np.maximum(np.maximum(g, after), p.g_min_us)
-    sigma = prog_sigma_us(level, p) * np.sqrt(np.abs(step) / level)
-    sigma = np.where(step < 0, sigma * p.reset_noise_factor, sigma)
-    g_new = after + sigma * normal
+    level = np.maximum(g, after)
+    np.maximum(level, p.g_min_us, out=level)
+    sigma = np.abs(step)
+    sigma /= level
+    np.sqrt(sigma, out=sigma)
+    sigma *= prog_sigma_us(level, p)
+    if p.reset_noise_factor != 1.0:
+        sigma *= 1.0 + (p.reset_noise_factor - 1.0) * (step < 0)
+    sigma *= normal
+    after += sigma
     melted = -amplitude_mv >= p.reset_melt_mv
-    g_new = np.where(melted, cells.g_min, g_new)
-    g_new = np.clip(g_new, cells.g_min, cells.g_max)
-    return np.where(switches(amplitude_mv, cells), g_new, g)
+    if melted.any():
+        np.copyto(after, cells.g_min, where=melted)
+    np.clip(after, cells.g_min, cells.g_max, out=after)
+    np.copyto(after, g, where=~switches(amplitude_mv, cells))
+    return after
 
 
 # ---- after programming ------------------------------------------------------------
 
 
-def _clipped_log_law(g_rel: np.ndarray, law: tuple[float, float, float, float]) -> np.ndarray:
+def _log_relative(g_prog_us: np.ndarray, p: DeviceParams, floor: float) -> np.ndarray:
+    """ln(|G| / Gmax), floored; always an ndarray (0-d too) so callers may work in place."""
+    return np.array(np.log(np.maximum(np.abs(g_prog_us) * (1.0 / p.g_max_us), floor)))
+
+
+def _clipped_linear(log_g: np.ndarray, law: tuple[float, float, float, float]) -> np.ndarray:
     a, b, low, high = law
-    return np.clip(a * np.log(np.clip(g_rel, 1e-7, None)) + b, low, high)
+    out = np.array(log_g * a)
+    out += b
+    return np.clip(out, low, high, out=out)
 
 
 def nu_mean_std(g_prog_us: np.ndarray, p: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
-    """aihwkit's state-dependent drift exponent distribution."""
-    g_rel = g_prog_us / p.g_max_us
-    return _clipped_log_law(g_rel, p.nu_mean_law), _clipped_log_law(g_rel, p.nu_std_law)
+    """aihwkit's state-dependent drift exponent distribution: clipped linear laws in ln(G/Gmax)."""
+    log_g = _log_relative(g_prog_us, p, 1e-7)
+    return _clipped_linear(log_g, p.nu_mean_law), _clipped_linear(log_g, p.nu_std_law)
 
 
 def drift_exponent(g_prog_us: np.ndarray, nu_z: np.ndarray, p: DeviceParams) -> np.ndarray:
     mean, std = nu_mean_std(g_prog_us, p)
-    return np.abs(mean + std * nu_z) * p.drift_scale
+    std *= nu_z
+    std += mean
+    np.abs(std, out=std)
+    std *= p.drift_scale
+    return std
 
 
 def drift_factor(t_eff_s: np.ndarray, nu: np.ndarray, t0_s: float, out: np.ndarray | None = None) -> np.ndarray:
@@ -190,10 +209,15 @@ def drift_acceleration(temperature_k: float, p: DeviceParams) -> float:
 
 
 def read_noise_q(g_prog_us: np.ndarray, p: DeviceParams) -> np.ndarray:
-    """aihwkit's relative 1/f noise amplitude q_s(G)."""
+    """aihwkit's relative 1/f noise amplitude ``q_s = min(a / (G/Gmax)**b, cap)``."""
     a, b, cap = p.read_noise_law
-    g_rel = np.clip(np.abs(g_prog_us) / p.g_max_us, 1e-3, None)
-    return p.read_noise_scale * np.minimum(a / g_rel**b, cap)
+    q = _log_relative(g_prog_us, p, 1e-3)
+    q *= -b
+    np.exp(q, out=q)
+    q *= a
+    np.minimum(q, cap, out=q)
+    q *= p.read_noise_scale
+    return q
 
 
 def read_noise_growth(since_programming_s: np.ndarray, t_read_s: float, out: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""Twin physics throughput at 256x256: array reads, array pulses, MVMs, and through the wire handler.
+
+Each figure is also given as a ratio to a baseline measured in the same run: drawing
+65,536 fresh normal deviates with numpy, the least work any noisy array read needs.
+
+    python bench/twin.py [--size 256] [--preset pcm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import timeit
+
+import numpy as np
+
+import sims
+
+
+def seconds_per_call(fn, number: int) -> float:
+    fn()
+    return min(timeit.repeat(fn, number=number, repeat=5)) / number
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--preset", default="pcm")
+    args = parser.parse_args()
+    n = args.size
+    chip = sims.ChipModel(args.preset, seed=0, rows=n, cols=n)
+    chip.advance(3600.0)  # drift active
+    board = sims.BoardTwin(chip)
+    rng = np.random.default_rng(0)
+    amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
+    dac = rng.integers(-127, 128, n)
+    block = amplitudes.astype("<i2").tobytes()
+    prog_message = b"PROG:ARR #" + str(len(str(len(block)))).encode() + str(len(block)).encode() + block + b"\n"
+
+    baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
+    cases = [
+        ("array read (READ:ARR? physics)", lambda: chip.read_codes(0, slice(None), 0.2, 8), 200),
+        ("row read", lambda: chip.read_codes(0, slice(5, 6), 0.2, 8), 2000),
+        ("array pulse (PROG:ARR physics)", lambda: chip.program(0, slice(None), amplitudes, 100), 50),
+        ("MVM", lambda: chip.mvm_codes(0, dac, 0.2), 200),
+        ("READ:ARR? through the handler", lambda: board.feed(b"READ:ARR?\n"), 200),
+        ("PROG:ARR through the handler", lambda: board.feed(prog_message), 50),
+    ]
+    print(f"twin physics, {args.preset} {n}x{n}; baseline: {n * n} fresh normals = {baseline * 1e3:.3f} ms")
+    print(f"{'operation':<34}{'ms/op':>10}{'ops/s':>10}{'x baseline':>12}")
+    for name, fn, number in cases:
+        t = seconds_per_call(fn, number)
+        print(f"{name:<34}{t * 1e3:>10.3f}{1 / t:>10.0f}{t / baseline:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
