@@ -25,6 +25,7 @@ from sims.thermal import ThermalModel
 ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
 PULSE_OVERHEAD_S = 200e-9  # per row, around each pulse
 MVM_TIME_S = 2e-6
+PULSE_BLOCK_CELLS = 16384
 DAC_FULL_CODE = 127
 
 
@@ -255,9 +256,20 @@ class ChipModel:
     # ---- programming ---------------------------------------------------------------
 
     def program(self, array: int, rows: slice, amplitude_mv: np.ndarray, width_ns: float) -> None:
-        """One pulse per addressed cell (0 mV cells are left alone)."""
-        index = (array, rows)
+        """One pulse per addressed cell (0 mV cells are left alone).
+
+        Rows are processed in blocks of about 16k cells, whose temporaries stay in
+        cache: the pulse physics is some seventy array operations.
+        """
+        first, last, _ = rows.indices(self.rows)
         amplitude = amplitude_mv.astype(np.float32)
+        block = max(1, PULSE_BLOCK_CELLS // self.cols)
+        for start in range(first, last, block):
+            stop = min(start + block, last)
+            self._pulse_block((array, slice(start, stop)), amplitude[start - first : stop - first], width_ns)
+        self.advance(amplitude.shape[0] * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
+
+    def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         cells = self.cells.region(index)
         switched = physics.switches(amplitude, cells)
         if switched.any():
@@ -265,7 +277,6 @@ class ChipModel:
             noise = self._noise.normal(g_now.shape)
             g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
             self._store_programmed(index, g_new, switched)
-        self.advance(amplitude.shape[0] * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
     def _store_programmed(self, index: tuple, g_new: np.ndarray, where: np.ndarray) -> None:
         """Everything a programming event sets: the state, its time, ν, noise amplitude, relaxation.
