@@ -236,3 +236,18 @@ def test_help_does_not_import_heavy_libraries(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("preset", ["pcm", "rram", "sram-64"])
+def test_sim_describe_prints_the_presets_parameters(preset):
+    result = runner.invoke(app, ["sim", "describe", "--preset", preset])
+    assert result.exit_code == 0
+    for name in ("g_max_us", "set_threshold_mv", "drift_activation_ev", "adc_bits", "thermal_tau_s"):
+        assert name in result.stdout
+    parsed = json.loads(runner.invoke(app, ["sim", "describe", "--preset", preset, "--json"]).stdout)
+    assert parsed["name"] == preset
+
+
+def test_sim_describe_unknown_preset_is_a_usage_error():
+    result = runner.invoke(app, ["sim", "describe", "--preset", "flash"])
+    assert result.exit_code == 2 and "unknown preset 'flash'" in result.stderr
