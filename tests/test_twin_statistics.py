@@ -280,3 +280,14 @@ def test_ground_truth_is_reproducible_from_preset_seed_and_geometry():
         np.testing.assert_array_equal(getattr(ta, field), getattr(tb, field))
     c = sims.ChipModel("rram", seed=4, rows=40, cols=30)
     assert not np.array_equal(c.ground_truth().conductance_us, ta.conductance_us)
+
+
+def test_probe_port_current_is_the_routed_cells_true_current():
+    chip = sims.ChipModel("pcm", seed=15, rows=16, cols=16)
+    one_shot(chip, np.full((16, 16), 12.5))
+    chip.advance(60.0)
+    g = chip.ground_truth().conductance_us[0, 3, 5]
+    currents = np.array([chip.probe_current_ua(0, 3, 5, 0.2, integration_s=0.02) for _ in range(200)])
+    assert currents.mean() == pytest.approx(0.2 * g, rel=2e-4)
+    # a 20 ms integration averages far more than the ADC's 256 conversions can
+    assert currents.std() < 0.2 * g * 1e-3
