@@ -23,6 +23,10 @@ class InstrumentTimeout(DriverError):
     """No (complete) reply arrived in time."""
 
 
+class LinkError(DriverError):
+    """The link itself failed (port gone, connection closed) and could not be restored."""
+
+
 class ReplyError(DriverError):
     """A reply arrived but does not parse as the protocol says it must."""
 

@@ -7,17 +7,21 @@ the validated range sit on one line, and a setter that would leave the range rai
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from drivers.errors import InstrumentError, InstrumentTimeout, LimitError, ReplyError
+from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LimitError, LinkError, ReplyError
 from drivers.framing import INT16, decode_values, encode_block, read_block
 from drivers.transport import Transport
 
 MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
+ERROR_QUERIES = {"SYST:ERR?", ":SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?"}
+T = TypeVar("T")
+log = logging.getLogger("labctl.drivers")
 
 
 class control:  # noqa: N801 - reads like PyMeasure's Instrument.control
@@ -64,74 +68,142 @@ class control:  # noqa: N801 - reads like PyMeasure's Instrument.control
 
 
 class ScpiInstrument:
-    """One instrument on one transport; a query and its reply are never interleaved."""
+    """One instrument on one transport; a query and its reply are never interleaved.
+
+    A query whose reply is lost, late or damaged is sent again (``retries`` times)
+    after the transport discards stale input and, if the link dropped, reconnects.
+    Commands that change state are never sent twice: after a lost acknowledgement
+    the error queue says whether they failed.
+    """
+
+    has_error_queue = True
+    retries = 2
 
     def __init__(self, transport: Transport, name: str) -> None:
         self.transport = transport
         self.name = name
         self._lock = threading.RLock()
+        self.last_command = ""
 
     # ---- raw exchange --------------------------------------------------------------
 
     def write(self, command: str) -> None:
-        self.write_raw(command.encode("ascii") + b"\n")
+        self.write_raw(command.encode("ascii") + b"\n", command)
 
-    def write_raw(self, message: bytes) -> None:
+    def write_raw(self, message: bytes, command: str = "") -> None:
         with self._lock:
-            self.transport.write(message)
+            self.last_command = command or message[:40].decode("ascii", "replace")
+            try:
+                self.transport.write(message)
+            except DriverError as err:
+                raise type(err)(self._context(err)) from None
 
     def query(self, command: str) -> str:
-        with self._lock:
-            self.transport.write(command.encode("ascii") + b"\n")
+        def read() -> str:
+            line = self.transport.read_line()
             try:
-                line = self.transport.read_line()
-            except InstrumentTimeout:
-                self._raise_queued_error(command)
-                raise
-        try:
-            return line.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise ReplyError(f"{self.name}: non-ASCII reply to {command!r}: {line[:60]!r}") from None
+                return line.decode("ascii").strip()
+            except UnicodeDecodeError:
+                raise ReplyError(f"non-ASCII reply: {line[:60]!r}") from None
+
+        return self._exchange(command, read)
 
     def query_values(
         self, command: str, count: int, cast: Callable[[str], Any] = float, separator: str = ","
     ) -> list[Any]:
         """A reply of exactly ``count`` values (``;`` separates the answers of joined queries)."""
-        reply = self.query(command)
-        parts = reply.split(separator)
-        try:
-            if len(parts) != count:
-                raise ValueError
-            return [cast(p) for p in parts]
-        except ValueError:
-            raise ReplyError(f"{self.name}: reply to {command!r} was {reply!r}, expected {count} values") from None
+
+        def read() -> list[Any]:
+            line = self.transport.read_line()
+            try:
+                parts = line.decode("ascii").strip().split(separator)
+                if len(parts) != count:
+                    raise ValueError
+                return [cast(p) for p in parts]
+            except (UnicodeDecodeError, ValueError):
+                raise ReplyError(f"reply {line[:60]!r} is not {count} value(s)") from None
+
+        return self._exchange(command, read)
 
     def query_block(self, command: str, count: int, dtype: np.dtype = INT16) -> np.ndarray:
-        with self._lock:
-            self.transport.write(command.encode("ascii") + b"\n")
-            try:
-                payload = read_block(self.transport.read_exact, self.transport.read_line)
-            except InstrumentTimeout:
-                self._raise_queued_error(command)
-                raise
-        return decode_values(payload, count, f"{self.name}: reply to {command!r}", dtype)
+        def read() -> np.ndarray:
+            payload = read_block(self.transport.read_exact, self.transport.read_line)
+            return decode_values(payload, count, "block", dtype)
+
+        return self._exchange(command, read)
 
     def write_block_checked(self, header: str, values: np.ndarray, dtype: np.dtype = INT16) -> None:
-        """Send ``header <block>`` and the error query in one message: one round trip."""
+        """Send ``header <block>`` and the error query in one message: one round trip.
+
+        If the acknowledgement is lost the command is not repeated (it may have been
+        applied); the error queue, asked again, decides.
+        """
         message = header.encode("ascii") + b" " + encode_block(values, dtype) + b";:SYST:ERR?\n"
         with self._lock:
-            self.transport.write(message)
-            reply = self.transport.read_line().decode("ascii", "replace").strip()
-        self._raise_if_error(reply, header)
+            self.last_command = header
+            try:
+                self.transport.write(message)
+                reply = self.transport.read_line().decode("ascii").strip()
+                code, text = self._parse_error(reply)
+            except (InstrumentTimeout, ReplyError, LinkError, UnicodeDecodeError) as err:
+                self._note(f"{header!r}: acknowledgement lost ({err}); asking the error queue")
+                self._recover()
+                self.check_errors(header)
+                return
+        self._raise_if_error(code, text, header)
+
+    def _exchange(self, command: str, read: Callable[[], T]) -> T:
+        message = command.encode("ascii") + b"\n"
+        failure: DriverError | None = None
+        for attempt in range(self.retries + 1):
+            with self._lock:
+                self.last_command = command
+                try:
+                    self.transport.write(message)
+                    return read()
+                except InstrumentTimeout as err:
+                    failure = err
+                    self._recover()
+                    if attempt == 0 and self.has_error_queue and command.upper() not in ERROR_QUERIES:
+                        self._raise_queued_error(command)
+                except (ReplyError, LinkError) as err:
+                    failure = err
+                    self._recover()
+            self._note(f"{command!r}: {failure}; " + ("retrying" if attempt < self.retries else "giving up"))
+        assert failure is not None
+        raise type(failure)(self._context(failure)) from None
+
+    def _recover(self) -> None:
+        try:
+            self.transport.recover()
+        except DriverError as err:
+            raise LinkError(self._context(err)) from None
+
+    def _context(self, err: Exception) -> str:
+        return f"{self.name} ({self.transport.resource}), last command {self.last_command!r}: {err}"
+
+    def _note(self, text: str) -> None:
+        log.warning("%s: %s", self.name, text)
+        note = getattr(self.transport, "note", None)
+        if note is not None:
+            note(text)
 
     # ---- error queue ---------------------------------------------------------------
 
     def next_error(self) -> tuple[int, str]:
-        reply = self.query("SYST:ERR?")
-        return self._parse_error(reply)
+        def read() -> tuple[int, str]:
+            line = self.transport.read_line()
+            try:
+                return self._parse_error(line.decode("ascii").strip())
+            except UnicodeDecodeError:
+                raise ReplyError(f"non-ASCII reply: {line[:60]!r}") from None
+
+        return self._exchange("SYST:ERR?", read)
 
     def check_errors(self, after: str = "") -> None:
         """Drain the queue; raise the oldest error, if any, as an ``InstrumentError``."""
+        if not self.has_error_queue:
+            return
         first: tuple[int, str] | None = None
         for _ in range(MAX_ERRORS_DRAINED):
             code, message = self.next_error()
@@ -141,9 +213,8 @@ class ScpiInstrument:
         if first:
             raise InstrumentError(self.name, first[0], first[1], after)
 
-    def _raise_if_error(self, reply: str, after: str) -> None:
+    def _raise_if_error(self, code: int, message: str, after: str) -> None:
         """An empty queue answers 0; otherwise drain it so the next command starts clean."""
-        code, message = self._parse_error(reply)
         if code == 0:
             return
         try:

@@ -51,6 +51,9 @@ class ScriptedTransport:
         del self._replies[:count]
         return data
 
+    def recover(self) -> None:
+        self._replies.clear()
+
     def close(self) -> None:
         pass
 

@@ -1,16 +1,21 @@
 """Byte transports. Instruments speak through these and never touch a port directly.
 
-Every transport offers the same four calls (write bytes, read a line, read exactly n
-bytes, close), which is all that SCPI with binary blocks needs; so block framing
-lives once in the driver and works unchanged over serial, VISA and in-process.
+Every transport offers the same calls (write bytes, read a line, read exactly n
+bytes, recover, close), which is all that SCPI with binary blocks needs; so block
+framing and retries live once in the instrument layer and work unchanged over
+serial (pyserial), VISA (pyvisa with the pyvisa-py backend) and in-process.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, TextIO
 
-from drivers.errors import InstrumentTimeout
+from drivers.errors import InstrumentTimeout, LinkError
+
+DEFAULT_TIMEOUT_S = 2.0
+DRAIN_WINDOW_S = 0.3  # how long a late reply may still trickle in before a retry
 
 
 class Transport(Protocol):
@@ -21,6 +26,9 @@ class Transport(Protocol):
     def read_line(self) -> bytes: ...
 
     def read_exact(self, count: int) -> bytes: ...
+
+    def recover(self) -> None:
+        """Discard stale input (a late or partial reply) and reconnect if the link dropped."""
 
     def close(self) -> None: ...
 
@@ -40,7 +48,7 @@ class InProcessTransport:
 
     def write(self, data: bytes) -> None:
         if self._closed:
-            raise InstrumentTimeout(f"{self.resource}: transport is closed")
+            raise LinkError(f"{self.resource}: transport is closed")
         self._buffer.extend(self._handler(data))
 
     def read_line(self) -> bytes:
@@ -58,5 +66,198 @@ class InProcessTransport:
         del self._buffer[:count]
         return data
 
+    def recover(self) -> None:
+        self._buffer.clear()
+
     def close(self) -> None:
         self._closed = True
+
+
+class SerialTransport:
+    """A serial port through pyserial: a device path or any pyserial URL."""
+
+    def __init__(self, port: str, baudrate: int = 921600, bytesize: int = 8, parity: str = "N",
+                 stopbits: float = 1, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.resource = port
+        self._settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": parity, "stopbits": stopbits}
+        self.timeout_s = timeout_s
+        self._port: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        import serial
+
+        try:
+            self._port = serial.serial_for_url(
+                self.resource, timeout=self.timeout_s, write_timeout=self.timeout_s, **self._settings
+            )
+        except (serial.SerialException, ValueError) as err:
+            raise LinkError(f"{self.resource}: cannot open serial port: {err}") from None
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.resource}: write failed: {err}") from None
+
+    def read_line(self) -> bytes:
+        line = self._read(lambda: self._port.read_until(b"\n"))
+        if not line.endswith(b"\n"):
+            raise InstrumentTimeout(f"{self.resource}: no complete reply within {self.timeout_s:g} s"
+                                    + (f" (got {line[:40]!r})" if line else ""))
+        return line
+
+    def read_exact(self, count: int) -> bytes:
+        data = self._read(lambda: self._port.read(count))
+        if len(data) < count:
+            raise InstrumentTimeout(f"{self.resource}: reply cut short: {len(data)} of {count} bytes")
+        return data
+
+    def _read(self, read: Callable[[], bytes]) -> bytes:
+        import serial
+
+        try:
+            return read()
+        except (serial.SerialException, OSError) as err:
+            raise LinkError(f"{self.resource}: read failed: {err}") from None
+
+    def recover(self) -> None:
+        import serial
+
+        try:
+            time.sleep(DRAIN_WINDOW_S)
+            self._port.reset_input_buffer()
+        except (serial.SerialException, OSError):
+            self.close()
+            self._open()
+
+    def close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except OSError:
+                pass
+
+
+class VisaTransport:
+    """Any VISA resource through pyvisa, by default with the pure-Python pyvisa-py backend."""
+
+    def __init__(self, resource: str, timeout_s: float = DEFAULT_TIMEOUT_S, backend: str = "@py",
+                 serial: dict[str, Any] | None = None) -> None:
+        self.resource = resource
+        self.timeout_s = timeout_s
+        self._backend = backend
+        self._serial = serial or {}
+        self._session: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        import pyvisa
+
+        try:
+            manager = pyvisa.ResourceManager(self._backend)
+            session = manager.open_resource(self.resource, open_timeout=int(self.timeout_s * 1000))
+        except (pyvisa.errors.VisaIOError, ValueError, OSError) as err:
+            raise LinkError(f"{self.resource}: cannot open VISA resource: {err}") from None
+        session.timeout = int(self.timeout_s * 1000)
+        session.read_termination = "\n"
+        session.write_termination = ""
+        if self.resource.upper().startswith("ASRL"):
+            from pyvisa import constants
+
+            session.baud_rate = self._serial.get("baudrate", 921600)
+            session.data_bits = self._serial.get("bytesize", 8)
+            session.parity = {"N": constants.Parity.none, "O": constants.Parity.odd, "E": constants.Parity.even}[
+                self._serial.get("parity", "N")]
+            session.stop_bits = constants.StopBits.one
+        self._session = session
+
+    def _call(self, action: Callable[[], Any], what: str) -> Any:
+        import pyvisa
+
+        try:
+            return action()
+        except pyvisa.errors.VisaIOError as err:
+            if err.error_code == pyvisa.constants.StatusCode.error_timeout:
+                raise InstrumentTimeout(f"{self.resource}: no complete reply within {self.timeout_s:g} s") from None
+            raise LinkError(f"{self.resource}: {what} failed: {err}") from None
+        except (OSError, EOFError) as err:
+            raise LinkError(f"{self.resource}: {what} failed: {err}") from None
+
+    def write(self, data: bytes) -> None:
+        self._call(lambda: self._session.write_raw(data), "write")
+
+    def read_line(self) -> bytes:
+        line = self._call(lambda: self._session.read_raw(), "read")
+        if not line.endswith(b"\n"):
+            raise InstrumentTimeout(f"{self.resource}: reply ended without a newline: {line[:40]!r}")
+        return line
+
+    def read_exact(self, count: int) -> bytes:
+        return self._call(lambda: self._session.read_bytes(count, break_on_termchar=False), "read")
+
+    def recover(self) -> None:
+        """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
+        time.sleep(DRAIN_WINDOW_S)
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.close()
+            except Exception:  # noqa: BLE001 - a session that is already gone is closed enough
+                pass
+
+
+class TracedTransport:
+    """Wraps a transport and logs every exchange with a timestamp: the bench's flight recorder."""
+
+    def __init__(self, inner: Transport, sink: TextIO, name: str = "") -> None:
+        self._inner = inner
+        self._sink = sink
+        self.resource = inner.resource
+        self._name = name or inner.resource
+
+    def _log(self, arrow: str, data: bytes) -> None:
+        shown = data if len(data) <= 80 or not data.startswith(b"#") else data[:12] + b"...(%d bytes)" % len(data)
+        self._sink.write(f"{time.time():.6f} {self._name} {arrow} {shown!r}\n")
+        self._sink.flush()
+
+    def note(self, text: str) -> None:
+        self._sink.write(f"{time.time():.6f} {self._name} ! {text}\n")
+        self._sink.flush()
+
+    def write(self, data: bytes) -> None:
+        self._log(">", data)
+        self._inner.write(data)
+
+    def read_line(self) -> bytes:
+        data = self._inner.read_line()
+        self._log("<", data)
+        return data
+
+    def read_exact(self, count: int) -> bytes:
+        data = self._inner.read_exact(count)
+        self._log("<", data)
+        return data
+
+    def recover(self) -> None:
+        self.note("recover: discard stale input, reconnect if needed")
+        self._inner.recover()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def open_transport(resource: str, timeout_s: float = DEFAULT_TIMEOUT_S, serial: dict[str, Any] | None = None,
+                   trace: TextIO | None = None, name: str = "") -> Transport:
+    """VISA for VISA resource strings (TCPIP…, ASRL…, USB…, GPIB…), pyserial for paths and URLs."""
+    head = resource.split("::", 1)[0].upper()
+    if head.startswith(("TCPIP", "ASRL", "USB", "GPIB")):
+        transport: Transport = VisaTransport(resource, timeout_s, serial=serial)
+    else:
+        transport = SerialTransport(resource, timeout_s=timeout_s, **(serial or {}))
+    return TracedTransport(transport, trace, name) if trace is not None else transport

@@ -39,6 +39,7 @@ class BoardTwin(ScpiDevice):
         super().__init__()
         self.chip = chip
         self.serial = serial
+        self.faults = None  # a FaultInjector when served on a real transport
         self._reset_settings()
         c = self.command
         c("*IDN?", self._idn)
@@ -66,14 +67,12 @@ class BoardTwin(ScpiDevice):
         c("ROUTe:PROBe?", self._probe_query)
         c("SIM:CLOCk:ADVance", self._advance_clock)
         c("SIM:SEED?", lambda p: self._no_params(p) or str(chip.seed))
+        c("SIM:FAULt", self._fault)
         c("MVM?", self._mvm)
 
-    def feed(self, data: bytes) -> bytes:
+    def wire_time(self, n_bytes: int) -> None:
         """Bytes take time on the wire: the clock advances by their transfer time."""
-        self.chip.advance(len(data) / WIRE_BYTES_PER_S)
-        reply = super().feed(data)
-        self.chip.advance(len(reply) / WIRE_BYTES_PER_S)
-        return reply
+        self.chip.advance(n_bytes / WIRE_BYTES_PER_S)
 
     def _reset_settings(self) -> None:
         self.read_volt: float = DEFAULTS["read_volt"]
@@ -211,6 +210,17 @@ class BoardTwin(ScpiDevice):
     def _probe_query(self, params: list[Param]) -> str:
         self._no_params(params)
         return "OFF" if self.probe is None else f"{self.probe[0]},{self.probe[1]}"
+
+    def _fault(self, params: list[Param]) -> None:
+        expect_count(params, 2)
+        kind = as_text(params[0]).lower()
+        rate = as_float(params[1], "rate")
+        if self.faults is None:
+            raise ScpiError(-221, "Settings conflict; wire faults need a served twin (labctl sim serve)")
+        try:
+            self.faults.set(kind, rate)
+        except ValueError as err:
+            raise ScpiError(-224, f"Illegal parameter value; {err}") from None
 
     def _advance_clock(self, params: list[Param]) -> None:
         expect_count(params, 1)

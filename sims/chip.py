@@ -147,7 +147,7 @@ class ChipModel:
 
     def set_temperature(self, kelvin: float) -> None:
         """The temperature controller's set point; the chip follows with a lag."""
-        self.thermal.set_point_k = kelvin
+        self.thermal.set_target(kelvin)
 
     def sensor_temperature(self) -> float:
         return float(self.thermal.temperature_k + self.params.sensor_noise_k * self._rng.standard_normal())

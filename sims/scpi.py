@@ -158,7 +158,6 @@ class ScpiDevice:
     def __init__(self) -> None:
         self.errors = ErrorQueue()
         self._keywords: list[tuple[list[tuple[str, str]], bool, Handler]] = []
-        self._buffer = bytearray()
         self.command("*CLS", lambda p: self._no_params(p) or self.errors.clear())
         self.command("*OPC?", lambda p: self._no_params(p) or "1")
         self.command("SYSTem:ERRor[:NEXT]?", self._error_query)
@@ -184,17 +183,16 @@ class ScpiDevice:
 
     def feed(self, data: bytes) -> bytes:
         """Consume bytes from the wire; return whatever replies they produce."""
-        self._buffer.extend(data)
-        out = bytearray()
-        while True:
-            try:
-                end = find_message_end(self._buffer)
-            except IncompleteMessage:
-                break
-            message = bytes(self._buffer[:end])
-            del self._buffer[:end]
-            out.extend(self.handle_message(message))
-        return bytes(out)
+        return self._default_session.feed(data)
+
+    @property
+    def _default_session(self) -> Session:
+        if not hasattr(self, "_session"):
+            self._session = Session(self)
+        return self._session
+
+    def wire_time(self, n_bytes: int) -> None:
+        """Hook: bytes take time on the wire (the board's twin advances its clock)."""
 
     def handle_message(self, message: bytes) -> bytes:
         """Execute one newline-terminated message; reply with the queries' answers."""
@@ -299,3 +297,30 @@ def as_block(param: Param, name: str) -> bytes:
     if not isinstance(param, Block):
         raise ScpiError(-224, f"Illegal parameter value; {name} must be a binary block")
     return param.data
+
+
+class Session:
+    """One client's byte stream into a device: its own input buffer, the device's state.
+
+    A device served to several clients (TCP connections) has one session each, so
+    partial messages from one never mix with another's.
+    """
+
+    def __init__(self, device: ScpiDevice) -> None:
+        self.device = device
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        self.device.wire_time(len(data))
+        self._buffer.extend(data)
+        out = bytearray()
+        while True:
+            try:
+                end = find_message_end(self._buffer)
+            except IncompleteMessage:
+                break
+            message = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            out.extend(self.device.handle_message(message))
+        self.device.wire_time(len(out))
+        return bytes(out)

@@ -103,27 +103,27 @@ def test_configured_safe_area_tightens_the_boards_limits():
 
 
 @pytest.mark.parametrize(
-    "reply, exception",
+    "reply, sent",
     [
-        (b"1,2", ReplyError),  # too few fields
-        (b"1,two,3", ReplyError),  # not numeric
-        (b"0,0,0", ReplyError),  # nonsensical
+        (b"1,2", 3),  # too few fields: damaged on the way, asked again (twice)
+        (b"1,two,3", 3),  # not numeric: the same
+        (b"0,0,0", 1),  # well formed but nonsensical: the instrument means it, no retry
     ],
 )
-def test_malformed_replies_raise_reply_errors(reply, exception):
-    with expected_protocol(Board, [(b"CHIP:GEOM?", reply)]) as board:
-        with pytest.raises(exception):
+def test_malformed_replies_raise_reply_errors(reply, sent):
+    with expected_protocol(Board, [(b"CHIP:GEOM?", reply)] * sent) as board:
+        with pytest.raises(ReplyError):
             board.geometry()
 
 
 def test_wrong_length_block_is_a_reply_error():
-    with expected_protocol(Board, [GEOM, (b"READ:ROW? 0", block([1, 2]))]) as board:
+    with expected_protocol(Board, [GEOM, *[(b"READ:ROW? 0", block([1, 2]))] * 3]) as board:
         with pytest.raises(ReplyError, match="expected 6"):
             board.read_row(0)
 
 
 def test_not_a_block_is_a_reply_error():
-    with expected_protocol(Board, [GEOM, (b"READ:ARR?", b"12,13")]) as board:
+    with expected_protocol(Board, [GEOM, *[(b"READ:ARR?", b"12,13")] * 3]) as board:
         with pytest.raises(ReplyError, match="block"):
             board.read_array()
 
@@ -140,7 +140,8 @@ def test_query_without_reply_surfaces_the_queued_error():
 
 
 def test_query_without_reply_and_empty_queue_times_out():
-    with expected_protocol(Board, [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR)]) as board:
+    conversation = [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR), (b"READ:AVG?", None), (b"READ:AVG?", None)]
+    with expected_protocol(Board, conversation) as board:
         with pytest.raises(InstrumentTimeout):
             board.query("READ:AVG?")
 
@@ -183,3 +184,30 @@ def test_snapshot_names_every_setting(board):
     assert snap["idn"].startswith("LABCTL,ACB-TWIN")
     assert snap["pulse_limits"]["set_max_mv"] == 3000
     assert snap["resource"] == "twin://test"
+
+
+def test_a_lost_reply_is_asked_again_and_succeeds():
+    conversation = [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR), (b"READ:AVG?", b"8")]
+    with expected_protocol(Board, conversation) as board:
+        assert board.averaging == 8
+
+
+def test_a_damaged_reply_is_asked_again_and_succeeds():
+    conversation = [(b"READ:VOLT?", b"0.\xff2"), (b"READ:VOLT?", b"0.2")]
+    with expected_protocol(Board, conversation) as board:
+        assert board.read_voltage == 0.2
+
+
+def test_a_lost_acknowledgement_is_never_answered_by_sending_the_pulse_again():
+    amplitudes = np.zeros((2, 3), dtype=int)
+    message = b"PROG:ARR " + block(amplitudes) + b";:SYST:ERR?"
+    conversation = [GEOM, LIM, (message, None), (b"SYST:ERR?", NO_ERROR)]
+    with expected_protocol(Board, conversation) as board:
+        board.program_array(amplitudes)  # the script fails on any second PROG:ARR
+
+
+def test_errors_name_the_resource_and_the_last_command():
+    with expected_protocol(Board, [(b"CHIP:GEOM?", b"x")] * 3) as board:
+        with pytest.raises(ReplyError) as caught:
+            board.geometry()
+    assert "scripted://" in str(caught.value) and "CHIP:GEOM?" in str(caught.value)

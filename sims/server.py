@@ -1,0 +1,218 @@
+"""Serving a twin rig on real transports: TCP sockets and pty serial devices.
+
+One ``TwinRig`` is one chip with its board, SMU and temperature controller. Every
+device is served on a TCP port (several clients at once, one session each) and on a
+pty (a serial line: one client at a time). All of a rig's devices share one lock,
+because they share one chip. Wire faults are injected here, on the way out:
+
+- ``delay``: the reply is held back for ``DELAY_S`` (shorter than a driver's timeout);
+- ``drop``: the command is executed, the reply is lost;
+- ``garble``: the reply arrives damaged so that its framing shows it (a non-ASCII
+  byte, or a block that is cut short);
+- ``disconnect``: the command is executed and the connection is closed instead of a
+  reply (TCP; on a pty, which cannot hang up, it acts as ``drop``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import socketserver
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+
+from sims.board import BoardTwin
+from sims.chip import ChipModel
+from sims.scpi import ScpiDevice, Session
+from sims.smu import SmuTwin
+from sims.temperature import TemperatureTwin
+
+FAULT_KINDS = ("delay", "drop", "garble", "disconnect")
+DELAY_S = 0.2
+
+
+class FaultInjector:
+    """Decides, per reply, which fault (if any) strikes; seeded for reproducible tests."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rates: dict[str, float] = {}
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
+
+    def set(self, kind: str, rate: float) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"fault rate {rate} not in 0..1")
+        self.rates[kind] = rate
+
+    def draw(self) -> str | None:
+        with self._lock:
+            for kind, rate in self.rates.items():
+                if rate and self._random.random() < rate:
+                    self.counts[kind] += 1
+                    return kind
+        return None
+
+    def garble(self, reply: bytes) -> bytes:
+        with self._lock:
+            if reply.startswith(b"#") and len(reply) > 8:
+                return reply[: len(reply) // 2] + b"\n"  # a block cut short
+            at = self._random.randrange(max(len(reply) - 1, 1))
+        return reply[:at] + b"\xff" + reply[at + 1 :]
+
+
+@dataclass
+class TwinRig:
+    """One simulated chip and the three instruments around it."""
+
+    chip: ChipModel
+    board: BoardTwin
+    smu: SmuTwin
+    temperature: TemperatureTwin
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, preset: str = "pcm", seed: int = 0, rows: int | None = None, cols: int | None = None,
+              fault_seed: int = 0) -> TwinRig:
+        chip = ChipModel(preset, seed=seed, rows=rows, cols=cols)
+        board = BoardTwin(chip, serial=f"TWIN-{seed}")
+        rig = cls(chip, board, SmuTwin(board), TemperatureTwin(chip), FaultInjector(fault_seed))
+        board.faults = rig.faults  # SIM:FAULT reaches the injector through the board
+        return rig
+
+    @property
+    def devices(self) -> dict[str, ScpiDevice]:
+        return {"board": self.board, "smu": self.smu, "temperature": self.temperature}
+
+
+def _respond(rig: TwinRig, session: Session, data: bytes) -> tuple[bytes, str | None]:
+    with rig.lock:
+        reply = session.feed(data)
+    if not reply:
+        return reply, None
+    fault = rig.faults.draw()
+    if fault == "delay":
+        time.sleep(DELAY_S)
+    elif fault in ("drop", "disconnect"):
+        return b"", fault
+    elif fault == "garble":
+        return rig.faults.garble(reply), fault
+    return reply, fault
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: _TcpServer = self.server  # type: ignore[assignment]
+        session = Session(server.device)
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while not server.stopping.is_set():
+            try:
+                data = self.request.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            reply, fault = _respond(server.rig, session, data)
+            if fault == "disconnect":
+                self.request.shutdown(socket.SHUT_RDWR)
+                return
+            if reply:
+                try:
+                    self.request.sendall(reply)
+                except OSError:
+                    return
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, rig: TwinRig, device: ScpiDevice, host: str, port: int) -> None:
+        self.rig = rig
+        self.device = device
+        self.stopping = threading.Event()
+        super().__init__((host, port), _Handler)
+
+
+class PtyEndpoint:
+    """A pty whose slave end (``path``) a client opens like a serial port."""
+
+    def __init__(self, rig: TwinRig, device: ScpiDevice) -> None:
+        self.rig = rig
+        self.device = device
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        self.path = os.ttyname(self._slave)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"pty {self.path}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        session = Session(self.device)
+        import select
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(self._master, 65536)
+            except OSError:
+                return
+            reply, _ = _respond(self.rig, session, data)
+            if reply:
+                os.write(self._master, reply)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        for fd in (self._master, self._slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class RigServer:
+    """Serves every device of a rig on TCP (and optionally a pty) until ``close``."""
+
+    def __init__(self, rig: TwinRig, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+                 pty: bool = True) -> None:
+        self.rig = rig
+        self.tcp: dict[str, _TcpServer] = {}
+        self.ptys: dict[str, PtyEndpoint] = {}
+        self._threads: list[threading.Thread] = []
+        for name, device in rig.devices.items():
+            server = _TcpServer(rig, device, host, (ports or {}).get(name, 0))
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            thread.start()
+            self.tcp[name], self._threads = server, [*self._threads, thread]
+            if pty:
+                self.ptys[name] = PtyEndpoint(rig, device)
+
+    def visa_resource(self, name: str) -> str:
+        host, port = self.tcp[name].server_address[:2]
+        return f"TCPIP::{host}::{port}::SOCKET"
+
+    def serial_path(self, name: str) -> str:
+        return self.ptys[name].path
+
+    def close(self) -> None:
+        for server in self.tcp.values():
+            server.stopping.set()
+            server.shutdown()
+            server.server_close()
+        for endpoint in self.ptys.values():
+            endpoint.close()
+
+    def __enter__(self) -> RigServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
