@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from drivers.errors import LimitError, ReplyError
+from drivers.errors import ReplyError
 from drivers.instrument import ScpiInstrument, control
+from drivers.safety import SafeOperatingArea, check_range, refuse
 from drivers.transport import Transport
 
-INT16_MAX = 32767
+READ_VOLTAGE_MAX_V = 0.3  # PROTOCOL.md: 0 < V <= 0.3
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,20 @@ class AdcInfo:
 class Board(ScpiInstrument):
     """The chip's test board."""
 
-    read_voltage = control("READ:VOLT?", "READ:VOLT %g", "Read voltage, V.", values=(1e-3, 0.3), unit=" V")
+    read_voltage = control(
+        "READ:VOLT?", "READ:VOLT %g", "Read voltage, V.",
+        values=lambda board: (1e-3, min(READ_VOLTAGE_MAX_V, board.soa.read_voltage_max_v)), unit=" V",
+    )
     averaging = control("READ:AVG?", "READ:AVG %d", "On-board averages per read.", cast=int, values=(1, 256))
     pulse_width_ns = control(
         "PROG:WIDT?", "PROG:WIDT %d", "Width of following pulses, ns.", cast=int, values=(10, 10000), unit=" ns"
     )
     array = control("CHIP:ARR?", "CHIP:ARR %d", "Array all other commands address.", cast=int, values=(0, 255))
 
-    def __init__(self, transport: Transport, name: str = "board", safe_limits: PulseLimits | None = None) -> None:
+    def __init__(self, transport: Transport, name: str = "board", soa: SafeOperatingArea | None = None) -> None:
         super().__init__(transport, name)
-        self._safe_limits = safe_limits
+        self.soa = soa or SafeOperatingArea()
+        self._safe_limits = PulseLimits(self.soa.set_max_mv, self.soa.reset_max_mv, self.soa.width_max_ns)
         self._geometry: Geometry | None = None
         self._limits: PulseLimits | None = None
 
@@ -116,7 +121,7 @@ class Board(ScpiInstrument):
         if self._limits is None:
             set_max, reset_max, width_max = self.query_values("PROG:LIM?", 3, int)
             limits = PulseLimits(abs(set_max), abs(reset_max), width_max)
-            self._limits = limits.tighter(self._safe_limits) if self._safe_limits else limits
+            self._limits = limits.tighter(self._safe_limits)
         return self._limits
 
     def temperature_k(self) -> float:
@@ -168,9 +173,7 @@ class Board(ScpiInstrument):
         self.write_block_checked("PROG:ARR", amplitudes)
 
     def set_pulse_width(self, width_ns: int) -> None:
-        limit = self.pulse_limits().width_max_ns
-        if width_ns > limit:
-            raise LimitError(f"{self.name}: pulse width {width_ns} ns beyond the limit {limit} ns")
+        check_range(self.name, "pulse width", width_ns, 10, self.pulse_limits().width_max_ns, " ns")
         self.pulse_width_ns = width_ns
 
     # ---- checks before the wire ----------------------------------------------------
@@ -178,21 +181,21 @@ class Board(ScpiInstrument):
     def _check_address(self, row: int, col: int) -> None:
         g = self.geometry()
         if not (0 <= row < g.rows and 0 <= col < g.cols):
-            raise LimitError(f"{self.name}: cell ({row}, {col}) outside the {g.rows}x{g.cols} array")
+            raise refuse(self.name, f"cell ({row}, {col}) outside the {g.rows}x{g.cols} array")
 
     def _check_amplitudes(self, amplitudes_mv: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
         amplitudes = np.asarray(amplitudes_mv)
         if shape is not None and amplitudes.shape != shape:
-            raise LimitError(f"{self.name}: amplitudes of shape {amplitudes.shape}, expected {shape}")
+            raise refuse(self.name, f"amplitudes of shape {amplitudes.shape}, expected {shape}")
         if not np.issubdtype(amplitudes.dtype, np.integer):
             if not np.all(np.isfinite(amplitudes)) or np.any(amplitudes != np.round(amplitudes)):
-                raise LimitError(f"{self.name}: amplitudes must be whole millivolts")
+                raise refuse(self.name, "amplitudes must be whole millivolts")
         limits = self.pulse_limits()
         high, low = int(amplitudes.max(initial=0)), int(amplitudes.min(initial=0))
         if high > limits.set_max_mv or -low > limits.reset_max_mv:
-            raise LimitError(
-                f"{self.name}: amplitude range {low}..{high} mV beyond the safe limits "
-                f"-{limits.reset_max_mv}..+{limits.set_max_mv} mV; nothing sent"
+            raise refuse(
+                self.name,
+                f"amplitude range {low}..{high} mV beyond the safe limits -{limits.reset_max_mv}..+{limits.set_max_mv} mV",
             )
         return amplitudes.astype(np.int16)
 
@@ -202,6 +205,7 @@ class Board(ScpiInstrument):
         adc = self.adc()
         return {
             **super().snapshot(),
+            "safe_operating_area": self.soa.as_dict(),
             "idn": str(self.identity()),
             "geometry": [g.arrays, g.rows, g.cols],
             "adc": {"bits": adc.bits, "full_scale_ua": adc.full_scale_ua},

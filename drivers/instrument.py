@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LimitError, LinkError, ReplyError
+from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LinkError, ReplyError
 from drivers.framing import INT16, decode_values, encode_block, read_block
+from drivers.safety import check_range
 from drivers.transport import Transport
 
 MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
@@ -24,24 +25,15 @@ T = TypeVar("T")
 log = logging.getLogger("labctl.drivers")
 
 
-class control:  # noqa: N801 - reads like PyMeasure's Instrument.control
-    """A settable instrument property with a validated range."""
+Limits = tuple[float, float] | Callable[[Any], tuple[float, float]]
 
-    def __init__(
-        self,
-        get_command: str,
-        set_command: str,
-        doc: str,
-        *,
-        cast: Callable[[str], Any] = float,
-        values: tuple[float, float] | None = None,
-        unit: str = "",
-    ) -> None:
+
+class measurement:  # noqa: N801 - reads like PyMeasure's Instrument.measurement
+    """A read-only instrument property."""
+
+    def __init__(self, get_command: str, doc: str, *, cast: Callable[[str], Any] = float) -> None:
         self.get_command = get_command
-        self.set_command = set_command
         self.cast = cast
-        self.values = values
-        self.unit = unit
         self.__doc__ = doc
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -54,17 +46,41 @@ class control:  # noqa: N801 - reads like PyMeasure's Instrument.control
         try:
             return self.cast(reply)
         except ValueError:
-            raise ReplyError(f"{instrument.name}: {self.name} reply {reply!r} is not a {self.cast.__name__}") from None
+            raise ReplyError(instrument._context(f"{self.name} reply {reply!r} is not a {self.cast.__name__}")) from None
+
+
+class control(measurement):  # noqa: N801
+    """A settable instrument property whose range is checked before the wire.
+
+    ``values`` is a fixed ``(low, high)`` or a function of the instrument, so a range
+    can come from the chip's safe operating area. ``format`` turns a value into the
+    command's argument (``"%g"``-style by default).
+    """
+
+    def __init__(
+        self,
+        get_command: str,
+        set_command: str,
+        doc: str,
+        *,
+        cast: Callable[[str], Any] = float,
+        values: Limits | None = None,
+        unit: str = "",
+        format: Callable[[Any], Any] | None = None,  # noqa: A002
+    ) -> None:
+        super().__init__(get_command, doc, cast=cast)
+        self.set_command = set_command
+        self.values = values
+        self.unit = unit
+        self.format = format
 
     def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
         if self.values is not None:
-            low, high = self.values
-            if not low <= value <= high:
-                raise LimitError(
-                    f"{instrument.name}: {self.name} {value}{self.unit} outside {low}..{high}{self.unit}"
-                )
-        instrument.write(self.set_command % value)
-        instrument.check_errors(self.set_command % value)
+            low, high = self.values(instrument) if callable(self.values) else self.values
+            check_range(instrument.name, self.name, value, low, high, self.unit)
+        command = self.set_command % (self.format(value) if self.format else value)
+        instrument.write(command)
+        instrument.check_errors(command)
 
 
 class ScpiInstrument:
@@ -183,7 +199,7 @@ class ScpiInstrument:
         return f"{self.name} ({self.transport.resource}), last command {self.last_command!r}: {err}"
 
     def _note(self, text: str) -> None:
-        log.warning("%s: %s", self.name, text)
+        log.info("%s: %s", self.name, text)
         note = getattr(self.transport, "note", None)
         if note is not None:
             note(text)
@@ -247,7 +263,7 @@ class ScpiInstrument:
         state: dict[str, Any] = {"resource": self.transport.resource}
         for klass in type(self).__mro__:
             for name, attr in vars(klass).items():
-                if isinstance(attr, control) and name not in state:
+                if isinstance(attr, measurement) and name not in state:
                     state[name] = getattr(self, name)
         return state
 

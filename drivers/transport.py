@@ -87,12 +87,19 @@ class SerialTransport:
     def _open(self) -> None:
         import serial
 
+        settings = self._settings
+        if self.resource.startswith("/dev/pts/"):
+            # a pseudo-terminal carries bytes, not line settings; Linux refuses some
+            # (7 data bits with parity after an earlier session), so it gets the defaults
+            settings = {"baudrate": self._settings["baudrate"]}
         try:
             self._port = serial.serial_for_url(
-                self.resource, timeout=self.timeout_s, write_timeout=self.timeout_s, **self._settings
+                self.resource, timeout=self.timeout_s, write_timeout=self.timeout_s, **settings
             )
-        except (serial.SerialException, ValueError) as err:
+        except (serial.SerialException, ValueError, OSError) as err:
             raise LinkError(f"{self.resource}: cannot open serial port: {err}") from None
+        except Exception as err:  # termios.error is not an OSError
+            raise LinkError(f"{self.resource}: cannot configure serial port: {err}") from None
 
     def write(self, data: bytes) -> None:
         import serial

@@ -47,6 +47,7 @@ def calibrate(
     targets: str | Path | None = None,
     protocol: str | Path | None = None,
     data: str | Path | None = None,
+    config: str | Path | None = None,
     progress: ProgressCallback | None = None,
     keep_rig: list[Rig] | None = None,
 ) -> CalibrationOutcome:
@@ -55,7 +56,7 @@ def calibrate(
     ``keep_rig`` (tests) receives the rig, so a test can inspect the twin afterwards.
     """
     started = time.perf_counter()
-    spec = resolve_chip(chip, seed=seed, size=size)
+    spec = resolve_chip(chip, seed=seed, size=size, config=config)
     loaded = load_protocol(protocol)
     _check_protocol_limits(loaded, spec)
     user_targets = read_targets(targets) if targets is not None else None
@@ -64,6 +65,7 @@ def calibrate(
     with open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
+        spec = rig.spec  # now with the board's geometry
         target_matrix = _targets(loaded, spec, user_targets, targets)
         store.check_writable()
         run = store.create_run(spec.name, _provenance(spec, loaded, rig, targets))
@@ -87,11 +89,12 @@ def calibrate(
 
 def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
     """Refuse a protocol that would ask for more than the chip's safe operating area."""
-    wv, safe = loaded.protocol.write_verify, spec.safe_limits
+    wv, safe = loaded.protocol.write_verify, spec.soa
     for key, value, limit in (
         ("set_max_mv", wv.set_max_mv, safe.set_max_mv),
         ("reset_max_mv", wv.reset_max_mv, safe.reset_max_mv),
         ("width_ns", wv.width_ns, safe.width_max_ns),
+        ("read_voltage", wv.read_voltage, safe.read_voltage_max_v),
     ):
         if value > limit:
             raise UsageError(
@@ -157,8 +160,8 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any) 
         "user": _user(),
         "command": sys.argv,
         "chip_spec": spec.describe(),
-        "seed": spec.seed,
-        "preset": spec.preset,
+        "seed": spec.config.twin.seed if spec.config.twin else None,
+        "preset": spec.config.twin.preset if spec.config.twin else None,
         "instruments": rig.snapshot(),
         "protocol": {"source": loaded.source, "sha256": loaded.sha256, "content": loaded.text},
         "targets": {"source": str(targets) if targets is not None else "protocol pattern"},

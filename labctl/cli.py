@@ -14,6 +14,14 @@ from typing import Annotated, Optional
 import typer
 
 EXIT_ACCEPTANCE = 1
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 acceptance limits failed, or an instrument or the run failed; "
+    "2 bad input (nothing started); 3 internal error."
+)
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
+]
 
 app = typer.Typer(
     name="labctl",
@@ -43,10 +51,7 @@ def main_options(
     """Lab control and calibration for analogue in-memory-computing test chips."""
 
 
-@app.command(
-    epilog="Exit codes: 0 all acceptance limits held, 1 a limit failed, 2 bad input "
-    "(nothing started), 3 the run failed (see its manifest)."
-)
+@app.command(epilog=EXIT_CODES)
 def calibrate(
     chip: Annotated[str, typer.Argument(help="Chip to calibrate; chip0 is the built-in twin.")] = "chip0",
     targets: Annotated[
@@ -58,6 +63,7 @@ def calibrate(
     data: Annotated[
         Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
     ] = None,
+    config: ConfigOption = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
@@ -74,7 +80,8 @@ def calibrate(
     with _progress(enabled=not quiet) as progress:
         outcome = _run(
             lambda: api.calibrate(
-                chip, seed=seed, size=size, targets=targets, protocol=protocol, data=data, progress=progress
+                chip, seed=seed, size=size, targets=targets, protocol=protocol, data=data, config=config,
+                progress=progress,
             )
         )
     if as_json:
@@ -118,12 +125,77 @@ def sim_describe(
     Console().print(table)
 
 
+@sim_app.command("serve")
+def sim_serve(
+    preset: Annotated[str, typer.Option("--preset", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    seed: Annotated[int, typer.Option("--seed", help="Seed the simulated chip is made with.")] = 0,
+    size: Annotated[Optional[str], typer.Option("--size", help="Array size ROWSxCOLS [default: the preset's].")] = None,
+    fault: Annotated[
+        Optional[list[str]], typer.Option("--fault", help="Wire fault KIND:RATE (delay, drop, garble, disconnect).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="First TCP port (board; SMU +1, temperature +2); 0: any.")] = 0,
+    chip: Annotated[str, typer.Option("--chip", help="Chip name for the printed lab.toml snippet.")] = "chip1",
+) -> None:
+    """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
+    from labctl.serve import serve_forever
+
+    _run(lambda: serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port,
+                               chip=chip))
+
+
 def _format_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (tuple, list)):
         return ", ".join(_format_value(v) for v in value)
     return str(value)
+
+
+@app.command(epilog=EXIT_CODES)
+def rigs(config: ConfigOption = None) -> None:
+    """List the chips the configuration knows and how each is reached."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from labctl.config import load_config
+
+    lab, source = _run(lambda: load_config(config))
+    table = Table(title=f"rigs ({source})", title_justify="left")
+    for column in ("chip", "board", "smu", "temperature", "window µS"):
+        table.add_column(column)
+    for name, chip in sorted(lab.chips.items()):
+        if chip.twin is not None:
+            size = chip.twin.size or "preset size"
+            board = f"twin in process ({chip.twin.preset}, seed {chip.twin.seed}, {size})"
+            smu = temperature = "twin"
+        else:
+            board, smu, temperature = chip.board or "-", chip.smu or "-", chip.temperature or "-"
+        table.add_row(name, board, smu, temperature, f"{chip.window_us[0]:g}-{chip.window_us[1]:g}")
+    Console().print(table)
+
+
+@app.command(epilog=EXIT_CODES)
+def doctor(
+    chip: Annotated[str, typer.Argument(help="Chip whose instruments to check.")] = "chip0",
+    config: ConfigOption = None,
+) -> None:
+    """Connect to every instrument of a chip, identify it, check its limits, and print a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from labctl.doctor import examine
+
+    rows = _run(lambda: examine(chip, config))
+    table = Table(title=f"doctor {chip}", title_justify="left")
+    for column in ("instrument", "resource", "identity", "check", "result"):
+        table.add_column(column)
+    for row in rows:
+        mark = "[green]ok[/green]" if row.ok else "[red]FAIL[/red]"
+        table.add_row(row.instrument, row.resource, row.identity, row.detail, mark)
+    Console().print(table)
+    if not all(row.ok for row in rows):
+        raise typer.Exit(1)
 
 
 def _run(work):

@@ -1,83 +1,210 @@
-"""Which chip a name refers to, and how to reach it.
+"""Which chip a name refers to, how to reach its instruments, and its safe operating area.
 
-With no configuration at all, ``chip0`` is the built-in software twin, so a new user
-(and CI) gets a real run on a fresh machine.
+``lab.toml`` describes rigs, one table per chip::
+
+    [chips.chip1]
+    board = "TCPIP::127.0.0.1::5025::SOCKET"     # or "/dev/ttyACM0", "ASRL/dev/ttyACM0::INSTR"
+    smu = "TCPIP::192.168.1.20::5025::SOCKET"
+    temperature = "/dev/ttyUSB0"
+    window_us = [0.0, 25.0]
+    [chips.chip1.limits]
+    set_max_mv = 2500
+
+or, for a software twin in process, ``twin = { preset = "pcm", seed = 0, size = "256x256" }``.
+The file is found at ``--config``, ``$LABCTL_CONFIG``, ``./lab.toml`` or the user's
+config directory, in that order. With none, ``chip0`` is the built-in twin.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
 from dataclasses import dataclass, replace
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from drivers.board import PulseLimits
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from drivers.safety import SafeOperatingArea
 from labctl.errors import UsageError
 
 MAX_TWIN_SIDE = 1024
+USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "labctl" / "lab.toml"
+
+
+class Limits(BaseModel):
+    """The chip's safe operating area; drivers refuse anything outside it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    set_max_mv: int = Field(2500, gt=0, le=32767)
+    reset_max_mv: int = Field(3500, gt=0, le=32767)
+    width_max_ns: int = Field(1000, ge=10, le=10000)
+    read_voltage_max_v: float = Field(0.3, gt=0, le=0.3)
+    smu_voltage_max_v: float = Field(0.5, gt=0, le=210)
+    smu_current_limit_max_a: float = Field(1e-3, gt=0, le=1.05)
+    temperature_min_k: float = Field(250.0, gt=0)
+    temperature_max_k: float = Field(400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.temperature_min_k >= self.temperature_max_k:
+            raise ValueError("temperature_min_k must be below temperature_max_k")
+        return self
+
+    def area(self) -> SafeOperatingArea:
+        return SafeOperatingArea(**self.model_dump())
+
+
+class TwinOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    preset: Literal["pcm", "rram", "sram-64"] = "pcm"
+    seed: int = Field(0, ge=0)
+    size: str | None = None  # ROWSxCOLS; the preset's geometry when absent
+
+
+class ChipConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    twin: TwinOptions | None = None
+    board: str | None = None
+    smu: str | None = None
+    temperature: str | None = None
+    window_us: tuple[float, float] = (0.0, 25.0)
+    timeout_s: float = Field(2.0, gt=0, le=600)
+    trace: str | None = None  # a file to log every exchange to
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ChipConfig:
+        if (self.twin is None) == (self.board is None):
+            raise ValueError("give either 'twin' (a software twin in process) or 'board' (a resource string)")
+        if self.twin is not None and (self.smu or self.temperature):
+            raise ValueError("an in-process twin brings its own SMU and temperature controller")
+        if self.twin is not None and self.twin.size is not None:
+            parse_size(self.twin.size, "twin.size")
+        low, high = self.window_us
+        if not 0 <= low < high:
+            raise ValueError(f"window_us {list(self.window_us)} must be [low, high] with 0 <= low < high")
+        return self
+
+
+class LabConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chips: dict[str, ChipConfig] = {}
 
 
 @dataclass(frozen=True)
 class ChipSpec:
+    """A chip resolved from configuration (and CLI overrides)."""
+
     name: str
-    kind: Literal["twin"]
-    preset: str
-    seed: int
-    rows: int
-    cols: int
-    window_us: tuple[float, float]  # the conductance range targets may ask for
-    safe_limits: PulseLimits  # tighter than, or equal to, the board's hard limits
+    config: ChipConfig
+    source: str  # the file it came from, or "built-in"
+    rows: int | None = None  # known up front only for an in-process twin
+    cols: int | None = None
 
-    def describe(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "preset": self.preset,
-            "seed": self.seed,
-            "geometry": [1, self.rows, self.cols],
-            "window_us": list(self.window_us),
-            "safe_limits": {
-                "set_max_mv": self.safe_limits.set_max_mv,
-                "reset_max_mv": self.safe_limits.reset_max_mv,
-                "width_max_ns": self.safe_limits.width_max_ns,
-            },
-        }
+    @property
+    def is_twin(self) -> bool:
+        return self.config.twin is not None
+
+    @property
+    def window_us(self) -> tuple[float, float]:
+        return self.config.window_us
+
+    @property
+    def soa(self) -> SafeOperatingArea:
+        return self.config.limits.area()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "geometry": [1, self.rows, self.cols] if self.rows else None,
+                **self.config.model_dump(mode="json")}
 
 
-BUILTIN_CHIPS: dict[str, ChipSpec] = {
-    "chip0": ChipSpec(
-        name="chip0",
-        kind="twin",
-        preset="pcm",
-        seed=0,
-        rows=256,
-        cols=256,
-        window_us=(0.0, 25.0),
-        safe_limits=PulseLimits(set_max_mv=2500, reset_max_mv=3500, width_max_ns=1000),
-    )
-}
+BUILTIN = LabConfig(chips={"chip0": ChipConfig(twin=TwinOptions())})
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, where: str = "--size") -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if not match:
-        raise UsageError(f"--size {text!r}: expected ROWSxCOLS, for example 64x64")
+        raise UsageError(f"{where} {text!r}: expected ROWSxCOLS, for example 64x64")
     rows, cols = int(match[1]), int(match[2])
     if not (1 <= rows <= MAX_TWIN_SIDE and 1 <= cols <= MAX_TWIN_SIDE):
-        raise UsageError(f"--size {text!r}: rows and cols must be 1..{MAX_TWIN_SIDE}")
+        raise UsageError(f"{where} {text!r}: rows and cols must be 1..{MAX_TWIN_SIDE}")
     return rows, cols
 
 
-def resolve_chip(name: str, seed: int | None = None, size: str | None = None) -> ChipSpec:
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UsageError(f"config file {str(path)!r} not found")
+        return path
+    for candidate in (os.environ.get("LABCTL_CONFIG"), "lab.toml", USER_CONFIG):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load_config(explicit: str | Path | None = None) -> tuple[LabConfig, str]:
+    """The lab's configuration and where it came from; built-in chip0 is always there."""
+    path = find_config(explicit)
+    if path is None:
+        return BUILTIN, "built-in"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path}: invalid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"config file {str(path)!r} cannot be read: {err}") from None
+    try:
+        config = LabConfig.model_validate(data)
+    except ValidationError as err:
+        from labctl.protocol import describe_validation_error
+
+        raise UsageError(f"{path}: {describe_validation_error(err)}") from None
+    except UsageError as err:  # raised by a validator (e.g. twin.size)
+        raise UsageError(f"{path}: {err}") from None
+    chips = {**BUILTIN.chips, **config.chips}
+    return LabConfig(chips=chips), str(path)
+
+
+def resolve_chip(name: str, seed: int | None = None, size: str | None = None,
+                 config: str | Path | None = None) -> ChipSpec:
     """The chip called ``name``, with twin-only overrides applied."""
-    spec = BUILTIN_CHIPS.get(name)
-    if spec is None:
-        known = ", ".join(sorted(BUILTIN_CHIPS))
-        raise UsageError(f"unknown chip {name!r}: known chips are {known}")
+    lab, source = load_config(config)
+    chip = lab.chips.get(name)
+    if chip is None:
+        raise UsageError(f"unknown chip {name!r}: known chips are {', '.join(sorted(lab.chips))}")
+    origin = "built-in" if name in BUILTIN.chips and chip == BUILTIN.chips[name] else source
+    if (seed is not None or size is not None) and chip.twin is None:
+        raise UsageError(f"--seed and --size apply to in-process twins; {name} is reached through {chip.board}")
+    if chip.twin is None:
+        return ChipSpec(name, chip, origin)
+    twin = chip.twin
     if seed is not None:
         if seed < 0:
             raise UsageError(f"--seed {seed}: must be 0 or more")
-        spec = replace(spec, seed=seed)
+        twin = twin.model_copy(update={"seed": seed})
     if size is not None:
-        rows, cols = parse_size(size)
-        spec = replace(spec, rows=rows, cols=cols)
-    return spec
+        parse_size(size)
+        twin = twin.model_copy(update={"size": size})
+    chip = chip.model_copy(update={"twin": twin})
+    rows, cols = _twin_geometry(twin)
+    return ChipSpec(name, chip, origin, rows, cols)
+
+
+def _twin_geometry(twin: TwinOptions) -> tuple[int, int]:
+    if twin.size is not None:
+        return parse_size(twin.size)
+    from sims.presets import PRESETS
+
+    _, rows, cols = PRESETS[twin.preset].geometry
+    return rows, cols
+
+
+def with_geometry(spec: ChipSpec, rows: int, cols: int) -> ChipSpec:
+    return replace(spec, rows=rows, cols=cols)

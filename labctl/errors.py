@@ -1,19 +1,24 @@
-"""Errors the CLI turns into exit codes: 2 for bad input, 3 for a run that failed."""
+"""Errors the CLI turns into one line on stderr and an exit code.
+
+2: bad input (arguments, config, protocol or targets file): nothing was started.
+1: an instrument or a run failed (a typed driver error, with the resource and the
+   last command), as when a protocol's acceptance limits fail.
+"""
 
 from __future__ import annotations
 
 
 class LabctlError(Exception):
-    exit_code = 3
+    exit_code = 1
 
 
 class UsageError(LabctlError):
-    """Bad input (arguments, config, protocol or targets file): nothing was started."""
-
     exit_code = 2
 
 
-class RunFailed(LabctlError):
-    """A run started and could not finish; its manifest says ``failed``."""
+class InstrumentFailure(LabctlError):
+    """An instrument did not answer, answered wrongly, or reported an error."""
 
-    exit_code = 3
+
+class RunFailed(LabctlError):
+    """A run started and could not finish; its manifest says ``failed`` and why."""

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from drivers.board import Board, Identity
 from drivers.errors import DriverError
-from drivers.transport import InProcessTransport
-from labctl.config import ChipSpec
-from labctl.errors import RunFailed
+from drivers.smu import Keithley2450
+from drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
+from drivers.temperature import LakeShore335
+from drivers.transport import InProcessTransport, Transport, open_transport
+from labctl.config import ChipSpec, with_geometry
+from labctl.errors import InstrumentFailure
+
+BOARD_SERIAL = {"baudrate": 921600, "bytesize": 8, "parity": "N", "stopbits": 1}
 
 
 @dataclass
@@ -19,38 +24,71 @@ class Rig:
     spec: ChipSpec
     board: Board
     identity: Identity
-    twin: Any = None  # the in-process twin board, when the chip is simulated (tests read it)
+    smu: Keithley2450 | None = None
+    temperature: LakeShore335 | None = None
+    twin: Any = None  # the in-process twin rig, when the chip is simulated here (tests read it)
+
+    def instruments(self) -> dict[str, Any]:
+        found = {"board": self.board, "smu": self.smu, "temperature": self.temperature}
+        return {name: inst for name, inst in found.items() if inst is not None}
 
     def snapshot(self) -> dict[str, Any]:
-        return {"board": self.board.snapshot()}
+        return {name: inst.snapshot() for name, inst in self.instruments().items()}
 
 
 @contextmanager
 def open_rig(spec: ChipSpec) -> Iterator[Rig]:
     """Connect, identify and check the geometry; always close on the way out."""
-    board, twin = _connect(spec)
-    try:
+    with ExitStack() as stack:
+        trace = stack.enter_context(open(spec.config.trace, "a", encoding="utf-8")) if spec.config.trace else None
+        try:
+            transports, twin = _transports(spec, trace)
+        except DriverError as err:
+            raise InstrumentFailure(f"{spec.name}: {err}") from None
+        for transport in transports.values():
+            stack.callback(transport.close)
+        soa = spec.soa
+        board = Board(transports["board"], soa=soa)
+        smu = Keithley2450(transports["smu"], soa=soa) if "smu" in transports else None
+        temperature = LakeShore335(transports["temperature"], soa=soa) if "temperature" in transports else None
         try:
             identity = board.identity()
             geometry = board.geometry()
         except DriverError as err:
-            raise RunFailed(f"{spec.name}: board did not identify: {err}") from err
-        if (geometry.rows, geometry.cols) != (spec.rows, spec.cols):
-            raise RunFailed(
+            raise InstrumentFailure(f"{spec.name}: board did not identify: {err}") from None
+        if spec.rows is not None and (geometry.rows, geometry.cols) != (spec.rows, spec.cols):
+            raise InstrumentFailure(
                 f"{spec.name}: board reports a {geometry.rows}x{geometry.cols} array, "
                 f"configuration says {spec.rows}x{spec.cols}"
             )
-        yield Rig(spec, board, identity, twin)
-    finally:
-        board.close()
+        spec = with_geometry(spec, geometry.rows, geometry.cols)
+        yield Rig(spec, board, identity, smu, temperature, twin)
 
 
-def _connect(spec: ChipSpec) -> tuple[Board, Any]:
-    if spec.kind == "twin":
-        import sims
+def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
+    config = spec.config
+    if config.twin is not None:
+        from sims.server import TwinRig
 
-        chip = sims.ChipModel(preset=spec.preset, seed=spec.seed, rows=spec.rows, cols=spec.cols)
-        twin = sims.BoardTwin(chip, serial=f"{spec.name.upper()}-{spec.seed}")
-        transport = InProcessTransport(twin.feed, resource=f"twin://{spec.name}")
-        return Board(transport, safe_limits=spec.safe_limits), twin
-    raise RunFailed(f"{spec.name}: no transport for chip kind {spec.kind!r}")
+        twin = TwinRig.build(config.twin.preset, seed=config.twin.seed, rows=spec.rows, cols=spec.cols)
+        transports: dict[str, Transport] = {
+            name: InProcessTransport(device.feed, resource=f"twin://{spec.name}/{name}")
+            for name, device in twin.devices.items()
+        }
+        if trace is not None:
+            from drivers.transport import TracedTransport
+
+            transports = {name: TracedTransport(t, trace, name) for name, t in transports.items()}
+        return transports, twin
+    resources = {"board": (config.board, BOARD_SERIAL), "smu": (config.smu, None),
+                 "temperature": (config.temperature, LAKESHORE_SERIAL)}
+    opened: dict[str, Transport] = {}
+    try:
+        for name, (resource, serial) in resources.items():
+            if resource:
+                opened[name] = open_transport(resource, config.timeout_s, serial, trace, name)
+    except DriverError:
+        for transport in opened.values():
+            transport.close()
+        raise
+    return opened, None

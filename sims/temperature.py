@@ -79,7 +79,7 @@ class TemperatureTwin(ScpiDevice):
         enabled = as_int(params[1], "ramp state")
         in_range(enabled, 0, 1, "ramp state")
         rate = as_float(params[2], "ramp rate")
-        in_range(rate, 0.1, 100.0, "ramp rate")
+        in_range(rate, 0.1 if enabled else 0.0, 100.0, "ramp rate")
         self._ramps[loop] = (enabled, rate)
         if loop == 1:
             thermal = self.chip.thermal

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from conftest import block
 
-from drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError
+from drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError, SafeOperatingArea
 from drivers.testing import expected_protocol
+
+# with a safe area wider than the board's own limits, the board's PROG:LIM? decides
+WIDE = SafeOperatingArea(set_max_mv=32767, reset_max_mv=32767, width_max_ns=10000)
 
 GEOM = (b"CHIP:GEOM?", b"1,2,3")
 LIM = (b"PROG:LIM?", b"3000,4000,10000")
@@ -49,7 +52,7 @@ def test_read_row_and_array_are_one_block_each():
 def test_program_array_sends_block_and_error_check_in_one_message():
     amplitudes = np.array([[100, 0, -200], [0, 0, 2999]])
     message = b"PROG:ARR " + block(amplitudes) + b";:SYST:ERR?"
-    with expected_protocol(Board, [GEOM, LIM, (message, NO_ERROR)]) as board:
+    with expected_protocol(Board, [GEOM, LIM, (message, NO_ERROR)], soa=WIDE) as board:
         board.program_array(amplitudes)
 
 
@@ -88,13 +91,14 @@ def test_instrument_errors_are_typed_with_the_instruments_message():
     ],
 )
 def test_unsafe_or_malformed_pulses_never_reach_the_wire(amplitudes, message, queries):
-    with expected_protocol(Board, queries) as board:
+    with expected_protocol(Board, queries, soa=WIDE) as board:
         with pytest.raises(LimitError, match=message):
             board.program_array(amplitudes)
 
 
 def test_configured_safe_area_tightens_the_boards_limits():
-    with expected_protocol(Board, [LIM, GEOM], safe_limits=PulseLimits(2000, 2500, 500)) as board:
+    soa = SafeOperatingArea(set_max_mv=2000, reset_max_mv=2500, width_max_ns=500)
+    with expected_protocol(Board, [LIM, GEOM], soa=soa) as board:
         assert board.pulse_limits() == PulseLimits(2000, 2500, 500)
         with pytest.raises(LimitError):
             board.program_array(np.array([[0, 0, 2001], [0, 0, 0]]))
@@ -182,7 +186,8 @@ def test_snapshot_names_every_setting(board):
     snap = board.snapshot()
     assert snap["averaging"] == 4 and snap["read_voltage"] == 0.2
     assert snap["idn"].startswith("LABCTL,ACB-TWIN")
-    assert snap["pulse_limits"]["set_max_mv"] == 3000
+    assert snap["pulse_limits"]["set_max_mv"] == 2500  # the default safe area is tighter than the board
+    assert snap["safe_operating_area"]["reset_max_mv"] == 3500
     assert snap["resource"] == "twin://test"
 
 

@@ -1,0 +1,40 @@
+"""Driver of a Lake Shore 335 temperature controller (the subset labctl uses), real or twin.
+
+Loop 1 heats the chip, input A reads it. The Lake Shore has no SCPI error queue, so
+every setting is range-checked here, against the chip's safe temperature range.
+"""
+
+from __future__ import annotations
+
+from drivers.instrument import ScpiInstrument, control, measurement
+from drivers.safety import SafeOperatingArea, check_range
+from drivers.transport import Transport
+
+SERIAL_SETTINGS = {"baudrate": 57600, "bytesize": 7, "parity": "O", "stopbits": 1}
+
+
+class LakeShore335(ScpiInstrument):
+    has_error_queue = False
+
+    temperature_k = measurement("KRDG? A", "Chip temperature (input A), K.")
+    set_point_k = control(
+        "SETP? 1", "SETP 1,%g", "Loop 1 set point, K.",
+        values=lambda tc: (tc.soa.temperature_min_k, tc.soa.temperature_max_k), unit=" K",
+    )
+    heater_range = control("RANGE? 1", "RANGE 1,%d", "Loop 1 heater range: 0 off, 1 low, 2 medium, 3 high.",
+                           cast=int, values=(0, 3))
+
+    def __init__(self, transport: Transport, name: str = "temperature", soa: SafeOperatingArea | None = None) -> None:
+        super().__init__(transport, name)
+        self.soa = soa or SafeOperatingArea()
+
+    def ramp(self, rate_k_per_min: float | None) -> None:
+        """Ramp the set point at this rate (None: jump)."""
+        if rate_k_per_min is None:
+            self.write("RAMP 1,0,0")
+            return
+        check_range(self.name, "ramp rate", rate_k_per_min, 0.1, 100.0, " K/min")
+        self.write(f"RAMP 1,1,{rate_k_per_min:g}")
+
+    def heater_off(self) -> None:
+        self.heater_range = 0
