@@ -28,13 +28,19 @@ class LakeShore335(ScpiInstrument):
         super().__init__(transport, name)
         self.soa = soa or SafeOperatingArea()
 
+    def check_errors(self, after: str = "") -> None:
+        """No error queue: ``*OPC?`` at least confirms the command was taken before going on."""
+        self.query("*OPC?")
+
     def ramp(self, rate_k_per_min: float | None) -> None:
         """Ramp the set point at this rate (None: jump)."""
         if rate_k_per_min is None:
-            self.write("RAMP 1,0,0")
-            return
-        check_range(self.name, "ramp rate", rate_k_per_min, 0.1, 100.0, " K/min")
-        self.write(f"RAMP 1,1,{rate_k_per_min:g}")
+            command = "RAMP 1,0,0"
+        else:
+            check_range(self.name, "ramp rate", rate_k_per_min, 0.1, 100.0, " K/min")
+            command = f"RAMP 1,1,{rate_k_per_min:g}"
+        self.write(command)
+        self.check_errors(command)
 
     def heater_off(self) -> None:
         self.heater_range = 0
