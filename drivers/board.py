@@ -206,7 +206,6 @@ class Board(ScpiInstrument):
         return {
             **super().snapshot(),
             "safe_operating_area": self.soa.as_dict(),
-            "idn": str(self.identity()),
             "geometry": [g.arrays, g.rows, g.cols],
             "adc": {"bits": adc.bits, "full_scale_ua": adc.full_scale_ua},
             "pulse_limits": {

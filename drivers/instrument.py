@@ -260,7 +260,7 @@ class ScpiInstrument:
 
     def snapshot(self) -> dict[str, Any]:
         """Every declared setting's current value, for the run manifest."""
-        state: dict[str, Any] = {"resource": self.transport.resource}
+        state: dict[str, Any] = {"resource": self.transport.resource, "idn": self.identify()}
         for klass in type(self).__mro__:
             for name, attr in vars(klass).items():
                 if isinstance(attr, measurement) and name not in state:
