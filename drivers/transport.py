@@ -203,7 +203,7 @@ class VisaTransport:
         return line
 
     def read_exact(self, count: int) -> bytes:
-        return self._call(lambda: self._session.read_bytes(count, break_on_termchar=False), "read")
+        return self._call(lambda: self._session.read_bytes(count, chunk_size=max(count, 1), break_on_termchar=False), "read")
 
     def recover(self) -> None:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
