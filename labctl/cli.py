@@ -1,7 +1,7 @@
 """The ``labctl`` command line: argument parsing and printing only; the work is in ``labctl.api``.
 
-Exit codes: 0 success, 1 acceptance limits not met, 2 bad input (nothing started),
-3 a run that started and failed (its manifest says why).
+Exit codes: 0 success; 1 acceptance limits not met, or an instrument or a run failed;
+2 bad input (nothing started); 3 internal error.
 """
 
 from __future__ import annotations

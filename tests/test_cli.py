@@ -251,3 +251,21 @@ def test_sim_describe_prints_the_presets_parameters(preset):
 def test_sim_describe_unknown_preset_is_a_usage_error():
     result = runner.invoke(app, ["sim", "describe", "--preset", "flash"])
     assert result.exit_code == 2 and "unknown preset 'flash'" in result.stderr
+
+
+def test_an_instrument_failing_mid_run_marks_the_run_failed_and_exits_1(tmp_path, monkeypatch):
+    from calibration import write_verify
+    from drivers import InstrumentError
+
+    def broken(self, targets):
+        self.board.read_array()
+        raise InstrumentError("board", -310, "System error; ADC fault", "READ:ARR?")
+
+    monkeypatch.setattr(write_verify.WriteVerify, "run", broken)
+    result = runner.invoke(app, ["calibrate", *SMALL, "--data", str(tmp_path)])
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "ADC fault" in result.stderr
+    (run_id,) = runs_in(tmp_path)
+    manifest = json.loads((tmp_path / "runs" / run_id / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and "ADC fault" in manifest["error"]
+    assert not list(tmp_path.rglob(".*.tmp"))
