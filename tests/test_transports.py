@@ -211,3 +211,27 @@ def test_an_instrument_that_never_answers_times_out_with_resource_and_command(si
     message = str(caught.value)
     assert f"::{silent_server}::SOCKET" in message and "*IDN?" in message
     board.close()
+
+
+def test_a_served_board_serves_several_clients_at_once():
+    rig = TwinRig.build(rows=8, cols=8)
+    with RigServer(rig, pty=False) as server:
+        clients = [Board(VisaTransport(server.visa_resource("board"))) for _ in range(3)]
+        failures: list[Exception] = []
+
+        def work(board: Board) -> None:
+            try:
+                for _ in range(30):
+                    assert board.read_array().shape == (8, 8)
+                    assert board.identity().is_twin
+            except Exception as err:  # noqa: BLE001 - collected for the assertion below
+                failures.append(err)
+
+        threads = [threading.Thread(target=work, args=(board,)) for board in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for board in clients:
+            board.close()
+    assert failures == []
