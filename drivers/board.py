@@ -78,14 +78,14 @@ class Board(ScpiInstrument):
     """The chip's test board."""
 
     read_voltage = control(
-        "READ:VOLT?", "READ:VOLT %g", "Read voltage, V.",
+        "READ:VOLT?", "READ:VOLT %s", "Read voltage, V.",
         values=lambda board: (1e-3, min(READ_VOLTAGE_MAX_V, board.soa.read_voltage_max_v)), unit=" V",
     )
-    averaging = control("READ:AVG?", "READ:AVG %d", "On-board averages per read.", cast=int, values=(1, 256))
+    averaging = control("READ:AVG?", "READ:AVG %s", "On-board averages per read.", cast=int, values=(1, 256))
     pulse_width_ns = control(
-        "PROG:WIDT?", "PROG:WIDT %d", "Width of following pulses, ns.", cast=int, values=(10, 10000), unit=" ns"
+        "PROG:WIDT?", "PROG:WIDT %s", "Width of following pulses, ns.", cast=int, values=(10, 10000), unit=" ns"
     )
-    array = control("CHIP:ARR?", "CHIP:ARR %d", "Array all other commands address.", cast=int, values=(0, 255))
+    array = control("CHIP:ARR?", "CHIP:ARR %s", "Array all other commands address.", cast=int, values=(0, 255))
 
     def __init__(self, transport: Transport, name: str = "board", soa: SafeOperatingArea | None = None) -> None:
         super().__init__(transport, name)

@@ -16,7 +16,7 @@ import numpy as np
 
 from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LinkError, ReplyError
 from drivers.framing import INT16, decode_values, encode_block, read_block
-from drivers.safety import check_range
+from drivers.safety import check_range, refuse
 from drivers.transport import Transport
 
 MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
@@ -26,6 +26,14 @@ log = logging.getLogger("labctl.drivers")
 
 
 Limits = tuple[float, float] | Callable[[Any], tuple[float, float]]
+
+
+def _exact(value: Any) -> str:
+    """The value as sent: floats in their shortest exact form, so the number on the wire
+    is the number that was range-checked (``%g`` would round 301.015625 up to 301.016)."""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
 
 
 class measurement:  # noqa: N801 - reads like PyMeasure's Instrument.measurement
@@ -53,8 +61,8 @@ class control(measurement):  # noqa: N801
     """A settable instrument property whose range is checked before the wire.
 
     ``values`` is a fixed ``(low, high)`` or a function of the instrument, so a range
-    can come from the chip's safe operating area. ``format`` turns a value into the
-    command's argument (``"%g"``-style by default).
+    can come from the chip's safe operating area. The command takes the value through
+    ``%s``; ``format`` turns a value into that argument (exact decimal by default).
     """
 
     def __init__(
@@ -75,10 +83,16 @@ class control(measurement):  # noqa: N801
         self.format = format
 
     def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
+        if self.cast is int:
+            if not isinstance(value, (int, np.integer)) and not (
+                isinstance(value, (float, np.floating)) and float(value).is_integer()
+            ):
+                raise refuse(instrument.name, f"{self.name} {value!r} is not a whole number")
+            value = int(value)
         if self.values is not None:
             low, high = self.values(instrument) if callable(self.values) else self.values
             check_range(instrument.name, self.name, value, low, high, self.unit)
-        command = self.set_command % (self.format(value) if self.format else value)
+        command = self.set_command % (self.format(value) if self.format else _exact(value))
         instrument.write(command)
         instrument.check_errors(command)
 

@@ -22,14 +22,14 @@ def _is_on(reply: str) -> bool:
 
 class Keithley2450(ScpiInstrument):
     source_voltage = control(
-        ":SOUR:VOLT?", ":SOUR:VOLT %g", "Source voltage, V.",
+        ":SOUR:VOLT?", ":SOUR:VOLT %s", "Source voltage, V.",
         values=lambda smu: (-smu.soa.smu_voltage_max_v, smu.soa.smu_voltage_max_v), unit=" V",
     )
     current_limit = control(
-        ":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM %g", "Current limit while sourcing voltage, A.",
+        ":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM %s", "Current limit while sourcing voltage, A.",
         values=lambda smu: (1e-9, smu.soa.smu_current_limit_max_a), unit=" A",
     )
-    nplc = control(":SENS:CURR:NPLC?", ":SENS:CURR:NPLC %g", "Integration time, power-line cycles.",
+    nplc = control(":SENS:CURR:NPLC?", ":SENS:CURR:NPLC %s", "Integration time, power-line cycles.",
                    values=(0.01, 10.0))
     output_enabled = control(":OUTP?", ":OUTP %s", "Output relay state.", cast=_is_on, format=_on_off)
 

@@ -18,10 +18,10 @@ class LakeShore335(ScpiInstrument):
 
     temperature_k = measurement("KRDG? A", "Chip temperature (input A), K.")
     set_point_k = control(
-        "SETP? 1", "SETP 1,%g", "Loop 1 set point, K.",
+        "SETP? 1", "SETP 1,%s", "Loop 1 set point, K.",
         values=lambda tc: (tc.soa.temperature_min_k, tc.soa.temperature_max_k), unit=" K",
     )
-    heater_range = control("RANGE? 1", "RANGE 1,%d", "Loop 1 heater range: 0 off, 1 low, 2 medium, 3 high.",
+    heater_range = control("RANGE? 1", "RANGE 1,%s", "Loop 1 heater range: 0 off, 1 low, 2 medium, 3 high.",
                            cast=int, values=(0, 3))
 
     def __init__(self, transport: Transport, name: str = "temperature", soa: SafeOperatingArea | None = None) -> None:

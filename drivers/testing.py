@@ -11,18 +11,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from drivers.errors import InstrumentTimeout
-from drivers.transport import InProcessTransport
+from drivers.transport import InProcessTransport, ReplyBuffer
 
 Exchange = tuple[bytes, bytes | None]  # (command without "\n", reply without "\n" or None)
 
 
-class ScriptedTransport:
+class ScriptedTransport(ReplyBuffer):
     resource = "scripted://"
 
     def __init__(self, conversation: Sequence[Exchange]) -> None:
+        super().__init__()
         self._script = list(conversation)
-        self._replies = bytearray()
         self.sent: list[bytes] = []
 
     def write(self, data: bytes) -> None:
@@ -34,25 +33,7 @@ class ScriptedTransport:
         if data != expected:
             raise AssertionError(f"sent {data!r}, script expected {expected!r}")
         if reply is not None:
-            self._replies.extend(reply + b"\n")
-
-    def read_line(self) -> bytes:
-        end = self._replies.find(b"\n")
-        if end < 0:
-            raise InstrumentTimeout("scripted: no reply")
-        line = bytes(self._replies[: end + 1])
-        del self._replies[: end + 1]
-        return line
-
-    def read_exact(self, count: int) -> bytes:
-        if len(self._replies) < count:
-            raise InstrumentTimeout("scripted: reply too short")
-        data = bytes(self._replies[:count])
-        del self._replies[:count]
-        return data
-
-    def recover(self) -> None:
-        self._replies.clear()
+            self._buffer.extend(reply + b"\n")
 
     def close(self) -> None:
         pass

@@ -33,23 +33,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class InProcessTransport:
-    """Hands bytes to a handler in this process (the twin's ``feed``) and buffers its replies.
+class ReplyBuffer:
+    """Replies produced in this process, read back as from a wire; nothing more can arrive.
 
-    The handler is called with exactly the bytes a serial port would carry. A read
-    that finds nothing buffered times out at once: nothing else can ever arrive.
+    A read that finds no complete reply times out at once.
     """
 
-    def __init__(self, handler: Callable[[bytes], bytes], resource: str = "inproc://") -> None:
-        self._handler = handler
-        self.resource = resource
-        self._buffer = bytearray()
-        self._closed = False
+    resource = "buffer://"
 
-    def write(self, data: bytes) -> None:
-        if self._closed:
-            raise LinkError(f"{self.resource}: transport is closed")
-        self._buffer.extend(self._handler(data))
+    def __init__(self) -> None:
+        self._buffer = bytearray()
 
     def read_line(self) -> bytes:
         end = self._buffer.find(b"\n")
@@ -68,6 +61,24 @@ class InProcessTransport:
 
     def recover(self) -> None:
         self._buffer.clear()
+
+
+class InProcessTransport(ReplyBuffer):
+    """Hands bytes to a handler in this process (the twin's ``feed``) and buffers its replies.
+
+    The handler is called with exactly the bytes a serial port would carry.
+    """
+
+    def __init__(self, handler: Callable[[bytes], bytes], resource: str = "inproc://") -> None:
+        super().__init__()
+        self._handler = handler
+        self.resource = resource
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        if self._closed:
+            raise LinkError(f"{self.resource}: transport is closed")
+        self._buffer.extend(self._handler(data))
 
     def close(self) -> None:
         self._closed = True

@@ -16,6 +16,15 @@ VOLTAGE_RANGE = 210.0
 ON_WORDS = {"ON": True, "1": True, "OFF": False, "0": False}
 
 
+def _switch(params: list[Param]) -> bool:
+    """SCPI booleans: ON, OFF, 1 or 0."""
+    expect_count(params, 1)
+    word = as_text(params[0]).upper()
+    if word not in ON_WORDS:
+        raise ScpiError(-224, f"Illegal parameter value; {word!r} is not ON or OFF")
+    return ON_WORDS[word]
+
+
 class SmuTwin(ScpiDevice):
     def __init__(self, board: BoardTwin, serial: str = "TWIN0001") -> None:
         super().__init__()
@@ -73,11 +82,7 @@ class SmuTwin(ScpiDevice):
             raise ScpiError(-224, "Illegal parameter value; this SMU measures current only")
 
     def _auto_range(self, params: list[Param]) -> None:
-        expect_count(params, 1)
-        word = as_text(params[0]).upper()
-        if word not in ON_WORDS:
-            raise ScpiError(-224, f"Illegal parameter value; {word!r} is not ON or OFF")
-        self.auto_range = ON_WORDS[word]
+        self.auto_range = _switch(params)
 
     def _nplc(self, params: list[Param]) -> None:
         expect_count(params, 1)
@@ -86,11 +91,7 @@ class SmuTwin(ScpiDevice):
         self.nplc = nplc
 
     def _output(self, params: list[Param]) -> None:
-        expect_count(params, 1)
-        word = as_text(params[0]).upper()
-        if word not in ON_WORDS:
-            raise ScpiError(-224, f"Illegal parameter value; {word!r} is not ON or OFF")
-        self.output = ON_WORDS[word]
+        self.output = _switch(params)
 
     def _measure(self, params: list[Param]) -> str:
         self._no_params(params)
