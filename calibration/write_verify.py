@@ -30,6 +30,7 @@ from calibration.readout import Readout
 from drivers.board import Board
 
 SET, RESET = 0, 1
+STUCK_TRAVEL_US = 1.0  # net movement that tells a cell that moved from one that never could
 SLOPE_BOUNDS_US_PER_MV = (1e-4, 0.2)
 
 
@@ -98,31 +99,39 @@ class WriteVerifyResult:
     achieved_us: np.ndarray  # last verify read
     pulses: np.ndarray
     converged: np.ndarray
-    stuck: np.ndarray
+    stuck: np.ndarray  # never moved, even at the largest allowed amplitude
+    unreachable: np.ndarray  # moved, but no longer does at the largest amplitude: target out of its range
+    included: np.ndarray  # the cells that were to be programmed
     iterations: int
     tolerance_us: float
 
     @property
     def cells(self) -> int:
-        return int(self.targets_us.size)
+        return int(self.included.sum())
 
     @property
     def error_us(self) -> np.ndarray:
         return self.achieved_us - self.targets_us
 
     @property
+    def _usable(self) -> np.ndarray:
+        return self.included & ~self.stuck
+
+    @property
     def converged_fraction(self) -> float:
         """Converged cells among those not found stuck."""
-        usable = ~self.stuck
+        usable = self._usable
         return float(self.converged[usable].mean()) if usable.any() else 0.0
 
     @property
     def error_sigma_us(self) -> float:
-        return float(self.error_us[~self.stuck].std()) if (~self.stuck).any() else float("nan")
+        usable = self._usable
+        return float(self.error_us[usable].std()) if usable.any() else float("nan")
 
     @property
     def max_abs_error_us(self) -> float:
-        return float(np.abs(self.error_us[~self.stuck]).max()) if (~self.stuck).any() else float("nan")
+        usable = self._usable
+        return float(np.abs(self.error_us[usable]).max()) if usable.any() else float("nan")
 
 
 class _CellModel:
@@ -162,7 +171,13 @@ class WriteVerify:
         self.p = params
         self.observer = observer or NullObserver()
 
-    def run(self, targets_us: np.ndarray) -> WriteVerifyResult:
+    def run(self, targets_us: np.ndarray, include: np.ndarray | None = None,
+            known_stuck: np.ndarray | None = None) -> WriteVerifyResult:
+        """Program the ``include``d cells (default: all); ``known_stuck`` ones are left alone.
+
+        Ends when every included cell is in band, found stuck or unreachable, or at the
+        iteration cap; a cell that cannot get there is reported, never looped on.
+        """
         p = self.p
         shape = targets_us.shape
         rows_all = np.arange(shape[0])
@@ -170,12 +185,16 @@ class WriteVerify:
         self.board.averaging = p.averaging
         self.board.set_pulse_width(p.width_ns)
 
+        include = np.ones(shape, dtype=bool) if include is None else include.astype(bool)
         model = _CellModel(shape, p)
         pulses = np.zeros(shape, dtype=np.int32)
         at_max = np.zeros(shape, dtype=np.int32)
-        stuck = np.zeros(shape, dtype=bool)
+        stuck = np.zeros(shape, dtype=bool) if known_stuck is None else known_stuck.astype(bool) & include
+        unreachable = np.zeros(shape, dtype=bool)
         verified = np.zeros(shape, dtype=bool)
-        g = self._read(rows_all, np.empty(shape), "initial", 0)
+        read_rows = rows_all if p.batch == "array" else np.flatnonzero(include.any(axis=1))
+        g = self._read(read_rows, np.full(shape, np.nan), "initial", 0)
+        g_initial = g.copy()
         iteration = 0
         for iteration in range(1, p.max_iterations + 1):
             error = targets_us - g
@@ -184,13 +203,13 @@ class WriteVerify:
             # keep finished cells cycling
             verified |= np.abs(error) <= p.band_us
             limit = np.where(verified, p.tolerance_us, p.band_us)
-            active = (np.abs(error) > limit) & ~stuck
-            self.observer.on_iteration(iteration, int(active.sum()), int(active.size))
+            active = (np.abs(error) > limit) & include & ~stuck & ~unreachable
+            self.observer.on_iteration(iteration, int(active.sum()), int(include.sum()))
             if not active.any():
                 iteration -= 1
                 break
             polarity = np.where(error > 0, SET, RESET)
-            amplitude = np.rint(model.amplitude(polarity, error, p.aim))
+            amplitude = np.rint(model.amplitude(polarity, np.nan_to_num(error), p.aim))
             signed = np.where(active, np.where(polarity == SET, amplitude, -amplitude), 0).astype(np.int16)
             rows = np.flatnonzero(active.any(axis=1))
             t_pulse = self._program(signed, rows)
@@ -201,12 +220,18 @@ class WriteVerify:
             pulses += active
             at_limit = active & (amplitude >= model.max_mv[polarity]) & (moved < p.min_move_us)
             at_max = np.where(at_limit, at_max + 1, np.where(active, 0, at_max))
-            stuck |= at_max >= p.stuck_after
+            # a cell that gives up at full amplitude is stuck if it never got anywhere,
+            # and unreachable (its target lies outside its own range) if it travelled
+            gave_up = at_max >= p.stuck_after
+            travelled = np.abs(g - g_initial) > STUCK_TRAVEL_US
+            stuck |= gave_up & ~travelled
+            unreachable |= gave_up & travelled
             r, c = np.nonzero(active)
             self.observer.on_pulses(iteration, r, c, signed[r, c], p.width_ns, g_before[r, c], g[r, c], t_pulse)
 
-        converged = (np.abs(targets_us - g) <= p.tolerance_us) & ~stuck
-        return WriteVerifyResult(targets_us, g, pulses, converged, stuck, iteration, p.tolerance_us)
+        converged = (np.abs(targets_us - g) <= p.tolerance_us) & include & ~stuck
+        return WriteVerifyResult(targets_us, g, pulses, converged, stuck, unreachable, include, iteration,
+                                 p.tolerance_us)
 
     # ---- wire ----------------------------------------------------------------------
 

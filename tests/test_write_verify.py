@@ -158,3 +158,36 @@ def test_calibration_never_imports_the_twin():
             else:
                 continue
             assert not any(n.split(".")[0] == "sims" for n in names), path
+
+
+def test_unreachable_targets_and_stuck_cells_are_reported_not_looped_on():
+    chip = sims.ChipModel(seed=0, rows=16, cols=16)
+    board = Board(CountingTransport(sims.BoardTwin(chip).feed))
+    targets = ramp((16, 16), 2.0, 20.0, 8)
+    g_max = chip.cells.g_max[0]
+    targets[0, :4] = g_max[0, :4] + 3.0  # above what these cells can reach
+    chip.cells.stuck_low[0, 5, 5] = True  # a cell that will not move at all
+    chip.cells.stuck[0, 5, 5] = True
+    targets[5, 5] = 12.0
+    result = WriteVerify(board, Readout(board.adc().lsb_ua, 0.2), WriteVerifyParams()).run(targets)
+    assert result.iterations < WriteVerifyParams().max_iterations  # it ended: nothing left to try
+    reachable_top = targets[0, :4] > g_max[0, :4]
+    assert result.unreachable[0, :4][reachable_top].all()
+    assert result.stuck[5, 5] and not result.unreachable[5, 5]
+    assert not result.converged[0, :4][reachable_top].any()
+
+
+def test_include_and_known_stuck_limit_what_is_pulsed():
+    rec = Recorder()
+    include = np.zeros((16, 16), dtype=bool)
+    include[3:5] = True
+    known = np.zeros((16, 16), dtype=bool)
+    known[3, 0] = True
+    chip = sims.ChipModel(seed=1, rows=16, cols=16)
+    board = Board(CountingTransport(sims.BoardTwin(chip).feed))
+    before = chip.ground_truth().programmed_us[0]
+    result = WriteVerify(board, Readout(board.adc().lsb_ua, 0.2), WriteVerifyParams(), rec).run(
+        ramp((16, 16), 2.0, 20.0, 8), include=include, known_stuck=known)
+    changed = chip.ground_truth().programmed_us[0] != before
+    assert not changed[~include].any() and not changed[3, 0]
+    assert result.cells == 32 and result.stuck[3, 0]
