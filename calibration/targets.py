@@ -42,3 +42,26 @@ def check_targets(targets: np.ndarray, shape: tuple[int, int], window_us: tuple[
             f"first {array[r, c]:g} at row {r}, col {c}"
         )
     return array
+
+
+def differential_pairs(weights: np.ndarray, shape: tuple[int, int], low_us: float, high_us: float) -> np.ndarray:
+    """Signed weights on differential pairs of columns: ``w ∝ G(2j) − G(2j+1)``.
+
+    Column 2j carries the positive part, 2j+1 the negative part; both sit at
+    ``low_us`` for a zero weight and the largest |w| maps to ``high_us``.
+    """
+    w = np.asarray(weights)
+    rows, cols = shape
+    if cols % 2:
+        raise TargetError(f"differential pairs need an even number of columns, the array has {cols}")
+    if w.shape != (rows, cols // 2):
+        raise TargetError(f"shape {w.shape} does not match {rows}x{cols // 2} weights for a {rows}x{cols} array")
+    if not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
+        raise TargetError("weights must be finite real numbers")
+    w = w.astype(np.float64)
+    largest = float(np.abs(w).max())
+    scale = (high_us - low_us) / largest if largest > 0 else 0.0
+    targets = np.full(shape, low_us)
+    targets[:, 0::2] += np.clip(w, 0, None) * scale
+    targets[:, 1::2] += np.clip(-w, 0, None) * scale
+    return targets

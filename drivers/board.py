@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from drivers.errors import ReplyError
+from drivers.framing import encode_block
 from drivers.instrument import ScpiInstrument, control
 from drivers.safety import SafeOperatingArea, check_range, refuse
 from drivers.transport import Transport
@@ -166,6 +167,15 @@ class Board(ScpiInstrument):
         # routing the same cell twice is harmless, so this may be retried like a query
         code, text = self._parse_error(self.query(command + ";:SYST:ERR?"))
         self._raise_if_error(code, text, command)
+
+    def mvm(self, dac_codes: np.ndarray) -> np.ndarray:
+        """One matrix-vector multiply: ``rows`` input codes (-127..127) in, ``cols`` ADC codes out."""
+        g = self.geometry()
+        inputs = np.asarray(dac_codes)
+        if inputs.shape != (g.rows,) or np.abs(inputs).max(initial=0) > 127:
+            raise refuse(self.name, f"MVM inputs must be {g.rows} codes within -127..127")
+        header = b"MVM? " + encode_block(inputs.astype(np.int16))
+        return self.query_block_message(header, "MVM?", g.cols)
 
     def read_array(self) -> np.ndarray:
         g = self.geometry()

@@ -156,11 +156,16 @@ class ScpiInstrument:
         return self._exchange(command, read)
 
     def query_block(self, command: str, count: int, dtype: np.dtype = INT16) -> np.ndarray:
+        return self.query_block_message(command.encode("ascii"), command, count, dtype)
+
+    def query_block_message(self, message: bytes, command: str, count: int, dtype: np.dtype = INT16) -> np.ndarray:
+        """A query (which may itself carry a block) whose reply is a block of ``count`` values."""
+
         def read() -> np.ndarray:
             payload = read_block(self.transport.read_exact, self.transport.read_line)
             return decode_values(payload, count, "block", dtype)
 
-        return self._exchange(command, read)
+        return self._exchange(command, read, message)
 
     def write_block_checked(self, header: str, values: np.ndarray, dtype: np.dtype = INT16) -> None:
         """Send ``header <block>`` and the error query in one message: one round trip.
@@ -182,8 +187,8 @@ class ScpiInstrument:
                 return
         self._raise_if_error(code, text, header)
 
-    def _exchange(self, command: str, read: Callable[[], T]) -> T:
-        message = command.encode("ascii") + b"\n"
+    def _exchange(self, command: str, read: Callable[[], T], message: bytes | None = None) -> T:
+        message = (message if message is not None else command.encode("ascii")) + b"\n"
         failure: DriverError | None = None
         for attempt in range(self.retries + 1):
             with self._lock:

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from calibration.readout import Readout
-from calibration.targets import TargetError, check_targets, ramp
-from calibration.write_verify import WriteVerify, WriteVerifyResult
+from calibration.targets import TargetError, check_targets, differential_pairs, ramp
 from drivers.errors import DriverError
 from labctl import __version__
 from labctl.config import ChipSpec, resolve_chip
@@ -28,8 +27,10 @@ from labctl.errors import RunFailed, UsageError
 from labctl.outcome import CalibrationOutcome, acceptance_checks
 from labctl.protocol import LoadedProtocol, load_protocol
 from labctl.recorder import ProgressCallback, StoreRecorder
+from labctl.records import CalibrationRecord, latest_record, save_record
 from labctl.rig import Rig, open_rig
-from labctl.store.run import Run, RunStore
+from labctl.steps import StepContext, run_steps
+from labctl.store.run import Run, RunStore, utc_now
 from labctl.targets_file import read_targets
 
 DEFAULT_DATA = "labdata"
@@ -45,46 +46,76 @@ def calibrate(
     seed: int | None = None,
     size: str | None = None,
     targets: str | Path | None = None,
+    weights: str | Path | None = None,
     protocol: str | Path | None = None,
     data: str | Path | None = None,
     config: str | Path | None = None,
+    fresh: bool = False,
     progress: ProgressCallback | None = None,
     keep_rig: list[Rig] | None = None,
 ) -> CalibrationOutcome:
-    """Calibrate ``chip`` and store the run; raises ``UsageError`` or ``RunFailed``.
+    """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
 
-    ``keep_rig`` (tests) receives the rig, so a test can inspect the twin afterwards.
+    The newest calibration record of the chip is reused (read-out, stuck map) unless
+    ``fresh``. ``keep_rig`` (tests) receives the rig, so a test can inspect the twin.
     """
     started = time.perf_counter()
+    if targets is not None and weights is not None:
+        raise UsageError("give --targets or --weights, not both")
     spec = resolve_chip(chip, seed=seed, size=size, config=config)
     loaded = load_protocol(protocol)
     _check_protocol_limits(loaded, spec)
     user_targets = read_targets(targets) if targets is not None else None
+    user_weights = read_targets(weights, "weights") if weights is not None else None
     store = RunStore(data_root(data))
 
     with open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
         spec = rig.spec  # now with the board's geometry
-        target_matrix = _targets(loaded, spec, user_targets, targets)
+        target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
         store.check_writable()
-        run = store.create_run(spec.name, _provenance(spec, loaded, rig, targets))
+        record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
+        run = store.create_run(spec.name, _provenance(spec, loaded, rig, targets or weights, record))
         try:
-            result, temperature = _write_verify(run, rig, loaded, target_matrix, progress)
-        except (DriverError, OSError) as err:
+            ctx = _run_steps(run, rig, loaded, target_matrix, progress, record)
+        except DriverError as err:
+            run.finish("failed", error=str(err))
+            raise RunFailed(f"run {run.id} failed: {err}") from err
+        except OSError as err:
             run.finish("failed", error=str(err))
             raise RunFailed(f"run {run.id} failed: {err}") from err
         except BaseException as err:
             run.finish("aborted" if isinstance(err, KeyboardInterrupt) else "failed", error=repr(err))
             raise
-        outcome = CalibrationOutcome(
-            run.id, spec.name, str(store.root), result,
-            acceptance_checks(result, loaded.protocol.acceptance),
-            time.perf_counter() - started, temperature,
-        )
+        checks = acceptance_checks(ctx, loaded.protocol.acceptance)
+        outcome = CalibrationOutcome(run.id, spec.name, str(store.root), ctx.write_verify, checks, ctx.figures,
+                                     ctx.readout_source, time.perf_counter() - started, ctx.temperature_k)
         summary = outcome.summary()
         run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
     return outcome
+
+
+def _run_steps(run: Run, rig: Rig, loaded: LoadedProtocol, targets: np.ndarray,
+               progress: ProgressCallback | None, record: CalibrationRecord | None) -> StepContext:
+    board = rig.board
+    adc = board.adc()
+    t0, temperature = board.clock_and_temperature()
+    recorder = StoreRecorder(run, array=0, t0_s=t0, cols=rig.spec.cols, progress=progress)
+    nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
+    ctx = StepContext(run, rig, loaded.protocol, targets, recorder, nominal, record, temperature)
+    run_steps(ctx)
+    if ctx.readout.calibrated:
+        stuck = ctx.write_verify.stuck if ctx.write_verify is not None else (
+            ctx.health.dead if ctx.health is not None else np.zeros(targets.shape, dtype=bool))
+        mvm = ctx.mvm
+        save_record(run, CalibrationRecord(
+            chip=rig.spec.name, run_id=run.id, created_utc=utc_now(), temperature_k=temperature,
+            geometry=targets.shape, readout_gain=np.asarray(ctx.readout.gain, dtype=float),
+            readout_offset_lsb=np.asarray(ctx.readout.offset, dtype=float), stuck=stuck,
+            mvm_slope=None if mvm is None else mvm.slope, mvm_intercept_ua=None if mvm is None else mvm.intercept_ua,
+        ))
+    return ctx
 
 
 def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
@@ -102,10 +133,17 @@ def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
             )
 
 
-def _targets(loaded: LoadedProtocol, spec: ChipSpec, user: np.ndarray | None, source: Any) -> np.ndarray:
+def _targets(loaded: LoadedProtocol, spec: ChipSpec, user: np.ndarray | None, source: Any,
+             weights: np.ndarray | None = None, weights_source: Any = None) -> np.ndarray:
     shape = (spec.rows, spec.cols)
-    if user is None:
-        t = loaded.protocol.targets
+    t = loaded.protocol.targets
+    if weights is not None:
+        where = f"weights file {str(weights_source)!r}"
+        try:
+            matrix = differential_pairs(weights, shape, t.low_us, t.high_us)
+        except TargetError as err:
+            raise UsageError(f"{where}: {err}") from None
+    elif user is None:
         matrix, where = ramp(shape, t.low_us, t.high_us, t.levels), f"{loaded.source} [targets]"
     else:
         matrix, where = user, f"targets file {str(source)!r}"
@@ -115,43 +153,8 @@ def _targets(loaded: LoadedProtocol, spec: ChipSpec, user: np.ndarray | None, so
         raise UsageError(f"{where}: {err}") from None
 
 
-def _write_verify(run: Run, rig: Rig, loaded: LoadedProtocol, targets: np.ndarray,
-                  progress: ProgressCallback | None) -> tuple[WriteVerifyResult, float]:
-    board = rig.board
-    params = loaded.protocol.write_verify
-    adc = board.adc()
-    t0, temperature = board.clock_and_temperature()
-    recorder = StoreRecorder(run, array=0, t0_s=t0, cols=rig.spec.cols, progress=progress)
-    readout = Readout(lsb_ua=adc.lsb_ua, read_voltage=params.read_voltage)
-    result = WriteVerify(board, readout, params, recorder).run(targets)
-    _record_cells(run, result)
-    run.step_done(
-        "write_verify",
-        iterations=result.iterations,
-        converged_fraction=result.converged_fraction,
-        readout="nominal (uncalibrated)",
-    )
-    return result, temperature
-
-
-def _record_cells(run: Run, result: WriteVerifyResult) -> None:
-    rows, cols = np.indices(result.targets_us.shape)
-    n = result.targets_us.size
-    run.table("cells").append(
-        {
-            "array": np.zeros(n, dtype=np.int16),
-            "row": rows.ravel().astype(np.int16),
-            "col": cols.ravel().astype(np.int16),
-            "target_us": result.targets_us.ravel().astype(np.float32),
-            "achieved_us": result.achieved_us.ravel().astype(np.float32),
-            "pulses": result.pulses.ravel(),
-            "converged": result.converged.ravel(),
-            "stuck": result.stuck.ravel(),
-        }
-    )
-
-
-def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any) -> dict[str, Any]:
+def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any,
+                record: CalibrationRecord | None) -> dict[str, Any]:
     return {
         "labctl_version": __version__,
         "python": sys.version.split()[0],
@@ -165,6 +168,7 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any) 
         "instruments": rig.snapshot(),
         "protocol": {"source": loaded.source, "sha256": loaded.sha256, "content": loaded.text},
         "targets": {"source": str(targets) if targets is not None else "protocol pattern"},
+        "starting_from_record": record.run_id if record is not None else None,
     }
 
 

@@ -55,8 +55,16 @@ def main_options(
 def calibrate(
     chip: Annotated[str, typer.Argument(help="Chip to calibrate; chip0 is the built-in twin.")] = "chip0",
     targets: Annotated[
-        Optional[Path], typer.Option("--targets", help="Target conductances in µS (.npy or .csv), one per cell.")
+        Optional[Path],
+        typer.Option("--targets", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."),
     ] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option("--weights", help="Signed weights (rows x cols/2) mapped to differential column pairs."),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
+    ] = False,
     protocol: Annotated[
         Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in calibrate.")
     ] = None,
@@ -80,8 +88,8 @@ def calibrate(
     with _progress(enabled=not quiet) as progress:
         outcome = _run(
             lambda: api.calibrate(
-                chip, seed=seed, size=size, targets=targets, protocol=protocol, data=data, config=config,
-                progress=progress,
+                chip, seed=seed, size=size, targets=targets, weights=weights, protocol=protocol, data=data,
+                config=config, fresh=fresh, progress=progress,
             )
         )
     if as_json:
@@ -214,11 +222,12 @@ def _fail(message: str, code: int) -> None:
 
 
 class _progress:
-    """A progress bar on stderr for write-verify: cells done out of all cells."""
+    """A progress bar per step on stderr: cells done out of all cells."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._bar = None
+        self._tasks: dict[str, object] = {}
 
     def __enter__(self):
         if not self.enabled:
@@ -227,22 +236,21 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(
-            TextColumn("write-verify"),
+            TextColumn("{task.description:<13}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("cells in band · iteration {task.fields[iteration]}"),
+            TextColumn("cells in band"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self._bar.start()
-        self._task = None
         return self.update
 
-    def update(self, iteration: int, active: int, total: int) -> None:
-        if self._task is None:
-            self._task = self._bar.add_task("write-verify", total=total, iteration=0)
-        self._bar.update(self._task, completed=total - active, iteration=iteration)
+    def update(self, step: str, done: int, total: int) -> None:
+        if step not in self._tasks:
+            self._tasks[step] = self._bar.add_task(step.replace("_", "-"), total=total)
+        self._bar.update(self._tasks[step], completed=done, total=total)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -15,8 +15,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from calibration.health import HealthParams
+from calibration.mvm import MvmParams
+from calibration.read_noise import ReadNoiseParams
+from calibration.readout_calibration import ReadoutCalibrationParams
 from calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
+
+STEPS = ("health", "readout", "read_noise", "write_verify", "mvm")
 
 
 class TargetPattern(BaseModel):
@@ -41,9 +47,11 @@ class Acceptance(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_converged_fraction: float = Field(0.99, ge=0, le=1)
+    min_converged_fraction: float = Field(0.995, ge=0, le=1)
     max_error_sigma_us: float = Field(0.3, gt=0)
     max_stuck_fraction: float = Field(0.02, ge=0, le=1)
+    max_readout_residual_lsb: float = Field(1.0, gt=0)
+    max_mvm_worst_error_fs: float = Field(0.01, gt=0)
 
 
 class CalibrateProtocol(BaseModel):
@@ -51,9 +59,21 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
+    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm"], ...] = STEPS
     targets: TargetPattern = TargetPattern()
+    health: HealthParams = HealthParams()
+    readout: ReadoutCalibrationParams = ReadoutCalibrationParams()
+    read_noise: ReadNoiseParams = ReadNoiseParams()
     write_verify: WriteVerifyParams = WriteVerifyParams()
+    mvm: MvmParams = MvmParams()
     acceptance: Acceptance = Acceptance()
+
+    @model_validator(mode="after")
+    def _ordered_steps(self) -> CalibrateProtocol:
+        order = [STEPS.index(step) for step in self.steps]
+        if order != sorted(set(order)):
+            raise ValueError(f"steps must be a subset of {list(STEPS)}, in that order, each once")
+        return self
 
 
 @dataclass(frozen=True)

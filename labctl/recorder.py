@@ -9,7 +9,7 @@ import numpy as np
 
 from labctl.store.run import Run
 
-ProgressCallback = Callable[[int, int, int], None]  # iteration, active cells, all cells
+ProgressCallback = Callable[[str, int, int], None]  # step, cells done, all cells
 
 
 def _wall_times(count: int) -> np.ndarray:
@@ -26,6 +26,7 @@ class StoreRecorder:
         self.t0_s = t0_s
         self.cols = cols
         self.progress = progress
+        self.step = "write_verify"
 
     def on_read(self, phase: str, iteration: int, rows: np.ndarray, codes: np.ndarray, g_us: np.ndarray,
                 t_s: float, temperature_k: float) -> None:
@@ -66,4 +67,4 @@ class StoreRecorder:
 
     def on_iteration(self, iteration: int, active: int, total: int) -> None:
         if self.progress:
-            self.progress(iteration, active, total)
+            self.progress(self.step, total - active, total)

@@ -1,4 +1,4 @@
-"""Printing a calibration's outcome for a person (a table) or a program (JSON)."""
+"""Printing a calibration's outcome for a person (tables) or a program (JSON)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,34 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _step_lines(step: str, figures: dict[str, Any]) -> str:
+    if step == "health":
+        text = f"{figures['dead_cells']} dead cells flagged, board sensor {figures['board_temperature_k']:.2f} K"
+        if "controller_temperature_k" in figures:
+            text += f", controller {figures['controller_temperature_k']:.2f} K"
+        return text
+    if step == "readout":
+        if "skipped" in figures:
+            return f"skipped: {figures['skipped']}"
+        if "gain_min" not in figures:
+            return f"from the {figures['source']}"
+        return (f"{figures['reference_levels']} levels per column against the SMU; gain "
+                f"{figures['gain_min']:.4f}..{figures['gain_max']:.4f}, offset {figures['offset_min_lsb']:.2f}.."
+                f"{figures['offset_max_lsb']:.2f} LSB, fit residual {figures['residual_rms_lsb']:.2f} LSB RMS")
+    if step == "read_noise":
+        return (f"{figures['reads']} reads: median σ {figures['median_sigma_us']:.3f} µS per read; per column "
+                f"{figures['column_sigma_us_min']:.3f}..{figures['column_sigma_us_max']:.3f} µS")
+    if step == "write_verify":
+        return (f"{100 * figures['converged_fraction']:.2f} % converged in {figures['iterations']} iterations, "
+                f"{figures['stuck_cells']} stuck, {figures['unreachable_cells']} unreachable, "
+                f"σ {figures['error_sigma_us']:.3f} µS ({figures['readout']})")
+    if step == "mvm":
+        return (f"{figures['vectors']} vectors, worst error {100 * figures['raw_worst_fs']:.3f} % FS raw, "
+                f"{100 * figures['corrected_worst_fs']:.3f} % FS corrected (RMS "
+                f"{100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")
+    return json.dumps(_finite(figures))
+
+
 def render(outcome: CalibrationOutcome, console: Any) -> None:
     from rich.table import Table
 
@@ -31,18 +59,25 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table = Table(title=f"calibrate {s['chip']}  run {s['run_id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("cells", f"{s['cells']}")
-    table.add_row("converged", f"{100 * s['converged_fraction']:.2f} % of non-stuck cells "
-                                f"(|error| ≤ {s['tolerance_us']:g} µS)")
-    table.add_row("stuck cells found", f"{s['stuck_cells']}")
-    table.add_row("pulses per cell", f"mean {s['pulses_per_cell_mean']:.2f}, max {s['pulses_per_cell_max']}")
-    table.add_row("error σ", f"{s['error_sigma_us']:.3f} µS (max |error| {s['error_max_us']:.3f} µS, "
-                             "as read by the board)")
-    table.add_row("iterations", f"{s['iterations']}")
+    if outcome.result is not None:
+        table.add_row("cells", f"{s['cells']}")
+        table.add_row("converged", f"{100 * s['converged_fraction']:.2f} % of non-stuck cells "
+                                    f"(|error| ≤ {s['tolerance_us']:g} µS)")
+        table.add_row("stuck cells found", f"{s['stuck_cells']} (and {s['unreachable_cells']} with unreachable targets)")
+        table.add_row("pulses per cell", f"mean {s['pulses_per_cell_mean']:.2f}, max {s['pulses_per_cell_max']}")
+        table.add_row("error σ", f"{s['error_sigma_us']:.3f} µS (max |error| {s['error_max_us']:.3f} µS)")
+    table.add_row("read-out", s["readout"])
     table.add_row("temperature", f"{s['temperature_k']:.2f} K")
     table.add_row("wall time", f"{s['wall_time_s']:.2f} s")
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
     console.print(table)
+
+    steps = Table(title="steps", title_justify="left", show_header=False)
+    steps.add_column(style="bold")
+    steps.add_column()
+    for step, figures in s["steps"].items():
+        steps.add_row(step, _step_lines(step, figures))
+    console.print(steps)
 
     limits = Table(title="acceptance", title_justify="left")
     for column in ("limit", "value", "required", "result"):

@@ -73,10 +73,15 @@ def test_the_store_is_readable_by_pandas(tmp_path):
     assert len(cells) == 1024 and set(cells["run"].astype(str)) == {run_id}
     assert set(cells["chip"].astype(str)) == {"chip0"}
     reads = pd.read_parquet(tmp_path / "reads")
-    assert len(reads) % 1024 == 0 and {"initial", "verify"} <= set(reads["phase"])
+    assert len(reads) % 32 == 0  # whole rows
+    assert {"health", "noise", "initial", "verify"} <= set(reads["phase"])
     pulses = pd.read_parquet(tmp_path / "pulses")
-    assert len(pulses) == cells["pulses"].sum()
+    assert len(pulses) >= cells["pulses"].sum()  # the read-out reference rows were programmed too
     assert pulses["amplitude_v"].max() <= 3.2
+    readout = pd.read_parquet(tmp_path / "readout")
+    assert len(readout) == 32 and readout["gain"].between(0.9, 1.1).all()
+    mvm = pd.read_parquet(tmp_path / "mvm")
+    assert len(mvm) == 64 * 32 and mvm["held_out"].sum() == 32 * 32
 
 
 def test_seed_changes_the_chip(tmp_path):
@@ -257,7 +262,7 @@ def test_an_instrument_failing_mid_run_marks_the_run_failed_and_exits_1(tmp_path
     from calibration import write_verify
     from drivers import InstrumentError
 
-    def broken(self, targets):
+    def broken(self, targets, **_):
         self.board.read_array()
         raise InstrumentError("board", -310, "System error; ADC fault", "READ:ARR?")
 

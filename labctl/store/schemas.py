@@ -54,3 +54,24 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
+
+SCHEMAS["readout"] = pa.schema(
+    [
+        ("array", pa.int16()),
+        ("col", pa.int16()),
+        ("gain", pa.float64()),
+        ("offset_lsb", pa.float64()),
+        ("residual_rms_lsb", pa.float32()),
+        ("source_run", pa.string()),  # the run whose read-out calibration this is
+    ]
+)
+SCHEMAS["mvm"] = pa.schema(
+    [
+        ("input_id", pa.int32()),
+        ("col", pa.int16()),
+        ("expected_ua", pa.float64()),
+        ("measured_ua", pa.float64()),
+        ("corrected_ua", pa.float64()),
+        ("held_out", pa.bool_()),  # not used to fit the correction
+    ]
+)

@@ -1,0 +1,59 @@
+"""Read noise: repeated reads of the whole array, per cell and per column, against conductance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibration.readout import Readout
+from drivers.board import Board
+
+
+class ReadNoiseParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reads: int = Field(32, ge=2, le=4096)
+    averaging: int = Field(1, ge=1, le=256)
+    bins: int = Field(6, ge=1, le=100)
+
+
+@dataclass(frozen=True)
+class ReadNoiseResult:
+    mean_us: np.ndarray  # per cell
+    sigma_us: np.ndarray  # per cell, of one read at the given averaging
+    averaging: int
+    bins: int
+
+    @property
+    def column_sigma_us(self) -> np.ndarray:
+        return np.median(self.sigma_us, axis=0)
+
+    def versus_conductance(self) -> list[dict[str, float]]:
+        """Median σ (absolute and relative) in bins of mean conductance."""
+        edges = np.quantile(self.mean_us, np.linspace(0, 1, self.bins + 1))
+        table = []
+        for low, high in zip(edges[:-1], edges[1:]):
+            inside = (self.mean_us >= low) & (self.mean_us <= high)
+            if inside.any():
+                sigma = float(np.median(self.sigma_us[inside]))
+                g = float(np.median(self.mean_us[inside]))
+                table.append({"g_us": g, "sigma_us": sigma, "relative": sigma / g if g > 0 else float("nan")})
+        return table
+
+
+def measure_read_noise(board: Board, readout: Readout, params: ReadNoiseParams, observer=None) -> ReadNoiseResult:
+    """``observer.on_read(phase, i, rows, codes, g, t_s, kelvin)`` receives every read."""
+    board.averaging = params.averaging
+    board.read_voltage = readout.read_voltage
+    reads = []
+    for i in range(params.reads):
+        codes = board.read_array()
+        g = readout.conductance_us(codes)
+        if observer is not None:
+            t_s, kelvin = board.clock_and_temperature()
+            observer.on_read("noise", i, np.arange(codes.shape[0]), codes, g, t_s, kelvin)
+        reads.append(g)
+    stack = np.stack(reads)
+    return ReadNoiseResult(stack.mean(axis=0), stack.std(axis=0, ddof=1), params.averaging, params.bins)

@@ -1,0 +1,159 @@
+"""The steps of a calibration run, each journalled in the run's manifest as it completes.
+
+Every step reads what earlier steps left in the context (the read-out model above
+all), writes its measurements to the run store, and leaves its figures for the
+summary. A step that cannot run on this rig (read-out calibration without an SMU)
+says so in its figures instead of failing the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calibration.health import HealthResult, check_health
+from calibration.mvm import MvmResult, check_mvm
+from calibration.read_noise import ReadNoiseResult, measure_read_noise
+from calibration.readout import Readout
+from calibration.readout_calibration import ReadoutCalibration, calibrate_readout
+from calibration.write_verify import WriteVerify, WriteVerifyResult
+from labctl.protocol import CalibrateProtocol
+from labctl.recorder import StoreRecorder
+from labctl.records import CalibrationRecord
+from labctl.rig import Rig
+from labctl.store.run import Run
+
+
+@dataclass
+class StepContext:
+    run: Run
+    rig: Rig
+    protocol: CalibrateProtocol
+    targets: np.ndarray
+    recorder: StoreRecorder
+    readout: Readout
+    record: CalibrationRecord | None  # a previous calibration of this chip, to start from
+    temperature_k: float
+    figures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: HealthResult | None = None
+    readout_calibration: ReadoutCalibration | None = None
+    noise: ReadNoiseResult | None = None
+    write_verify: WriteVerifyResult | None = None
+    mvm: MvmResult | None = None
+    readout_source: str = "nominal (uncalibrated)"
+
+
+def run_steps(ctx: StepContext) -> None:
+    for step in ctx.protocol.steps:
+        ctx.recorder.step = step
+        ctx.figures[step] = STEPS[step](ctx)
+        ctx.run.step_done(step, **ctx.figures[step])
+
+
+def _health(ctx: StepContext) -> dict[str, Any]:
+    result = check_health(ctx.rig.board, ctx.readout, ctx.protocol.health, ctx.recorder)
+    ctx.health = result
+    identities = {name: inst.identify() for name, inst in ctx.rig.instruments().items()}
+    figures = {"dead_cells": int(result.dead.sum()), "dead_fraction": result.dead_fraction,
+               "board_temperature_k": result.temperature_k, "instruments": identities}
+    if ctx.rig.temperature is not None:
+        figures["controller_temperature_k"] = ctx.rig.temperature.temperature_k
+    return figures
+
+
+def _readout(ctx: StepContext) -> dict[str, Any]:
+    adc = ctx.rig.board.adc()
+    params = ctx.protocol.readout
+    if ctx.record is not None:
+        ctx.readout = Readout(adc.lsb_ua, params.read_voltage, gain=ctx.record.readout_gain,
+                              offset=ctx.record.readout_offset_lsb, calibrated=True)
+        ctx.readout_source = f"record of run {ctx.record.run_id}"
+        _store_readout(ctx, ctx.record.readout_gain, ctx.record.readout_offset_lsb, None, ctx.record.run_id)
+        return {"source": ctx.readout_source}
+    if ctx.rig.smu is None:
+        return {"source": ctx.readout_source, "skipped": "no SMU on this rig and no earlier calibration record"}
+    calibration = calibrate_readout(ctx.rig.board, ctx.rig.smu, params, ctx.protocol.write_verify, ctx.recorder)
+    ctx.readout_calibration = calibration
+    ctx.readout = calibration.readout(adc.lsb_ua, params.read_voltage)
+    ctx.readout_source = f"calibrated in run {ctx.run.id}"
+    _store_readout(ctx, calibration.gain, calibration.offset_lsb, calibration.residual_rms_lsb, ctx.run.id)
+    return {
+        "source": ctx.readout_source,
+        "reference_levels": len(calibration.reference_rows),
+        "gain_min": float(calibration.gain.min()), "gain_max": float(calibration.gain.max()),
+        "offset_min_lsb": float(calibration.offset_lsb.min()), "offset_max_lsb": float(calibration.offset_lsb.max()),
+        "residual_rms_lsb": float(calibration.residual_rms_lsb.mean()),
+    }
+
+
+def _store_readout(ctx: StepContext, gain: np.ndarray, offset: np.ndarray, residual: np.ndarray | None,
+                   source: str) -> None:
+    n = len(gain)
+    ctx.run.table("readout").append({
+        "array": np.zeros(n, dtype=np.int16), "col": np.arange(n, dtype=np.int16),
+        "gain": gain.astype(np.float64), "offset_lsb": offset.astype(np.float64),
+        "residual_rms_lsb": (np.full(n, np.nan) if residual is None else residual).astype(np.float32),
+        "source_run": [source] * n,
+    })
+
+
+def _read_noise(ctx: StepContext) -> dict[str, Any]:
+    result = measure_read_noise(ctx.rig.board, ctx.readout, ctx.protocol.read_noise, ctx.recorder)
+    ctx.noise = result
+    columns = result.column_sigma_us
+    return {"reads": ctx.protocol.read_noise.reads, "averaging": result.averaging,
+            "median_sigma_us": float(np.median(result.sigma_us)),
+            "column_sigma_us_min": float(columns.min()), "column_sigma_us_max": float(columns.max()),
+            "versus_conductance": result.versus_conductance()}
+
+
+def _write_verify(ctx: StepContext) -> dict[str, Any]:
+    known = ctx.record.stuck if ctx.record is not None else None
+    result = WriteVerify(ctx.rig.board, ctx.readout, ctx.protocol.write_verify, ctx.recorder).run(
+        ctx.targets, known_stuck=known)
+    ctx.write_verify = result
+    _store_cells(ctx.run, result)
+    return {"iterations": result.iterations, "converged_fraction": result.converged_fraction,
+            "stuck_cells": int(result.stuck.sum()), "unreachable_cells": int(result.unreachable.sum()),
+            "error_sigma_us": result.error_sigma_us, "pulses_per_cell_mean": float(result.pulses.mean()),
+            "readout": ctx.readout_source,
+            "known_stuck_from_record": int(known.sum()) if known is not None else 0}
+
+
+def _store_cells(run: Run, result: WriteVerifyResult) -> None:
+    rows, cols = np.indices(result.targets_us.shape)
+    n = result.targets_us.size
+    run.table("cells").append({
+        "array": np.zeros(n, dtype=np.int16),
+        "row": rows.ravel().astype(np.int16),
+        "col": cols.ravel().astype(np.int16),
+        "target_us": result.targets_us.ravel().astype(np.float32),
+        "achieved_us": result.achieved_us.ravel().astype(np.float32),
+        "pulses": result.pulses.ravel(),
+        "converged": result.converged.ravel(),
+        "stuck": result.stuck.ravel(),
+    })
+
+
+def _mvm(ctx: StepContext) -> dict[str, Any]:
+    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm)
+    ctx.mvm = result
+    vectors, cols = result.expected_ua.shape
+    ctx.run.table("mvm").append({
+        "input_id": np.repeat(np.arange(vectors, dtype=np.int32), cols),
+        "col": np.tile(np.arange(cols, dtype=np.int16), vectors),
+        "expected_ua": result.expected_ua.ravel(), "measured_ua": result.measured_ua.ravel(),
+        "corrected_ua": result.corrected_ua.ravel(), "held_out": np.repeat(result.test, cols),
+    })
+    return {"vectors": vectors, "full_scale_ua": result.full_scale_ua,
+            "raw_rms_fs": result.raw["rms_fs"], "raw_worst_fs": result.raw["worst_fs"],
+            "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
+
+
+STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
+    "health": _health, "readout": _readout, "read_noise": _read_noise,
+    "write_verify": _write_verify, "mvm": _mvm,
+}
