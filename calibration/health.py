@@ -22,8 +22,8 @@ class HealthParams(BaseModel):
     set_pulse_mv: int = Field(1400, ge=0)
     reset_pulse_mv: int = Field(1700, ge=0)
     width_ns: int = Field(100, ge=10)
-    averaging: int = Field(64, ge=1, le=256)
-    min_move_us: float = Field(0.4, gt=0)
+    averaging: int = Field(256, ge=1, le=256)
+    min_move_us: float = Field(0.5, gt=0)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class HealthResult:
 
 
 def check_health(board: Board, readout: Readout, params: HealthParams, observer=None) -> HealthResult:
-    """``observer.on_read(phase, i, rows, codes, g, t_s, kelvin)`` receives every read."""
+    """The observer (``on_read``, ``on_pulses``, as write-verify's) receives every read and pulse."""
     shape = board.geometry().shape
     board.averaging = params.averaging
     board.read_voltage = readout.read_voltage
@@ -55,11 +55,20 @@ def check_health(board: Board, readout: Readout, params: HealthParams, observer=
             observer.on_read(label, 0, np.arange(shape[0]), codes, g, t_s, kelvin)
         return g
 
+    def pulse(amplitude_mv: int, before: np.ndarray, label: str) -> np.ndarray:
+        t_s, _ = board.clock_and_temperature()
+        amplitudes = np.full(shape, amplitude_mv, dtype=np.int16)
+        board.program_array(amplitudes)
+        after = read(label)
+        if observer is not None:
+            rows, cols = np.indices(shape)
+            observer.on_pulses(0, rows.ravel(), cols.ravel(), amplitudes.ravel(), params.width_ns,
+                               before.ravel(), after.ravel(), t_s)
+        return after
+
     initial = read("health")
-    board.program_array(np.full(shape, params.set_pulse_mv, dtype=np.int16))
-    after_set = read("health-set")
-    board.program_array(np.full(shape, -params.reset_pulse_mv, dtype=np.int16))
-    after_reset = read("health-reset")
+    after_set = pulse(params.set_pulse_mv, initial, "health-set")
+    after_reset = pulse(-params.reset_pulse_mv, after_set, "health-reset")
     set_move = after_set - initial
     reset_move = after_set - after_reset
     dead = (set_move < params.min_move_us) & (reset_move < params.min_move_us)
