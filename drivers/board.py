@@ -186,9 +186,7 @@ class Board(ScpiInstrument):
     def program_cell(self, row: int, col: int, amplitude_mv: int) -> None:
         self._check_address(row, col)
         self._check_amplitudes(np.array([amplitude_mv]))
-        command = f"PROG:CELL {row},{col},{int(amplitude_mv)}"
-        self.write(command)
-        self.check_errors(command)
+        self.write_checked(f"PROG:CELL {row},{col},{int(amplitude_mv)}")
 
     def program_row(self, row: int, amplitudes_mv: np.ndarray) -> None:
         self._check_address(row, 0)

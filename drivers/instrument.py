@@ -93,8 +93,7 @@ class control(measurement):  # noqa: N801
             low, high = self.values(instrument) if callable(self.values) else self.values
             check_range(instrument.name, self.name, value, low, high, self.unit)
         command = self.set_command % (self.format(value) if self.format else _exact(value))
-        instrument.write(command)
-        instrument.check_errors(command)
+        instrument.write_checked(command)
 
 
 class ScpiInstrument:
@@ -167,25 +166,29 @@ class ScpiInstrument:
 
         return self._exchange(command, read, message)
 
-    def write_block_checked(self, header: str, values: np.ndarray, dtype: np.dtype = INT16) -> None:
-        """Send ``header <block>`` and the error query in one message: one round trip.
+    def write_checked(self, command: str) -> None:
+        """Send a command and the error query in one message: one round trip, never resent."""
+        self._write_checked(command.encode("ascii") + b";:SYST:ERR?\n", command)
 
-        If the acknowledgement is lost the command is not repeated (it may have been
-        applied); the error queue, asked again, decides.
-        """
-        message = header.encode("ascii") + b" " + encode_block(values, dtype) + b";:SYST:ERR?\n"
+    def write_block_checked(self, header: str, values: np.ndarray, dtype: np.dtype = INT16) -> None:
+        """Send ``header <block>`` and the error query in one message: one round trip."""
+        self._write_checked(header.encode("ascii") + b" " + encode_block(values, dtype) + b";:SYST:ERR?\n", header)
+
+    def _write_checked(self, message: bytes, command: str) -> None:
+        """If the acknowledgement is lost the command is not repeated (it may have been
+        applied); the error queue, asked again, decides."""
         with self._lock:
-            self.last_command = header
+            self.last_command = command
             try:
                 self.transport.write(message)
                 reply = self.transport.read_line().decode("ascii").strip()
                 code, text = self._parse_error(reply)
             except (InstrumentTimeout, ReplyError, LinkError, UnicodeDecodeError) as err:
-                self._note(f"{header!r}: acknowledgement lost ({err}); asking the error queue")
+                self._note(f"{command!r}: acknowledgement lost ({err}); asking the error queue")
                 self._recover()
-                self.check_errors(header)
+                self.check_errors(command)
                 return
-        self._raise_if_error(code, text, header)
+        self._raise_if_error(code, text, command)
 
     def _exchange(self, command: str, read: Callable[[], T], message: bytes | None = None) -> T:
         message = (message if message is not None else command.encode("ascii")) + b"\n"

@@ -40,8 +40,7 @@ class Keithley2450(ScpiInstrument):
     def configure_voltage_source(self, current_limit_a: float, nplc: float = 1.0) -> None:
         """Source voltage, measure current, autorange; output stays off until asked."""
         for command in (":SOUR:FUNC VOLT", ':SENS:FUNC "CURR"', ":SENS:CURR:RANG:AUTO ON"):
-            self.write(command)
-        self.check_errors("configure")
+            self.write_checked(command)
         self.current_limit = current_limit_a
         self.nplc = nplc
 

@@ -29,8 +29,12 @@ class LakeShore335(ScpiInstrument):
         self.soa = soa or SafeOperatingArea()
 
     def check_errors(self, after: str = "") -> None:
-        """No error queue: ``*OPC?`` at least confirms the command was taken before going on."""
+        """No error queue: ``*OPC?`` at least confirms the commands were taken before going on."""
         self.query("*OPC?")
+
+    def write_checked(self, command: str) -> None:
+        """The command and ``*OPC?`` in one message (settings are idempotent, so a retry is safe)."""
+        self.query(f"{command};*OPC?")
 
     def ramp(self, rate_k_per_min: float | None) -> None:
         """Ramp the set point at this rate (None: jump)."""
@@ -39,8 +43,7 @@ class LakeShore335(ScpiInstrument):
         else:
             check_range(self.name, "ramp rate", rate_k_per_min, 0.1, 100.0, " K/min")
             command = f"RAMP 1,1,{rate_k_per_min:g}"
-        self.write(command)
-        self.check_errors(command)
+        self.write_checked(command)
 
     def heater_off(self) -> None:
         self.heater_range = 0

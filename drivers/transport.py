@@ -182,6 +182,10 @@ class VisaTransport:
         session.timeout = int(self.timeout_s * 1000)
         session.read_termination = "\n"
         session.write_termination = ""
+        if self.resource.upper().startswith("TCPIP") and self.resource.upper().endswith("SOCKET"):
+            # small commands must leave at once: Nagle plus a delayed ACK would hold a
+            # command sent right after a reply-less one for ~40 ms
+            _set_nodelay(session)
         if self.resource.upper().startswith("ASRL"):
             from pyvisa import constants
 
@@ -228,6 +232,17 @@ class VisaTransport:
                 self._session.close()
             except Exception:  # noqa: BLE001 - a session that is already gone is closed enough
                 pass
+
+
+def _set_nodelay(session: Any) -> None:
+    """TCP_NODELAY on a VISA socket session: pyvisa-py keeps the socket as the session's interface."""
+    import socket
+
+    try:
+        sock = session.visalib.sessions[session.session].interface
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except Exception:  # noqa: BLE001 - another backend: leave the socket as it is
+        pass
 
 
 class TracedTransport:

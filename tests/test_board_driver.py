@@ -27,9 +27,9 @@ def test_identity_and_geometry_bytes():
 
 def test_settings_are_declarative_and_checked_before_the_wire():
     conversation = [
-        (b"READ:VOLT 0.15", None), (b"SYST:ERR?", NO_ERROR),
+        (b"READ:VOLT 0.15;:SYST:ERR?", NO_ERROR),
         (b"READ:AVG?", b"8"),
-        (b"PROG:WIDT 200", None), (b"SYST:ERR?", NO_ERROR),
+        (b"PROG:WIDT 200;:SYST:ERR?", NO_ERROR),
     ]
     with expected_protocol(Board, conversation) as board:
         board.read_voltage = 0.15
@@ -60,7 +60,7 @@ def test_program_row_and_cell_bytes():
     conversation = [
         GEOM, LIM,
         (b"PROG:ROW 1, " + block([5, 0, -5]) + b";:SYST:ERR?", NO_ERROR),
-        (b"PROG:CELL 0,2,-1500", None), (b"SYST:ERR?", NO_ERROR),
+        (b"PROG:CELL 0,2,-1500;:SYST:ERR?", NO_ERROR),
     ]
     with expected_protocol(Board, conversation) as board:
         board.program_row(1, np.array([5, 0, -5]))
