@@ -53,6 +53,8 @@ def calibrate(
     fresh: bool = False,
     progress: ProgressCallback | None = None,
     keep_rig: list[Rig] | None = None,
+    builtin: str = "calibrate",
+    drift: dict[str, Any] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
 
@@ -63,7 +65,9 @@ def calibrate(
     if targets is not None and weights is not None:
         raise UsageError("give --targets or --weights, not both")
     spec = resolve_chip(chip, seed=seed, size=size, config=config)
-    loaded = load_protocol(protocol)
+    loaded = load_protocol(protocol, builtin=builtin)
+    if drift:
+        loaded = _with_drift_options(loaded, drift)
     _check_protocol_limits(loaded, spec)
     user_targets = read_targets(targets) if targets is not None else None
     user_weights = read_targets(weights, "weights") if weights is not None else None
@@ -94,6 +98,31 @@ def calibrate(
         summary = outcome.summary()
         run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
     return outcome
+
+
+def run_drift(chip: str = "chip0", *, duration_s: float | None = None, reads: int | None = None,
+              temperatures_k: tuple[float, ...] | None = None, **options: Any) -> CalibrationOutcome:
+    """The drift protocol (built-in ``drift`` unless ``protocol=``), with these options over its own."""
+    overrides = {key: value for key, value in
+                 (("duration_s", duration_s), ("reads", reads), ("temperatures_k", temperatures_k)) if value is not None}
+    return calibrate(chip, builtin="drift", drift=overrides, **options)
+
+
+def _with_drift_options(loaded: LoadedProtocol, overrides: dict[str, Any]) -> LoadedProtocol:
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from calibration.drift import DriftParams
+    from labctl.protocol import describe_validation_error
+
+    try:
+        params = DriftParams(**{**loaded.protocol.drift.model_dump(), **overrides})
+    except ValidationError as err:
+        raise UsageError(f"drift options: {describe_validation_error(err)}") from None
+    if "drift" not in loaded.protocol.steps:
+        raise UsageError(f"{loaded.source}: the protocol has no drift step")
+    return replace(loaded, protocol=loaded.protocol.model_copy(update={"drift": params}))
 
 
 def _run_steps(run: Run, rig: Rig, loaded: LoadedProtocol, targets: np.ndarray,

@@ -82,8 +82,6 @@ def calibrate(
     Every read and pulse is stored as Parquet under the data directory.
     """
     from labctl import api
-    from labctl.summary import as_json as summary_json
-    from labctl.summary import render
 
     with _progress(enabled=not quiet) as progress:
         outcome = _run(
@@ -158,6 +156,85 @@ def _format_value(value: object) -> str:
     if isinstance(value, (tuple, list)):
         return ", ".join(_format_value(v) for v in value)
     return str(value)
+
+
+@app.command(epilog=EXIT_CODES)
+def drift(
+    chip: Annotated[str, typer.Argument(help="Chip to characterise; chip0 is the built-in twin.")] = "chip0",
+    duration: Annotated[str, typer.Option("--duration", help="Time per temperature: 12h, 90m, 3600s, 2d.")] = "12h",
+    reads: Annotated[int, typer.Option("--reads", help="Array reads per temperature, log-spaced.")] = 60,
+    temperatures: Annotated[
+        Optional[str], typer.Option("--temperatures", help="Kelvin, comma-separated, e.g. 300,330,360.")
+    ] = None,
+    protocol: Annotated[
+        Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in drift.")
+    ] = None,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
+    ] = None,
+    config: ConfigOption = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Program a chip, read it at log-spaced times (per temperature), fit drift, check compensation.
+
+    On real hardware it waits in real time; on the twin the same steps advance its virtual
+    clock, so 12 hours take seconds.
+    """
+    from labctl import api
+
+    def run():
+        seconds = parse_duration(duration)
+        kelvins = parse_temperatures(temperatures) if temperatures else None
+        return api.run_drift(chip, duration_s=seconds, reads=reads, temperatures_k=kelvins, seed=seed, size=size,
+                             protocol=protocol, data=data, config=config, fresh=fresh, progress=progress)
+
+    with _progress(enabled=not quiet) as progress:
+        outcome = _run(run)
+    _print_outcome(outcome, as_json)
+
+
+def parse_duration(text: str) -> float:
+    import re
+
+    from labctl.errors import UsageError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise UsageError(f"--duration {text!r}: expected a number with s, m, h or d, for example 12h")
+    value = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    if value <= 0:
+        raise UsageError(f"--duration {text!r}: must be positive")
+    return value
+
+
+def parse_temperatures(text: str) -> tuple[float, ...]:
+    from labctl.errors import UsageError
+
+    try:
+        kelvins = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--temperatures {text!r}: expected kelvin values separated by commas") from None
+    if not kelvins or any(not 0 < k < 1000 for k in kelvins):
+        raise UsageError(f"--temperatures {text!r}: each must be a temperature in kelvin")
+    return kelvins
+
+
+def _print_outcome(outcome, as_json: bool) -> None:
+    from labctl.summary import as_json as summary_json
+    from labctl.summary import render
+
+    if as_json:
+        typer.echo(summary_json(outcome))
+    else:
+        from rich.console import Console
+
+        render(outcome, Console())
+    if not outcome.passed:
+        raise typer.Exit(EXIT_ACCEPTANCE)
 
 
 @app.command(epilog=EXIT_CODES)

@@ -42,6 +42,9 @@ def acceptance_checks(ctx, limits: Acceptance) -> list[Check]:
         checks.append(Check("readout_residual_lsb", residual, limits.max_readout_residual_lsb, "<="))
     if ctx.mvm is not None:
         checks.append(Check("mvm_worst_error_fs", ctx.mvm.corrected["worst_fs"], limits.max_mvm_worst_error_fs, "<="))
+    if ctx.drift_compensation is not None:
+        checks.append(Check("drift_compensated_error_fs", ctx.drift_compensation.global_compensated["worst_fs"],
+                            limits.max_drift_compensated_error_fs, "<="))
     return checks
 
 

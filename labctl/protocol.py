@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from calibration.drift import DriftParams
 from calibration.health import HealthParams
 from calibration.mvm import MvmParams
 from calibration.read_noise import ReadNoiseParams
@@ -22,7 +23,7 @@ from calibration.readout_calibration import ReadoutCalibrationParams
 from calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
-STEPS = ("health", "readout", "read_noise", "write_verify", "mvm")
+STEPS = ("health", "readout", "read_noise", "write_verify", "mvm", "drift")
 
 
 class TargetPattern(BaseModel):
@@ -52,6 +53,7 @@ class Acceptance(BaseModel):
     max_stuck_fraction: float = Field(0.02, ge=0, le=1)
     max_readout_residual_lsb: float = Field(1.0, gt=0)
     max_mvm_worst_error_fs: float = Field(0.01, gt=0)
+    max_drift_compensated_error_fs: float = Field(0.01, gt=0)  # worst MVM error at the end of the reference segment
 
 
 class CalibrateProtocol(BaseModel):
@@ -59,13 +61,14 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
-    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm"], ...] = STEPS
+    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = STEPS[:5]
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
     readout: ReadoutCalibrationParams = ReadoutCalibrationParams()
     read_noise: ReadNoiseParams = ReadNoiseParams()
     write_verify: WriteVerifyParams = WriteVerifyParams()
     mvm: MvmParams = MvmParams()
+    drift: DriftParams = DriftParams()
     acceptance: Acceptance = Acceptance()
 
     @model_validator(mode="after")

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from calibration.drift import Compensation, DriftFit, Segment, compensation, fit_drift, run_segments
 from calibration.health import HealthResult, check_health
 from calibration.mvm import MvmResult, check_mvm
 from calibration.read_noise import ReadNoiseResult, measure_read_noise
 from calibration.readout import Readout
 from calibration.readout_calibration import ReadoutCalibration, calibrate_readout
 from calibration.write_verify import WriteVerify, WriteVerifyResult
+from labctl.errors import InstrumentFailure
 from labctl.protocol import CalibrateProtocol
 from labctl.recorder import StoreRecorder
 from labctl.records import CalibrationRecord
@@ -43,6 +45,8 @@ class StepContext:
     noise: ReadNoiseResult | None = None
     write_verify: WriteVerifyResult | None = None
     mvm: MvmResult | None = None
+    drift: DriftFit | None = None
+    drift_compensation: Compensation | None = None
     readout_source: str = "nominal (uncalibrated)"
 
 
@@ -153,7 +157,81 @@ def _mvm(ctx: StepContext) -> dict[str, Any]:
             "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
 
 
+def _drift(ctx: StepContext) -> dict[str, Any]:
+    params = ctx.protocol.drift
+    board, rig = ctx.rig.board, ctx.rig
+    shape = ctx.targets.shape
+    controller = rig.temperature
+    needs_controller = len(params.temperatures_k) > 1 or abs(params.temperatures_k[0] - ctx.temperature_k) > 2.0
+    if needs_controller and controller is None:
+        raise InstrumentFailure(f"{rig.spec.name}: drift at {list(params.temperatures_k)} K needs a temperature "
+                                "controller, and this rig has none")
+    wait = _waiter(rig)
+    usable = ~ctx.write_verify.stuck if ctx.write_verify is not None else np.ones(shape, dtype=bool)
+    reference_rows = np.unique(np.linspace(0, shape[0] - 1, min(params.reference_rows, shape[0])).round().astype(int))
+    programmed_s = board.clock_s()
+    found: dict[str, Any] = {}
+
+    def on_read(k: int, i: int, codes: np.ndarray, g: np.ndarray) -> None:
+        t_s, kelvin = board.clock_and_temperature()
+        ctx.recorder.on_read(f"drift-{params.temperatures_k[k]:g}K", i, np.arange(shape[0]), codes, g, t_s, kelvin)
+        if ctx.recorder.progress:
+            ctx.recorder.progress("drift", k * params.reads + i + 1, params.reads * len(params.temperatures_k))
+
+    def after_segment(k: int, segment: Segment) -> None:
+        if k == 0:  # compensation at the end of the reference temperature
+            found["compensation"] = compensation(board, ctx.readout, segment.conductance_us[0].astype(float),
+                                                 segment.conductance_us[-1].astype(float), reference_rows, usable,
+                                                 params)
+
+    segments = run_segments(
+        board, ctx.readout, params, wait,
+        (lambda kelvin: setattr(controller, "set_point_k", kelvin)) if controller is not None else None,
+        (lambda: controller.temperature_k) if controller is not None else None,
+        programmed_s, on_read, after_segment,
+    )
+    fit = fit_drift(segments, programmed_s, params, np.random.default_rng(params.seed), usable)
+    ctx.drift = fit
+    ctx.drift_compensation = found["compensation"]
+    rows, cols = np.indices(shape)
+    ctx.run.table("drift").append({
+        "array": np.zeros(fit.nu.size, dtype=np.int16), "row": rows.ravel().astype(np.int16),
+        "col": cols.ravel().astype(np.int16), "nu": fit.nu.ravel().astype(np.float32),
+        "g0_us": fit.g0_us.ravel().astype(np.float32), "r2": fit.r2.ravel().astype(np.float32),
+        "temperature_k": np.full(fit.nu.size, params.temperatures_k[0], dtype=np.float32),
+    })
+    comp = found["compensation"]
+    good = usable & (fit.r2 > 0.5)
+    return {
+        "temperatures_k": list(params.temperatures_k), "duration_s": params.duration_s, "reads": params.reads,
+        "nu_median": float(np.median(fit.nu[good])), "nu_p10": float(np.percentile(fit.nu[good], 10)),
+        "nu_p90": float(np.percentile(fit.nu[good], 90)), "r2_median": float(np.median(fit.r2[usable])),
+        "nu_by_target_us": _nu_by_target(ctx.targets, fit.nu, good),
+        "accelerations": fit.accelerations, "activation_ev": fit.activation_ev,
+        "compensation_global_factor": comp.global_factor,
+        "mvm_raw_worst_fs": comp.raw["worst_fs"], "mvm_global_worst_fs": comp.global_compensated["worst_fs"],
+        "mvm_column_worst_fs": comp.column_compensated["worst_fs"],
+    }
+
+
+def _nu_by_target(targets: np.ndarray, nu: np.ndarray, good: np.ndarray) -> list[dict[str, float]]:
+    levels = np.unique(np.round(targets, 3))
+    if len(levels) > 16:
+        return []
+    return [{"target_us": float(level), "nu_median": float(np.median(nu[good & np.isclose(targets, level)]))}
+            for level in levels if (good & np.isclose(targets, level)).any()]
+
+
+def _waiter(rig: Rig) -> Callable[[float], None]:
+    """Time passes: on the twin by its virtual clock, on a real bench by sleeping."""
+    if rig.identity.is_twin:
+        return lambda seconds: rig.board.write_checked(f"SIM:CLOCK:ADV {float(seconds)!r}")
+    import time
+
+    return time.sleep
+
+
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "health": _health, "readout": _readout, "read_noise": _read_noise,
-    "write_verify": _write_verify, "mvm": _mvm,
+    "write_verify": _write_verify, "mvm": _mvm, "drift": _drift,
 }

@@ -75,3 +75,14 @@ SCHEMAS["mvm"] = pa.schema(
         ("held_out", pa.bool_()),  # not used to fit the correction
     ]
 )
+SCHEMAS["drift"] = pa.schema(
+    [
+        ("array", pa.int16()),
+        ("row", pa.int16()),
+        ("col", pa.int16()),
+        ("nu", pa.float32()),
+        ("g0_us", pa.float32()),  # fitted conductance at the first fitted read
+        ("r2", pa.float32()),
+        ("temperature_k", pa.float32()),  # of the segment the fit is from
+    ]
+)
