@@ -24,6 +24,7 @@ from drivers.errors import DriverError
 from labctl import __version__
 from labctl.config import ChipSpec, resolve_chip
 from labctl.errors import RunFailed, UsageError
+from labctl.lock import chip_lock
 from labctl.outcome import CalibrationOutcome, acceptance_checks
 from labctl.protocol import LoadedProtocol, load_protocol
 from labctl.recorder import ProgressCallback, StoreRecorder
@@ -73,14 +74,15 @@ def calibrate(
     user_weights = read_targets(weights, "weights") if weights is not None else None
     store = RunStore(data_root(data))
 
-    with open_rig(spec) as rig:
+    with chip_lock(spec.name, f"labctl {loaded.protocol.name}") as lock, open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
         spec = rig.spec  # now with the board's geometry
         target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
         store.check_writable()
         record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
-        run = store.create_run(spec.name, _provenance(spec, loaded, rig, targets or weights, record))
+        run = store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),
+                                            "lock": {"took_over_stale": lock["took_over"]}})
         try:
             ctx = _run_steps(run, rig, loaded, target_matrix, progress, record)
         except DriverError as err:

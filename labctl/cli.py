@@ -90,14 +90,7 @@ def calibrate(
                 config=config, fresh=fresh, progress=progress,
             )
         )
-    if as_json:
-        typer.echo(summary_json(outcome))
-    else:
-        from rich.console import Console
-
-        render(outcome, Console())
-    if not outcome.passed:
-        raise typer.Exit(EXIT_ACCEPTANCE)
+    _print_outcome(outcome, as_json)
 
 
 sim_app = typer.Typer(help="The built-in software twin: its device presets and physics.", no_args_is_help=True)

@@ -9,6 +9,12 @@ import sims
 from drivers import Board, InProcessTransport
 
 
+@pytest.fixture(autouse=True)
+def private_lock_dir(tmp_path_factory, monkeypatch):
+    """Chip locks of tests never meet a user's (or another test session's)."""
+    monkeypatch.setenv("LABCTL_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+
+
 @pytest.fixture
 def chip() -> sims.ChipModel:
     return sims.ChipModel(preset="pcm", seed=7, rows=16, cols=12)
