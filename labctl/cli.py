@@ -143,6 +143,53 @@ def sim_serve(
                                chip=chip))
 
 
+schedule_app = typer.Typer(help="Scheduled runs (cron or systemd user timers).", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+ViaOption = Annotated[str, typer.Option("--via", help="auto, cron or systemd.")]
+
+
+@schedule_app.command("add")
+def schedule_add(
+    kind: Annotated[str, typer.Argument(help="What to run: drift or calibrate.")],
+    chip: Annotated[str, typer.Argument(help="Chip to run it on.")],
+    at: Annotated[str, typer.Option("--at", help="Time of day, HH:MM.")],
+    daily: Annotated[bool, typer.Option("--daily", help="Every day (default: once, at the next HH:MM).")] = False,
+    via: ViaOption = "auto",
+    args: Annotated[str, typer.Option("--args", help="Further options for the run, e.g. \"--duration 8h\".")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be installed; install nothing.")] = False,
+) -> None:
+    """Schedule a run: a crontab entry or a systemd user timer; it logs to a file and stores a run."""
+    from labctl import schedule
+
+    if via not in ("auto", "cron", "systemd"):
+        _fail(f"--via {via!r}: choose auto, cron or systemd", 2)
+    entry, installed = _run(lambda: schedule.add(kind, chip, at, daily, via, args, dry_run))
+    verb = "would install" if dry_run else "installed"
+    typer.echo(f"{verb} schedule {entry.id} ({entry.via}, {entry.when}):\n{installed}")
+
+
+@schedule_app.command("list")
+def schedule_list(via: ViaOption = "auto") -> None:
+    """Show labctl's scheduled runs."""
+    from labctl import schedule
+
+    found = _run(lambda: schedule.entries(via))
+    if not found:
+        typer.echo("no labctl schedules")
+    for entry in found:
+        typer.echo(f"{entry.id}  {entry.via:<7}  {entry.when}  {entry.command}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(entry_id: Annotated[str, typer.Argument(help="Schedule id from 'schedule list'.")],
+                    via: ViaOption = "auto") -> None:
+    """Remove a scheduled run."""
+    from labctl import schedule
+
+    entry = _run(lambda: schedule.remove(entry_id, via))
+    typer.echo(f"removed schedule {entry.id} ({entry.via})")
+
+
 def _format_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
