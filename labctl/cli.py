@@ -22,6 +22,16 @@ ConfigOption = Annotated[
     Optional[Path],
     typer.Option("--config", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
 ]
+DataOption = Annotated[
+    Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
+]
+FreshOption = Annotated[
+    bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
+]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")]
+SizeOption = Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 
 app = typer.Typer(
     name="labctl",
@@ -62,20 +72,16 @@ def calibrate(
         Optional[Path],
         typer.Option("--weights", help="Signed weights (rows x cols/2) mapped to differential column pairs."),
     ] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
-    ] = False,
+    fresh: FreshOption = False,
     protocol: Annotated[
         Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in calibrate.")
     ] = None,
-    data: Annotated[
-        Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
-    ] = None,
+    data: DataOption = None,
     config: ConfigOption = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Program a chip to its targets with write-verify and report what was achieved.
 
@@ -209,15 +215,13 @@ def drift(
     protocol: Annotated[
         Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in drift.")
     ] = None,
-    data: Annotated[
-        Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
-    ] = None,
+    data: DataOption = None,
     config: ConfigOption = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record.")] = False,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    fresh: FreshOption = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Program a chip, read it at log-spaced times (per temperature), fit drift, check compensation.
 
