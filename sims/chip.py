@@ -19,7 +19,7 @@ import numpy as np
 
 from sims import physics
 from sims.noise import NoisePool
-from sims.presets import PRESETS, DeviceParams  # noqa: F401 - DeviceParams for annotations
+from sims.presets import PRESETS, DeviceParams
 from sims.thermal import ThermalModel
 
 ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
@@ -78,7 +78,8 @@ class ChipModel:
             raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
         self.preset = preset
         self.seed = seed
-        p = self.params = PRESETS[preset]
+        p: DeviceParams = PRESETS[preset]
+        self.params = p
         default_arrays, default_rows, default_cols = p.geometry
         self.shape = (arrays or default_arrays, rows or default_rows, cols or default_cols)
         if min(self.shape) < 1:
