@@ -17,6 +17,7 @@ import secrets
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from labctl.errors import UsageError
@@ -59,13 +60,14 @@ class RunStore:
 
 
 class Run:
-    """One run's table writers and manifest."""
+    """One run's table writers, manifest and resume state."""
 
     def __init__(self, store: RunStore, chip: str, run_id: str) -> None:
         self.store = store
         self.chip = chip
         self.id = run_id
-        self._writers: dict[str, Any] = {}
+        self.step = "setup"
+        self._writers: dict[tuple[str, str], Any] = {}
         self.manifest: dict[str, Any] = {
             "run_id": run_id,
             "chip": chip,
@@ -75,16 +77,45 @@ class Run:
             "steps_done": [],
         }
 
+    @classmethod
+    def open(cls, store: RunStore, run_id: str) -> Run:
+        """An existing run, as its manifest left it (to resume it)."""
+        path = store.manifest_path(run_id)
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"no run {run_id!r} in {str(store.root)!r}") from None
+        except (OSError, ValueError) as err:
+            raise UsageError(f"run {run_id!r}: manifest cannot be read: {err}") from None
+        run = cls(store, manifest["chip"], run_id)
+        run.manifest = manifest
+        return run
+
+    @property
+    def directory(self) -> Path:
+        return self.store.manifest_path(self.id).parent
+
     def partition(self, table: str) -> Path:
         return self.store.root / table / f"chip={self.chip}" / f"run={self.id}"
 
     def table(self, name: str):  # -> TableWriter, imported lazily with pyarrow
-        if name not in self._writers:
+        key = (name, self.step)
+        if key not in self._writers:
             from labctl.store.schemas import SCHEMAS
             from labctl.store.writer import TableWriter
 
-            self._writers[name] = TableWriter(self.partition(name), SCHEMAS[name])
-        return self._writers[name]
+            self._writers[key] = TableWriter(self.partition(name), SCHEMAS[name], prefix=f"{self.step}-")
+        return self._writers[key]
+
+    def begin_step(self, step: str, keep: Callable[[str], bool] = lambda name: False) -> None:
+        """Start (or restart) a step: parts an interrupted attempt of it left are removed,
+        except those ``keep`` names (journalled units a resumed step continues from)."""
+        self.step = step
+        for table in self.store.root.iterdir() if self.store.root.is_dir() else []:
+            partition = table / f"chip={self.chip}" / f"run={self.id}"
+            for part in partition.glob(f"part-{step}-*.parquet") if partition.is_dir() else []:
+                if not keep(part.name):
+                    part.unlink()
 
     def flush(self) -> None:
         for writer in self._writers.values():
@@ -102,21 +133,39 @@ class Run:
         self.manifest.update(fields)
         self.manifest["status"] = status
         self.manifest["ended_utc"] = utc_now()
-        self.manifest["tables"] = {
-            name: {"rows": w.rows_written, "parts": w.parts_written} for name, w in self._writers.items()
-        }
+        self.manifest["tables"] = self.table_totals()
         self.write_manifest()
 
+    def table_totals(self) -> dict[str, dict[str, int]]:
+        """Rows and parts of this run in every table, as on disk (a resumed run included)."""
+        import pyarrow.parquet as pq
+
+        totals: dict[str, dict[str, int]] = {}
+        for table in sorted(self.store.root.iterdir()) if self.store.root.is_dir() else []:
+            partition = table / f"chip={self.chip}" / f"run={self.id}"
+            parts = sorted(partition.glob("part-*.parquet")) if partition.is_dir() else []
+            if parts:
+                totals[table.name] = {"rows": sum(pq.read_metadata(p).num_rows for p in parts), "parts": len(parts)}
+        return totals
+
     def write_manifest(self) -> None:
-        path = self.store.manifest_path(self.id)
+        self.write_json("manifest.json", self.manifest)
+
+    def write_json(self, name: str, value: Any) -> None:
+        """Atomically: a crash leaves the old file or the new one, never half of either."""
+        path = self.directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(".manifest.json.tmp")
+        temporary = path.with_name(f".{name}.tmp")
         with open(temporary, "w", encoding="utf-8") as sink:
-            json.dump(self.manifest, sink, indent=2, default=_json_default)
+            json.dump(value, sink, indent=2, default=_json_default)
             sink.write("\n")
             sink.flush()
             os.fsync(sink.fileno())
         os.replace(temporary, path)
+
+    def read_json(self, name: str) -> Any:
+        path = self.directory / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _json_default(value: Any) -> Any:

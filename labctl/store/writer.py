@@ -19,10 +19,12 @@ ROW_GROUP_ROWS = 256_000
 
 
 class TableWriter:
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART) -> None:
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART,
+                 prefix: str = "") -> None:
         self.directory = directory
         self.schema = schema
         self.rows_per_part = rows_per_part
+        self.prefix = prefix  # parts of one step carry its name, so a resumed run can tell them apart
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.parts_written = 0
@@ -42,8 +44,17 @@ class TableWriter:
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._write(f"part-{self.prefix}{self.parts_written:05d}.parquet", table)
+        self._pending.clear()
+        self._pending_rows = 0
+
+    def write_part(self, name: str, columns: dict[str, Any]) -> None:
+        """Write these rows at once as their own part ``part-<name>.parquet`` (a journalled unit)."""
+        self.flush()
+        self._write(f"part-{name}.parquet", pa.Table.from_pydict(columns, schema=self.schema))
+
+    def _write(self, name: str, table: pa.Table) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"part-{self.parts_written:05d}.parquet"
         temporary = self.directory / f".{name}.tmp"
         with open(temporary, "wb") as sink:
             pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
@@ -53,8 +64,6 @@ class TableWriter:
         _fsync_directory(self.directory)
         self.parts_written += 1
         self.rows_written += table.num_rows
-        self._pending.clear()
-        self._pending_rows = 0
 
 
 def _fsync_directory(path: Path) -> None:
