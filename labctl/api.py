@@ -8,6 +8,7 @@ failure marks it ``failed`` with the reason and keeps what was measured.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import platform
 import socket
@@ -30,7 +31,8 @@ from labctl.protocol import LoadedProtocol, load_protocol
 from labctl.recorder import ProgressCallback, StoreRecorder
 from labctl.records import CalibrationRecord, latest_record, save_record
 from labctl.rig import Rig, open_rig
-from labctl.steps import StepContext, run_steps
+from labctl.protocol import CalibrateProtocol
+from labctl.steps import StepContext, restore_context, run_steps
 from labctl.store.run import Run, RunStore, utc_now
 from labctl.targets_file import read_targets
 
@@ -83,22 +85,75 @@ def calibrate(
         record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
         run = store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),
                                             "lock": {"took_over_stale": lock["took_over"]}})
+        board = rig.board
+        adc = board.adc()
+        t0, temperature = board.clock_and_temperature()
+        nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
+        recorder = StoreRecorder(run, array=0, t0_s=t0, cols=spec.cols, progress=progress)
+        ctx = StepContext(run, rig, loaded.protocol, target_matrix, recorder, nominal, record, temperature)
+        return _execute(ctx, started)
+
+
+def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | None = None,
+           progress: ProgressCallback | None = None, keep_rig: list[Rig] | None = None) -> CalibrationOutcome:
+    """Continue an interrupted run from its last completed step (a drift step from its last read).
+
+    The chip must still be the one the run started on: a real rig or a twin served by
+    ``labctl sim serve``; a twin that lived inside the killed process is gone with it.
+    """
+    started = time.perf_counter()
+    store = RunStore(data_root(data))
+    run = Run.open(store, run_id)
+    if run.manifest.get("status") == "completed":
+        raise UsageError(f"run {run_id} is already completed")
+    if run.manifest.get("chip_spec", {}).get("twin") is not None:
+        raise UsageError(f"run {run_id} ran on a twin inside its own process, which ended with it: "
+                         "nothing to resume (serve the twin with 'labctl sim serve' for resumable runs)")
+    protocol = CalibrateProtocol.model_validate(run.manifest["protocol"]["effective"])
+    spec = resolve_chip(run.chip, config=config)
+    with chip_lock(spec.name, f"labctl resume {run_id}"), open_rig(spec) as rig:
+        if keep_rig is not None:
+            keep_rig.append(rig)
+        ctx = restore_context(run, rig, protocol, progress)
+        run.manifest["status"] = "running"
+        run.manifest.setdefault("resumed_utc", []).append(utc_now())
+        run.write_manifest()
+        return _execute(ctx, started)
+
+
+def resumable_run(chip: str, protocol_name: str, data: str | Path | None = None) -> str:
+    """The newest unfinished run of this protocol on this chip (for ``drift --resume``)."""
+    runs = RunStore(data_root(data)).root / "runs"
+    for run_dir in sorted(runs.iterdir(), reverse=True) if runs.is_dir() else []:
         try:
-            ctx = _run_steps(run, rig, loaded, target_matrix, progress, record)
-        except DriverError as err:
-            run.finish("failed", error=str(err))
-            raise RunFailed(f"run {run.id} failed: {err}") from err
-        except OSError as err:
-            run.finish("failed", error=str(err))
-            raise RunFailed(f"run {run.id} failed: {err}") from err
-        except BaseException as err:
-            run.finish("aborted" if isinstance(err, KeyboardInterrupt) else "failed", error=repr(err))
-            raise
-        checks = acceptance_checks(ctx, loaded.protocol.acceptance)
-        outcome = CalibrationOutcome(run.id, spec.name, str(store.root), ctx.write_verify, checks, ctx.figures,
-                                     ctx.readout_source, time.perf_counter() - started, ctx.temperature_k)
-        summary = outcome.summary()
-        run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if (manifest.get("chip") == chip and manifest.get("status") != "completed"
+                and manifest.get("protocol", {}).get("effective", {}).get("name") == protocol_name):
+            return run_dir.name
+    raise UsageError(f"no unfinished {protocol_name} run of {chip} to resume in {str(runs.parent)!r}")
+
+
+def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
+    run = ctx.run
+    try:
+        run_steps(ctx)
+        _save_record(ctx)
+    except DriverError as err:
+        run.finish("failed", error=str(err))
+        raise RunFailed(f"run {run.id} failed: {err} (labctl resume {run.id} continues it)") from err
+    except OSError as err:
+        run.finish("failed", error=str(err))
+        raise RunFailed(f"run {run.id} failed: {err}") from err
+    except BaseException as err:
+        run.finish("aborted" if isinstance(err, KeyboardInterrupt) else "failed", error=repr(err))
+        raise
+    checks = acceptance_checks(ctx.figures, ctx.protocol.acceptance)
+    outcome = CalibrationOutcome(run.id, run.chip, str(run.store.root), ctx.write_verify, checks, ctx.figures,
+                                 ctx.readout_source, time.perf_counter() - started, ctx.temperature_k)
+    summary = outcome.summary()
+    run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
     return outcome
 
 
@@ -127,26 +182,16 @@ def _with_drift_options(loaded: LoadedProtocol, overrides: dict[str, Any]) -> Lo
     return replace(loaded, protocol=loaded.protocol.model_copy(update={"drift": params}))
 
 
-def _run_steps(run: Run, rig: Rig, loaded: LoadedProtocol, targets: np.ndarray,
-               progress: ProgressCallback | None, record: CalibrationRecord | None) -> StepContext:
-    board = rig.board
-    adc = board.adc()
-    t0, temperature = board.clock_and_temperature()
-    recorder = StoreRecorder(run, array=0, t0_s=t0, cols=rig.spec.cols, progress=progress)
-    nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
-    ctx = StepContext(run, rig, loaded.protocol, targets, recorder, nominal, record, temperature)
-    run_steps(ctx)
-    if ctx.readout.calibrated:
-        stuck = ctx.write_verify.stuck if ctx.write_verify is not None else (
-            ctx.health.dead if ctx.health is not None else np.zeros(targets.shape, dtype=bool))
-        mvm = ctx.mvm
-        save_record(run, CalibrationRecord(
-            chip=rig.spec.name, run_id=run.id, created_utc=utc_now(), temperature_k=temperature,
-            geometry=targets.shape, readout_gain=np.asarray(ctx.readout.gain, dtype=float),
-            readout_offset_lsb=np.asarray(ctx.readout.offset, dtype=float), stuck=stuck,
-            mvm_slope=None if mvm is None else mvm.slope, mvm_intercept_ua=None if mvm is None else mvm.intercept_ua,
-        ))
-    return ctx
+def _save_record(ctx: StepContext) -> None:
+    if not ctx.readout.calibrated:
+        return
+    stuck = ctx.stuck_map if ctx.stuck_map is not None else np.zeros(ctx.targets.shape, dtype=bool)
+    save_record(ctx.run, CalibrationRecord(
+        chip=ctx.run.chip, run_id=ctx.run.id, created_utc=utc_now(), temperature_k=ctx.temperature_k,
+        geometry=ctx.targets.shape, readout_gain=np.asarray(ctx.readout.gain, dtype=float),
+        readout_offset_lsb=np.asarray(ctx.readout.offset, dtype=float), stuck=stuck,
+        mvm_slope=ctx.mvm_slope, mvm_intercept_ua=ctx.mvm_intercept_ua,
+    ))
 
 
 def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
@@ -197,7 +242,8 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any,
         "seed": spec.config.twin.seed if spec.config.twin else None,
         "preset": spec.config.twin.preset if spec.config.twin else None,
         "instruments": rig.snapshot(),
-        "protocol": {"source": loaded.source, "sha256": loaded.sha256, "content": loaded.text},
+        "protocol": {"source": loaded.source, "sha256": loaded.sha256, "content": loaded.text,
+                     "effective": loaded.protocol.model_dump(mode="json")},
         "targets": {"source": str(targets) if targets is not None else "protocol pattern"},
         "starting_from_record": record.run_id if record is not None else None,
     }

@@ -25,25 +25,26 @@ class Check:
                 "comparison": self.comparison, "passed": self.passed}
 
 
-def acceptance_checks(ctx, limits: Acceptance) -> list[Check]:
-    """The limits that apply to the steps that ran."""
+def acceptance_checks(figures: dict[str, dict[str, Any]], limits: Acceptance) -> list[Check]:
+    """The limits that apply to the steps that ran, judged on their recorded figures."""
     checks = []
-    result = ctx.write_verify
-    if result is not None:
+    wv = figures.get("write_verify")
+    if wv is not None:
         checks += [
-            Check("converged_fraction", result.converged_fraction, limits.min_converged_fraction, ">="),
-            Check("error_sigma_us", result.error_sigma_us, limits.max_error_sigma_us, "<="),
-            Check("stuck_fraction", float(result.stuck.mean()), limits.max_stuck_fraction, "<="),
+            Check("converged_fraction", wv["converged_fraction"], limits.min_converged_fraction, ">="),
+            Check("error_sigma_us", wv["error_sigma_us"], limits.max_error_sigma_us, "<="),
+            Check("stuck_fraction", wv["stuck_cells"] / max(wv["cells"], 1), limits.max_stuck_fraction, "<="),
         ]
-    elif ctx.health is not None:
-        checks.append(Check("stuck_fraction", ctx.health.dead_fraction, limits.max_stuck_fraction, "<="))
-    if ctx.readout_calibration is not None:
-        residual = float(ctx.readout_calibration.residual_rms_lsb.mean())
-        checks.append(Check("readout_residual_lsb", residual, limits.max_readout_residual_lsb, "<="))
-    if ctx.mvm is not None:
-        checks.append(Check("mvm_worst_error_fs", ctx.mvm.corrected["worst_fs"], limits.max_mvm_worst_error_fs, "<="))
-    if ctx.drift_compensation is not None:
-        checks.append(Check("drift_compensated_error_fs", ctx.drift_compensation.global_compensated["worst_fs"],
+    elif "health" in figures:
+        checks.append(Check("stuck_fraction", figures["health"]["dead_fraction"], limits.max_stuck_fraction, "<="))
+    if "residual_rms_lsb" in figures.get("readout", {}):
+        checks.append(Check("readout_residual_lsb", figures["readout"]["residual_rms_lsb"],
+                            limits.max_readout_residual_lsb, "<="))
+    if "mvm" in figures:
+        checks.append(Check("mvm_worst_error_fs", figures["mvm"]["corrected_worst_fs"],
+                            limits.max_mvm_worst_error_fs, "<="))
+    if "drift" in figures:
+        checks.append(Check("drift_compensated_error_fs", figures["drift"]["mvm_global_worst_fs"],
                             limits.max_drift_compensated_error_fs, "<="))
     return checks
 
@@ -66,20 +67,20 @@ class CalibrationOutcome:
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {"run_id": self.run_id, "chip": self.chip}
-        r = self.result
-        if r is not None:
+        wv = self.steps.get("write_verify")
+        if wv is not None:
             summary.update({
-                "cells": r.cells,
-                "converged_fraction": r.converged_fraction,
-                "converged_cells": int(r.converged.sum()),
-                "stuck_cells": int(r.stuck.sum()),
-                "unreachable_cells": int(r.unreachable.sum()),
-                "pulses_per_cell_mean": float(r.pulses.mean()),
-                "pulses_per_cell_max": int(r.pulses.max(initial=0)),
-                "iterations": r.iterations,
-                "tolerance_us": r.tolerance_us,
-                "error_sigma_us": r.error_sigma_us,
-                "error_max_us": r.max_abs_error_us,
+                "cells": wv["cells"],
+                "converged_fraction": wv["converged_fraction"],
+                "converged_cells": wv["converged_cells"],
+                "stuck_cells": wv["stuck_cells"],
+                "unreachable_cells": wv["unreachable_cells"],
+                "pulses_per_cell_mean": wv["pulses_per_cell_mean"],
+                "pulses_per_cell_max": wv["pulses_per_cell_max"],
+                "iterations": wv["iterations"],
+                "tolerance_us": wv["tolerance_us"],
+                "error_sigma_us": wv["error_sigma_us"],
+                "error_max_us": wv["error_max_us"],
             })
         summary.update({
             "readout": self.readout_source,

@@ -48,18 +48,76 @@ class StepContext:
     drift: DriftFit | None = None
     drift_compensation: Compensation | None = None
     readout_source: str = "nominal (uncalibrated)"
+    stuck_map: np.ndarray | None = None  # write-verify's, else the health check's
+    mvm_slope: np.ndarray | None = None
+    mvm_intercept_ua: np.ndarray | None = None
+
+
+STATE_ARRAYS = "state.npz"
+STATE_JSON = "state.json"
+DRIFT_JOURNAL = "drift.json"
 
 
 def run_steps(ctx: StepContext) -> None:
+    """Run the protocol's steps that are not done yet; after each, checkpoint what later steps need."""
+    done = ctx.run.manifest.get("steps_done", [])
+    if ctx.run.read_json(STATE_JSON) is None:
+        _checkpoint(ctx)  # the targets and the start, before anything can be interrupted
     for step in ctx.protocol.steps:
+        if step in done:
+            ctx.figures[step] = ctx.run.manifest["steps"][step]
+            continue
+        keep = (lambda name: name.startswith("part-drift-read-")) if step == "drift" else (lambda name: False)
+        ctx.run.begin_step(step, keep)
         ctx.recorder.step = step
         ctx.figures[step] = STEPS[step](ctx)
+        _checkpoint(ctx)
         ctx.run.step_done(step, **ctx.figures[step])
+
+
+def _checkpoint(ctx: StepContext) -> None:
+    arrays = {"targets": ctx.targets, "readout_gain": np.asarray(ctx.readout.gain, dtype=float),
+              "readout_offset": np.asarray(ctx.readout.offset, dtype=float)}
+    for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
+        if getattr(ctx, name) is not None:
+            arrays[name] = getattr(ctx, name)
+    temporary = ctx.run.directory / f".{STATE_ARRAYS}.tmp.npz"
+    np.savez(temporary, **arrays)
+    temporary.replace(ctx.run.directory / STATE_ARRAYS)
+    ctx.run.write_json(STATE_JSON, {"readout_calibrated": ctx.readout.calibrated,
+                                    "readout_source": ctx.readout_source, "lsb_ua": ctx.readout.lsb_ua,
+                                    "read_voltage": ctx.readout.read_voltage, "temperature_k": ctx.temperature_k,
+                                    "t0_s": ctx.recorder.t0_s})
+
+
+def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -> StepContext:
+    """The context of an interrupted run, from its last checkpoint."""
+    state = run.read_json(STATE_JSON)
+    if state is None:
+        raise InstrumentFailure(f"run {run.id} stopped before it started measuring: start a new run instead")
+    with np.load(run.directory / STATE_ARRAYS) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    targets = np.asarray(arrays["targets"], dtype=float)
+    if targets.shape != (rig.spec.rows, rig.spec.cols):
+        raise InstrumentFailure(f"{rig.spec.name}: the board reports {rig.spec.rows}x{rig.spec.cols}, "
+                                f"run {run.id} was {targets.shape[0]}x{targets.shape[1]}")
+    gain, offset = arrays.get("readout_gain", 1.0), arrays.get("readout_offset", 0.0)
+    readout = Readout(state["lsb_ua"], state["read_voltage"], gain=gain, offset=offset,
+                      calibrated=state["readout_calibrated"])
+    recorder = StoreRecorder(run, array=0, t0_s=state["t0_s"], cols=targets.shape[1], progress=progress)
+    ctx = StepContext(run, rig, protocol, targets, recorder, readout, None, state["temperature_k"])
+    ctx.readout_source = state["readout_source"]
+    for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
+        if name in arrays:
+            setattr(ctx, name, arrays[name])
+    return ctx
 
 
 def _health(ctx: StepContext) -> dict[str, Any]:
     result = check_health(ctx.rig.board, ctx.readout, ctx.protocol.health, ctx.recorder)
     ctx.health = result
+    if ctx.stuck_map is None:
+        ctx.stuck_map = result.dead
     identities = {name: inst.identify() for name, inst in ctx.rig.instruments().items()}
     figures = {"dead_cells": int(result.dead.sum()), "dead_fraction": result.dead_fraction,
                "board_temperature_k": result.temperature_k, "instruments": identities}
@@ -119,8 +177,12 @@ def _write_verify(ctx: StepContext) -> dict[str, Any]:
     result = WriteVerify(ctx.rig.board, ctx.readout, ctx.protocol.write_verify, ctx.recorder).run(
         ctx.targets, known_stuck=known)
     ctx.write_verify = result
+    ctx.stuck_map = result.stuck
     _store_cells(ctx.run, result)
-    return {"iterations": result.iterations, "converged_fraction": result.converged_fraction,
+    return {"cells": result.cells, "converged_cells": int(result.converged.sum()),
+            "tolerance_us": result.tolerance_us, "error_max_us": result.max_abs_error_us,
+            "pulses_per_cell_max": int(result.pulses.max(initial=0)),
+            "iterations": result.iterations, "converged_fraction": result.converged_fraction,
             "stuck_cells": int(result.stuck.sum()), "unreachable_cells": int(result.unreachable.sum()),
             "error_sigma_us": result.error_sigma_us, "pulses_per_cell_mean": float(result.pulses.mean()),
             "readout": ctx.readout_source,
@@ -145,6 +207,7 @@ def _store_cells(run: Run, result: WriteVerifyResult) -> None:
 def _mvm(ctx: StepContext) -> dict[str, Any]:
     result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm)
     ctx.mvm = result
+    ctx.mvm_slope, ctx.mvm_intercept_ua = result.slope, result.intercept_ua
     vectors, cols = result.expected_ua.shape
     ctx.run.table("mvm").append({
         "input_id": np.repeat(np.arange(vectors, dtype=np.int32), cols),

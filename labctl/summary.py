@@ -69,7 +69,7 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table = Table(title=f"calibrate {s['chip']}  run {s['run_id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    if outcome.result is not None:
+    if "cells" in s:
         table.add_row("cells", f"{s['cells']}")
         table.add_row("converged", f"{100 * s['converged_fraction']:.2f} % of non-stuck cells "
                                     f"(|error| ≤ {s['tolerance_us']:g} µS)")
