@@ -187,37 +187,63 @@ def compensation(board: Board, readout: Readout, baseline_us: np.ndarray, now_us
     return Compensation(global_factor, column, errors["raw"], errors["global"], errors["column"])
 
 
+Recorded = Callable[[int, int], "tuple[float, np.ndarray] | None"]
+
+
 def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Callable[[float], None],
                  set_temperature: Callable[[float], None] | None, read_temperature: Callable[[], float] | None,
-                 programmed_s: float, on_read: Callable[[int, int, np.ndarray, np.ndarray], None] | None = None,
+                 journal: dict, save_journal: Callable[[], None], recorded: Recorded,
+                 on_read: Callable[[int, int, np.ndarray, np.ndarray, float], None] | None = None,
                  after_segment: Callable[[int, Segment], None] | None = None) -> list[Segment]:
-    """Step the temperatures, wait for each to settle, and read at log-spaced times."""
+    """Step the temperatures, wait for each to settle, and read at log-spaced times.
+
+    Resumable: ``journal`` (saved by ``save_journal`` after every change) holds the
+    programming time, each segment's settled start and the time of every read done;
+    ``recorded(k, i)`` returns a read already in the store (time, conductances) or
+    None. A read that reached the store but not the journal is taken from the store,
+    so nothing is read twice and nothing is lost; the schedule stays anchored to the
+    programming time and to each segment's settled start.
+    """
     board.averaging = params.averaging
     board.read_voltage = readout.read_voltage
+    programmed_s = journal["programmed_s"]
+    entries = journal.setdefault("segments", [])
     segments = []
     for k, kelvin in enumerate(params.temperatures_k):
-        trace: list[tuple[float, float]] = []
-        if set_temperature is not None and read_temperature is not None:
-            set_temperature(kelvin)
-            deadline = board.clock_s() + params.settle_timeout_s
-            while True:
-                now, measured = board.clock_s(), read_temperature()
-                trace.append((now, measured))
-                if abs(measured - kelvin) <= params.settle_tolerance_k or now >= deadline:
-                    break
-                wait(params.settle_poll_s)
-        start = board.clock_s() if k else programmed_s
-        segment = Segment(kelvin, start, trace)
+        if k >= len(entries):
+            trace: list[list[float]] = []
+            if set_temperature is not None and read_temperature is not None:
+                set_temperature(kelvin)
+                deadline = board.clock_s() + params.settle_timeout_s
+                while True:
+                    now, measured = board.clock_s(), read_temperature()
+                    trace.append([now, measured])
+                    if abs(measured - kelvin) <= params.settle_tolerance_k or now >= deadline:
+                        break
+                    wait(params.settle_poll_s)
+            entries.append({"temperature_k": kelvin, "start_s": board.clock_s() if k else programmed_s,
+                            "settle_trace": trace, "times_s": []})
+            save_journal()
+        entry = entries[k]
+        segment = Segment(kelvin, entry["start_s"], [tuple(point) for point in entry["settle_trace"]])
         for i, offset in enumerate(log_schedule(params.first_read_s, params.duration_s, params.reads)):
-            delay = start + offset - board.clock_s()
-            if delay > 0:
-                wait(delay)
-            codes = board.read_array()
-            segment.times_s.append(board.clock_s())
-            g = readout.conductance_us(codes)
-            segment.conductance_us.append(g.astype(np.float32))
-            if on_read is not None:
-                on_read(k, i, codes, g)
+            found = recorded(k, i)
+            if found is None:
+                delay = entry["start_s"] + offset - board.clock_s()
+                if delay > 0:
+                    wait(delay)
+                codes = board.read_array()
+                time_s = board.clock_s()
+                g = readout.conductance_us(codes).astype(np.float32)
+                if on_read is not None:
+                    on_read(k, i, codes, g, time_s)
+            else:
+                time_s, g = found
+            if i >= len(entry["times_s"]):
+                entry["times_s"].append(time_s)
+                save_journal()
+            segment.times_s.append(entry["times_s"][i])
+            segment.conductance_us.append(g)
         segments.append(segment)
         if after_segment is not None:
             after_segment(k, segment)

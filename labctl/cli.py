@@ -222,6 +222,9 @@ def drift(
     size: SizeOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    resume_run: Annotated[
+        bool, typer.Option("--resume", help="Continue this chip's newest unfinished drift run instead.")
+    ] = False,
 ) -> None:
     """Program a chip, read it at log-spaced times (per temperature), fit drift, check compensation.
 
@@ -231,6 +234,9 @@ def drift(
     from labctl import api
 
     def run():
+        if resume_run:
+            run_id = api.resumable_run(chip, "drift", data)
+            return api.resume(run_id, data=data, config=config, progress=progress)
         seconds = parse_duration(duration)
         kelvins = parse_temperatures(temperatures) if temperatures else None
         return api.run_drift(chip, duration_s=seconds, reads=reads, temperatures_k=kelvins, seed=seed, size=size,
@@ -238,6 +244,22 @@ def drift(
 
     with _progress(enabled=not quiet) as progress:
         outcome = _run(run)
+    _print_outcome(outcome, as_json)
+
+
+@app.command(epilog=EXIT_CODES)
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to continue (see its manifest under runs/).")],
+    data: DataOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Continue an interrupted run from its last completed step (a drift run from its last read)."""
+    from labctl import api
+
+    with _progress(enabled=not quiet) as progress:
+        outcome = _run(lambda: api.resume(run_id, data=data, config=config, progress=progress))
     _print_outcome(outcome, as_json)
 
 

@@ -30,9 +30,13 @@ class StoreRecorder:
 
     def on_read(self, phase: str, iteration: int, rows: np.ndarray, codes: np.ndarray, g_us: np.ndarray,
                 t_s: float, temperature_k: float) -> None:
+        self.run.table("reads").append(self.read_columns(phase, iteration, rows, codes, g_us, t_s, temperature_k))
+
+    def read_columns(self, phase: str, iteration: int, rows: np.ndarray, codes: np.ndarray, g_us: np.ndarray,
+                     t_s: float, temperature_k: float) -> dict[str, np.ndarray]:
+        """One read as ``reads`` rows; ``t_s`` is board time, stored relative to the run's start."""
         n = codes.size
-        self.run.table("reads").append(
-            {
+        return {
                 "t_s": np.full(n, t_s - self.t0_s),
                 "wall_time": _wall_times(n),
                 "phase": [phase] * n,
@@ -44,7 +48,6 @@ class StoreRecorder:
                 "g_us": g_us.ravel().astype(np.float32),
                 "temperature_k": np.full(n, temperature_k, dtype=np.float32),
             }
-        )
 
     def on_pulses(self, iteration: int, rows: np.ndarray, cols: np.ndarray, amplitude_mv: np.ndarray,
                   width_ns: int, g_before_us: np.ndarray, g_after_us: np.ndarray, t_s: float) -> None:

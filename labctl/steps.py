@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.drift import Compensation, DriftFit, Segment, compensation, fit_drift, run_segments
+from calibration.drift import DriftFit, Segment, compensation, fit_drift, run_segments
 from calibration.health import HealthResult, check_health
 from calibration.mvm import MvmResult, check_mvm
 from calibration.read_noise import ReadNoiseResult, measure_read_noise
@@ -46,7 +46,6 @@ class StepContext:
     write_verify: WriteVerifyResult | None = None
     mvm: MvmResult | None = None
     drift: DriftFit | None = None
-    drift_compensation: Compensation | None = None
     readout_source: str = "nominal (uncalibrated)"
     stuck_map: np.ndarray | None = None  # write-verify's, else the health check's
     mvm_slope: np.ndarray | None = None
@@ -230,32 +229,54 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         raise InstrumentFailure(f"{rig.spec.name}: drift at {list(params.temperatures_k)} K needs a temperature "
                                 "controller, and this rig has none")
     wait = _waiter(rig)
-    usable = ~ctx.write_verify.stuck if ctx.write_verify is not None else np.ones(shape, dtype=bool)
+    usable = ~ctx.stuck_map if ctx.stuck_map is not None else np.ones(shape, dtype=bool)
     reference_rows = np.unique(np.linspace(0, shape[0] - 1, min(params.reference_rows, shape[0])).round().astype(int))
-    programmed_s = board.clock_s()
-    found: dict[str, Any] = {}
+    journal = ctx.run.read_json(DRIFT_JOURNAL) or {"programmed_s": board.clock_s(), "segments": []}
+    ctx.run.write_json(DRIFT_JOURNAL, journal)  # the timeline is anchored before the first read
+    total = params.reads * len(params.temperatures_k)
 
-    def on_read(k: int, i: int, codes: np.ndarray, g: np.ndarray) -> None:
-        t_s, kelvin = board.clock_and_temperature()
-        ctx.recorder.on_read(f"drift-{params.temperatures_k[k]:g}K", i, np.arange(shape[0]), codes, g, t_s, kelvin)
+    def save_journal() -> None:
+        ctx.run.write_json(DRIFT_JOURNAL, journal)
+
+    def part_name(k: int, i: int) -> str:
+        return f"drift-read-k{k:02d}-r{i:04d}"
+
+    def recorded(k: int, i: int):
+        path = ctx.run.partition("reads") / f"part-{part_name(k, i)}.parquet"
+        if not path.is_file():
+            return None
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["t_s", "g_us"])
+        g = table.column("g_us").to_numpy().reshape(shape)
+        return ctx.recorder.t0_s + float(table.column("t_s")[0].as_py()), g
+
+    def on_read(k: int, i: int, codes: np.ndarray, g: np.ndarray, time_s: float) -> None:
+        _, kelvin = board.clock_and_temperature()
+        phase = f"drift-{params.temperatures_k[k]:g}K"
+        columns = ctx.recorder.read_columns(phase, i, np.arange(shape[0]), codes, g, time_s, kelvin)
+        ctx.run.table("reads").write_part(part_name(k, i), columns)
         if ctx.recorder.progress:
-            ctx.recorder.progress("drift", k * params.reads + i + 1, params.reads * len(params.temperatures_k))
+            ctx.recorder.progress("drift", k * params.reads + i + 1, total)
 
     def after_segment(k: int, segment: Segment) -> None:
-        if k == 0:  # compensation at the end of the reference temperature
-            found["compensation"] = compensation(board, ctx.readout, segment.conductance_us[0].astype(float),
-                                                 segment.conductance_us[-1].astype(float), reference_rows, usable,
-                                                 params)
+        if k == 0 and "compensation" not in journal:  # at the end of the reference temperature
+            comp = compensation(board, ctx.readout, segment.conductance_us[0].astype(float),
+                                segment.conductance_us[-1].astype(float), reference_rows, usable, params)
+            journal["compensation"] = {"global_factor": comp.global_factor, "raw": comp.raw,
+                                       "global": comp.global_compensated, "column": comp.column_compensated}
+            save_journal()
 
     segments = run_segments(
         board, ctx.readout, params, wait,
         (lambda kelvin: setattr(controller, "set_point_k", kelvin)) if controller is not None else None,
         (lambda: controller.temperature_k) if controller is not None else None,
-        programmed_s, on_read, after_segment,
+        journal, save_journal, recorded, on_read, after_segment,
     )
+    programmed_s = journal["programmed_s"]
     fit = fit_drift(segments, programmed_s, params, np.random.default_rng(params.seed), usable)
     ctx.drift = fit
-    ctx.drift_compensation = found["compensation"]
+    comp = journal["compensation"]
     rows, cols = np.indices(shape)
     ctx.run.table("drift").append({
         "array": np.zeros(fit.nu.size, dtype=np.int16), "row": rows.ravel().astype(np.int16),
@@ -263,7 +284,6 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         "g0_us": fit.g0_us.ravel().astype(np.float32), "r2": fit.r2.ravel().astype(np.float32),
         "temperature_k": np.full(fit.nu.size, params.temperatures_k[0], dtype=np.float32),
     })
-    comp = found["compensation"]
     good = usable & (fit.r2 > 0.5)
     return {
         "temperatures_k": list(params.temperatures_k), "duration_s": params.duration_s, "reads": params.reads,
@@ -271,9 +291,9 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         "nu_p90": float(np.percentile(fit.nu[good], 90)), "r2_median": float(np.median(fit.r2[usable])),
         "nu_by_target_us": _nu_by_target(ctx.targets, fit.nu, good),
         "accelerations": fit.accelerations, "activation_ev": fit.activation_ev,
-        "compensation_global_factor": comp.global_factor,
-        "mvm_raw_worst_fs": comp.raw["worst_fs"], "mvm_global_worst_fs": comp.global_compensated["worst_fs"],
-        "mvm_column_worst_fs": comp.column_compensated["worst_fs"],
+        "compensation_global_factor": comp["global_factor"],
+        "mvm_raw_worst_fs": comp["raw"]["worst_fs"], "mvm_global_worst_fs": comp["global"]["worst_fs"],
+        "mvm_column_worst_fs": comp["column"]["worst_fs"],
     }
 
 
