@@ -298,11 +298,13 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
 
 
 def _nu_by_target(targets: np.ndarray, nu: np.ndarray, good: np.ndarray) -> list[dict[str, float]]:
-    levels = np.unique(np.round(targets, 3))
+    """Median ν per target level: the state dependence of drift (empty for free-form targets)."""
+    rounded = np.round(targets, 3)
+    levels = np.unique(rounded)
     if len(levels) > 16:
         return []
-    return [{"target_us": float(level), "nu_median": float(np.median(nu[good & np.isclose(targets, level)]))}
-            for level in levels if (good & np.isclose(targets, level)).any()]
+    return [{"target_us": float(level), "nu_median": float(np.median(nu[good & (rounded == level)]))}
+            for level in levels if (good & (rounded == level)).any()]
 
 
 def _waiter(rig: Rig) -> Callable[[float], None]:

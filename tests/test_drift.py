@@ -99,3 +99,10 @@ def test_a_short_drift_run_through_the_cli(tmp_path):
     # exit code must say so exactly when it does
     assert result.exit_code == (0 if all(c["passed"] for c in checks.values()) else 1)
     assert "drift_compensated_error_fs" in checks
+
+
+def test_drift_depends_on_state_as_the_reference_model(drift_run):
+    outcome, _, _ = drift_run
+    by_level = outcome.steps["drift"]["nu_by_target_us"]
+    assert len(by_level) == 8  # every level of the ramp
+    assert by_level[0]["nu_median"] > by_level[-1]["nu_median"]  # low conductance drifts faster (aihwkit)
