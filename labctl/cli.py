@@ -263,6 +263,98 @@ def resume(
     _print_outcome(outcome, as_json)
 
 
+runs_app = typer.Typer(help="Runs in the store.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(
+    chip: Annotated[Optional[str], typer.Option("--chip", help="Only this chip's runs.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only runs started since (YYYY-MM-DD[THH:MM]).")] = None,
+    data: DataOption = None,
+) -> None:
+    """List runs: id, chip, protocol, status, start, end, passed."""
+    from datetime import datetime
+
+    from labctl import open_store
+
+    def table():
+        try:
+            start = datetime.fromisoformat(since) if since else None
+        except ValueError:
+            from labctl.errors import UsageError
+
+            raise UsageError(f"--since {since!r}: expected a date such as 2026-11-23 or 2026-11-23T22:00") from None
+        return open_store(data).runs(chip=chip, since=start)
+
+    frame = _run(table)
+    if frame.empty:
+        typer.echo("no runs")
+        return
+    for row in frame.itertuples():
+        ended = "" if row.ended_utc is None or str(row.ended_utc) == "NaT" else f"{row.ended_utc:%H:%M:%S}"
+        passed = {True: "passed", False: "FAILED"}.get(row.passed, "-")
+        typer.echo(f"{row.run_id}  {row.chip:<10} {row.protocol or '-':<10} {row.status:<10} "
+                   f"{row.started_utc:%Y-%m-%d %H:%M:%S} {ended:>8}  {passed}")
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")], data: DataOption = None) -> None:
+    """Print a run's manifest: provenance, status, steps and acceptance."""
+    import json
+
+    from labctl import open_store
+
+    manifest = _run(lambda: open_store(data).manifest(run_id))
+    manifest.get("protocol", {}).pop("content", None)
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+@app.command("export-model", epilog=EXIT_CODES)
+def export_model(
+    run_id: Annotated[str, typer.Argument(help="Run whose measured statistics to export.")],
+    fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    data: DataOption = None,
+) -> None:
+    """Export a chip's measured noise model (programming error, drift, read noise, stuck rate, ADC) for training."""
+    import json
+
+    from labctl import open_store
+    from labctl.analysis import noise_model
+
+    if fmt != "json":
+        _fail(f"--format {fmt!r}: only json is supported", 2)
+    text = json.dumps(_run(lambda: noise_model(open_store(data), run_id)), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"noise model of run {run_id} written to {out}")
+
+
+@app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Baseline run.")],
+    run_b: Annotated[str, typer.Argument(help="Run to check against it.")],
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the KS tests.")] = 1e-3,
+    max_change: Annotated[float, typer.Option("--max-change", help="Tolerated relative worsening.")] = 0.2,
+    data: DataOption = None,
+) -> None:
+    """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests."""
+    from labctl import open_store
+    from labctl.analysis import compare as compare_runs
+
+    results = _run(lambda: compare_runs(open_store(data), run_a, run_b, alpha, max_change))
+    typer.echo(f"{'metric':<22}{'A':>10}{'B':>10}{'change':>9}{'KS D':>8}{'p':>10}  verdict")
+    for r in results:
+        verdict = "REGRESSED" if r.regressed else "ok"
+        typer.echo(f"{r.metric:<22}{r.spread_a:>10.4g}{r.spread_b:>10.4g}{100 * r.change:>8.1f}%"
+                   f"{r.ks:>8.3f}{r.p_value:>10.2g}  {verdict}")
+    if any(r.regressed for r in results):
+        raise typer.Exit(1)
+
+
 def parse_duration(text: str) -> float:
     import re
 

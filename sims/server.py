@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import socket
 import socketserver
 import threading
@@ -155,8 +156,6 @@ class PtyEndpoint:
 
     def _loop(self) -> None:
         session = Session(self.device)
-        import select
-
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master], [], [], 0.1)
             if not ready:

@@ -1,0 +1,143 @@
+"""Statistics of stored runs: the noise model a run measured, and run-to-run comparison.
+
+Analogue failures are statistical drifts, so runs are compared as distributions
+(programming error, drift exponent, MVM error) with a two-sample Kolmogorov–Smirnov
+test, and a regression needs both significance and a material change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import UsageError
+from labctl.store.query import Store
+
+MODEL_FORMAT = "labctl-noise-model/1"
+
+
+def _levels(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group cells by target level (ramp levels as they are; free-form targets in 8 bins)."""
+    rounded = np.round(targets, 3)
+    levels = np.unique(rounded)
+    if len(levels) <= 16:
+        return rounded, levels
+    edges = np.linspace(targets.min(), targets.max(), 9)
+    index = np.clip(np.digitize(targets, edges[1:-1]), 0, 7)
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres[index], centres
+
+
+def _optional_table(store: Store, name: str, run_id: str, columns: list[str]):
+    try:
+        frame = store.table(name, run=run_id, columns=columns)
+    except UsageError:
+        return None
+    return frame if len(frame) else None
+
+
+def noise_model(store: Store, run_id: str) -> dict[str, Any]:
+    """The chip's measured statistics, for error-aware training (format ``labctl-noise-model/1``)."""
+    manifest = store.manifest(run_id)
+    cells = _optional_table(store, "cells", run_id, ["row", "col", "target_us", "achieved_us", "stuck"])
+    if cells is None:
+        raise UsageError(f"run {run_id} has no cells table: export needs a write-verify step")
+    working = cells[~cells["stuck"]]
+    level, levels = _levels(working["target_us"].to_numpy())
+    error = working["achieved_us"].to_numpy() - working["target_us"].to_numpy()
+    programming = [{"target_us": float(v), "mean_us": float(error[level == v].mean()),
+                    "sigma_us": float(error[level == v].std()), "cells": int((level == v).sum())}
+                   for v in levels if (level == v).any()]
+    drift = None
+    fits = _optional_table(store, "drift", run_id, ["row", "col", "nu", "r2"])
+    if fits is not None:
+        merged = fits.merge(working[["row", "col", "target_us"]], on=["row", "col"])
+        merged = merged[merged["r2"] > 0.5]
+        level, levels = _levels(merged["target_us"].to_numpy())
+        nu = merged["nu"].to_numpy()
+        drift = [{"target_us": float(v), "nu_mean": float(nu[level == v].mean()),
+                  "nu_std": float(nu[level == v].std()), "cells": int((level == v).sum())}
+                 for v in levels if (level == v).any()]
+    steps = manifest.get("steps", {})
+    board = manifest.get("instruments", {}).get("board", {})
+    return {
+        "format": MODEL_FORMAT,
+        "run_id": run_id,
+        "chip": manifest.get("chip"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "window_us": manifest.get("chip_spec", {}).get("window_us"),
+        "adc": board.get("adc"),
+        "programming_error": programming,
+        "drift": drift,
+        "read_noise": steps.get("read_noise", {}).get("versus_conductance"),
+        "stuck_rate": float(cells["stuck"].mean()),
+        "mvm": ({"rms_fs": steps["mvm"]["corrected_rms_fs"], "worst_fs": steps["mvm"]["corrected_worst_fs"]}
+                if "mvm" in steps else None),
+    }
+
+
+def ks_two_sample(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Kolmogorov–Smirnov statistic and asymptotic p-value (Stephens' small-sample correction)."""
+    a, b = np.sort(a), np.sort(b)
+    both = np.concatenate([a, b])
+    d = float(np.abs(np.searchsorted(a, both, "right") / len(a) - np.searchsorted(b, both, "right") / len(b)).max())
+    en = math.sqrt(len(a) * len(b) / (len(a) + len(b)))
+    lam = (en + 0.12 + 0.11 / en) * d
+    if lam < 0.2:
+        return d, 1.0
+    p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return d, float(min(max(p, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    spread_a: float
+    spread_b: float
+    ks: float
+    p_value: float
+    regressed: bool
+
+    @property
+    def change(self) -> float:
+        return self.spread_b / self.spread_a - 1 if self.spread_a else float("inf")
+
+
+def _distributions(store: Store, run_id: str) -> dict[str, np.ndarray]:
+    found: dict[str, np.ndarray] = {}
+    cells = _optional_table(store, "cells", run_id, ["target_us", "achieved_us", "stuck"])
+    if cells is not None:
+        working = cells[~cells["stuck"]]
+        found["programming_error_us"] = (working["achieved_us"] - working["target_us"]).to_numpy()
+    fits = _optional_table(store, "drift", run_id, ["nu", "r2"])
+    if fits is not None:
+        found["drift_nu"] = fits.loc[fits["r2"] > 0.5, "nu"].to_numpy()
+    mvm = _optional_table(store, "mvm", run_id, ["expected_ua", "corrected_ua", "held_out"])
+    if mvm is not None:
+        held = mvm[mvm["held_out"]]
+        found["mvm_error_ua"] = (held["corrected_ua"] - held["expected_ua"]).to_numpy()
+    return found
+
+
+def _spread(metric: str, values: np.ndarray) -> float:
+    """Errors are judged by their RMS, drift exponents by their median."""
+    return float(np.median(values)) if metric == "drift_nu" else float(np.sqrt(np.mean(values**2)))
+
+
+def compare(store: Store, run_a: str, run_b: str, alpha: float = 1e-3, max_change: float = 0.2) -> list[Comparison]:
+    """B regressed on a metric when its distribution differs (p < alpha) and is worse by > max_change."""
+    a, b = _distributions(store, run_a), _distributions(store, run_b)
+    shared = [m for m in a if m in b and len(a[m]) > 1 and len(b[m]) > 1]
+    if not shared:
+        raise UsageError(f"runs {run_a} and {run_b} share no measured distribution to compare")
+    results = []
+    for metric in shared:
+        d, p = ks_two_sample(a[metric], b[metric])
+        spread_a, spread_b = _spread(metric, a[metric]), _spread(metric, b[metric])
+        worse = spread_b > spread_a * (1 + max_change)
+        results.append(Comparison(metric, spread_a, spread_b, d, p, bool(p < alpha and worse)))
+    return results

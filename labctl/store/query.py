@@ -1,0 +1,93 @@
+"""Reading the store back: runs from their manifests, tables as pandas or DuckDB.
+
+The tables are plain Hive-partitioned Parquet, so any tool reads them; this is the
+convenience layer labctl's own commands (runs, compare, export-model) stand on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import UsageError
+
+TABLES = ("reads", "pulses", "cells", "readout", "mvm", "drift")
+
+
+class Store:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def manifests(self) -> list[dict[str, Any]]:
+        runs = self.root / "runs"
+        found = []
+        for path in sorted(runs.glob("*/manifest.json")) if runs.is_dir() else []:
+            try:
+                found.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        path = self.root / "runs" / run_id / "manifest.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"no run {run_id!r} in {str(self.root)!r}") from None
+        except (OSError, ValueError) as err:
+            raise UsageError(f"run {run_id!r}: manifest cannot be read: {err}") from None
+
+    def runs(self, chip: str | None = None, since: datetime | None = None):
+        """One row per run: id, chip, protocol, status, start, end, passed."""
+        import pandas as pd
+
+        rows = []
+        for m in self.manifests():
+            started = pd.Timestamp(m.get("started_utc"))
+            if (chip and m.get("chip") != chip) or (since is not None and started < pd.Timestamp(since, tz="UTC")):
+                continue
+            rows.append({"run_id": m["run_id"], "chip": m.get("chip"),
+                         "protocol": m.get("protocol", {}).get("effective", {}).get("name"),
+                         "status": m.get("status"), "started_utc": started,
+                         "ended_utc": pd.Timestamp(m["ended_utc"]) if m.get("ended_utc") else pd.NaT,
+                         "passed": m.get("passed")})
+        columns = ["run_id", "chip", "protocol", "status", "started_utc", "ended_utc", "passed"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def table(self, name: str, run: str | None = None, chip: str | None = None, columns: list[str] | None = None):
+        """A table (all runs, or one) as a pandas DataFrame with its ``chip`` and ``run`` columns."""
+        import pyarrow.dataset as ds
+
+        if name not in TABLES:
+            raise UsageError(f"unknown table {name!r}: the store has {', '.join(TABLES)}")
+        path = self.root / name
+        if not path.is_dir():
+            raise UsageError(f"no {name} table in {str(self.root)!r}")
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        condition = None
+        for field, value in (("run", run), ("chip", chip)):
+            if value is not None:
+                clause = ds.field(field) == value
+                condition = clause if condition is None else condition & clause
+        wanted = None if columns is None else [*columns, "chip", "run"]
+        return dataset.to_table(filter=condition, columns=wanted).to_pandas()
+
+    def duckdb(self, name: str):
+        """A DuckDB relation over a table (needs the optional ``duckdb`` package)."""
+        try:
+            import duckdb
+        except ImportError:
+            raise UsageError("DuckDB is not installed: pip install duckdb") from None
+        return duckdb.sql(f"select * from read_parquet('{self.root / name}/**/*.parquet', hive_partitioning=true)")
+
+
+def open_store(root: Path | str | None = None) -> Store:
+    """The run store at ``root`` (default: ``$LABCTL_DATA`` or ``./labdata``)."""
+    from labctl.api import data_root
+
+    store = Store(data_root(root))
+    if not store.root.is_dir():
+        raise UsageError(f"no run store at {str(store.root)!r}")
+    return store
