@@ -65,7 +65,7 @@ class Segment:
 @dataclass(frozen=True)
 class DriftFit:
     nu: np.ndarray
-    g0_us: np.ndarray  # at the first fitted drift time
+    g0_us: np.ndarray  # fitted conductance at fit_start_s after programming
     r2: np.ndarray
     accelerations: list[float]  # per segment; 1 for the reference
     activation_ev: float | None
@@ -120,7 +120,7 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
     window = times >= params.fit_start_s
     flat = stack.reshape(len(times), -1)
     nu, intercept, r2 = fit_power_law(np.log(times[window]), flat[window])
-    g0 = np.exp(intercept - nu * np.log(times[window][0]))
+    g0 = np.exp(intercept - nu * np.log(params.fit_start_s or times[window][0]))
     shape = reference.conductance_us[0].shape
     accelerations = [1.0]
     activation = None

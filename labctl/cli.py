@@ -333,6 +333,20 @@ def export_model(
         typer.echo(f"noise model of run {run_id} written to {out}")
 
 
+@app.command(epilog=EXIT_CODES)
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run to report on.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory [default: ./reports/RUN].")] = None,
+    data: DataOption = None,
+) -> None:
+    """Write PNG plots and an HTML page of a run: maps, errors, pulses, drift, MVM, summary, provenance."""
+    from labctl import open_store
+    from labctl.report import write_report
+
+    page = _run(lambda: write_report(open_store(data), run_id, out or Path("reports") / run_id))
+    typer.echo(f"report written to {page}")
+
+
 @app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")
 def compare(
     run_a: Annotated[str, typer.Argument(help="Baseline run.")],

@@ -98,3 +98,35 @@ def test_unwritable_root_is_a_usage_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(UsageError, match="not writable"):
         RunStore(blocker / "data").check_writable()
+
+
+def test_a_killed_writer_leaves_no_partial_part_and_loses_no_flushed_one(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from labctl.store.schemas import SCHEMAS
+from labctl.store.writer import TableWriter
+writer = TableWriter(__import__("pathlib").Path({str(tmp_path / "t")!r}), SCHEMAS["cells"], rows_per_part=50_000)
+n = 50_000
+columns = {{"array": np.zeros(n, np.int16), "row": np.zeros(n, np.int16), "col": np.zeros(n, np.int16),
+           "target_us": np.ones(n, np.float32), "achieved_us": np.ones(n, np.float32),
+           "pulses": np.ones(n, np.int32), "converged": np.ones(n, bool), "stuck": np.zeros(n, bool)}}
+while True:
+    writer.append(columns)  # a full part each time: written, fsynced, renamed
+    print(writer.parts_written, flush=True)
+"""
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    flushed = 0
+    while flushed < 5:
+        flushed = int(process.stdout.readline())
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    visible = sorted((tmp_path / "t").glob("part-*.parquet"))
+    assert len(visible) >= flushed  # every part reported flushed is there
+    table = pq.read_table(tmp_path / "t")  # and every visible part is whole
+    assert table.num_rows == 50_000 * len(visible)
+    TableWriter(tmp_path / "t", SCHEMAS["cells"])  # a new writer clears what a killed one left half-done
+    assert not list((tmp_path / "t").glob(".*.tmp"))

@@ -75,3 +75,47 @@ def test_ks_two_sample():
     assert ks_two_sample(a, b)[1] > 0.01
     d, p = ks_two_sample(a, rng.normal(0.3, 1, 2000))
     assert p < 1e-6 and 0.05 < d < 0.25
+
+
+def test_duckdb_and_polars_read_the_tables_without_labctl(store):
+    import duckdb
+    import polars as pl
+
+    data, ids = store
+    count = duckdb.sql(f"select count(*) from read_parquet('{data}/cells/**/*.parquet', hive_partitioning=true) "
+                       f"where run = '{ids[0]}'").fetchall()[0][0]
+    assert count == 64 * 64
+    frame = pl.scan_parquet(f"{data}/mvm/**/*.parquet", hive_partitioning=True).filter(pl.col("held_out")).collect()
+    assert frame.height == 3 * 32 * 64 and {"chip", "run", "expected_ua"} <= set(frame.columns)
+    assert len(labctl.open_store(data).duckdb("cells").fetchall()) == 3 * 64 * 64
+
+
+def test_report_writes_valid_images_and_html(store, tmp_path):
+    import matplotlib.image as mpimg
+
+    data, ids = store
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", ids[0], "--out", str(out), "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    images = sorted(out.glob("*.png"))
+    assert {p.name for p in images} >= {"conductance_map.png", "error_histogram.png", "pulses_per_cell.png",
+                                        "mvm_error.png"}
+    for image in images:
+        assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and mpimg.imread(image).ndim == 3
+    page = (out / "index.html").read_text()
+    assert page.startswith("<!doctype html>") and ids[0] in page and page.count("<img ") == len(images)
+    from html.parser import HTMLParser
+
+    HTMLParser().feed(page)  # parses
+
+
+def test_compare_flags_a_different_preset(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.rram0]\ntwin = { preset = "rram", size = "64x64" }\n')
+    ids = []
+    for chip in ("chip0", "rram0"):
+        result = runner.invoke(app, ["calibrate", chip, "--config", str(config), "-q", "--json",
+                                     "--data", str(tmp_path / "d")] + (["--size", "64x64"] if chip == "chip0" else []))
+        ids.append(json.loads(result.stdout)["run_id"])
+    compared = runner.invoke(app, ["compare", ids[0], ids[1], "--data", str(tmp_path / "d")])
+    assert compared.exit_code == 1 and "REGRESSED" in compared.stdout

@@ -81,7 +81,7 @@ SCHEMAS["drift"] = pa.schema(
         ("row", pa.int16()),
         ("col", pa.int16()),
         ("nu", pa.float32()),
-        ("g0_us", pa.float32()),  # fitted conductance at the first fitted read
+        ("g0_us", pa.float32()),  # fitted conductance at the protocol's drift.fit_start_s after programming
         ("r2", pa.float32()),
         ("temperature_k", pa.float32()),  # of the segment the fit is from
     ]

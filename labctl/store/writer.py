@@ -25,6 +25,8 @@ class TableWriter:
         self.schema = schema
         self.rows_per_part = rows_per_part
         self.prefix = prefix  # parts of one step carry its name, so a resumed run can tell them apart
+        for stale in directory.glob(".part-*.tmp") if directory.is_dir() else []:
+            stale.unlink(missing_ok=True)  # half-written by a process that died: never a part
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.parts_written = 0

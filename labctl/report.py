@@ -1,0 +1,159 @@
+"""``labctl report``: PNG plots and an HTML page of one run, from the store alone."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import UsageError
+from labctl.store.query import Store
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _optional(store: Store, table: str, run_id: str, columns: list[str] | None = None):
+    try:
+        frame = store.table(table, run=run_id, columns=columns)
+    except UsageError:
+        return None
+    return frame if len(frame) else None
+
+
+def _save(plt, fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def _cell_plots(plt, cells, out: Path) -> list[tuple[str, str]]:
+    rows, cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
+    grid = np.full((rows, cols, 2), np.nan)
+    grid[cells["row"], cells["col"], 0] = cells["target_us"]
+    grid[cells["row"], cells["col"], 1] = cells["achieved_us"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for axis, index, title in ((axes[0], 0, "target (µS)"), (axes[1], 1, "achieved (µS)")):
+        image = axis.imshow(grid[:, :, index], cmap="viridis", vmin=0, vmax=np.nanmax(grid))
+        axis.set_title(title)
+        fig.colorbar(image, ax=axis)
+    plots = [("Conductance map: target and achieved", _save(plt, fig, out / "conductance_map.png"))]
+    working = cells[~cells["stuck"]]
+    fig, axis = plt.subplots(figsize=(6, 4))
+    axis.hist(working["achieved_us"] - working["target_us"], bins=80)
+    axis.set_xlabel("achieved − target (µS)")
+    axis.set_ylabel("cells")
+    plots.append(("Programming error (cells not stuck)", _save(plt, fig, out / "error_histogram.png")))
+    fig, axis = plt.subplots(figsize=(6, 4))
+    axis.hist(cells["pulses"], bins=np.arange(cells["pulses"].max() + 2) - 0.5)
+    axis.set_xlabel("pulses per cell")
+    axis.set_ylabel("cells")
+    plots.append(("Pulses per cell", _save(plt, fig, out / "pulses_per_cell.png")))
+    return plots
+
+
+def _drift_plots(plt, store: Store, run_id: str, fits, out: Path) -> list[tuple[str, str]]:
+    rows, cols = int(fits["row"].max()) + 1, int(fits["col"].max()) + 1
+    grid = np.full((rows, cols), np.nan)
+    grid[fits["row"], fits["col"]] = fits["nu"]
+    fig, axis = plt.subplots(figsize=(5.5, 4.5))
+    image = axis.imshow(grid, cmap="magma")
+    fig.colorbar(image, ax=axis, label="ν")
+    axis.set_title("drift exponent ν")
+    plots = [("Drift exponent map", _save(plt, fig, out / "nu_map.png"))]
+    run_dir = store.root / "runs" / run_id
+    try:
+        programmed = json.loads((run_dir / "drift.json").read_text())["programmed_s"]
+        run_start = json.loads((run_dir / "state.json").read_text())["t0_s"]
+    except (OSError, ValueError, KeyError):
+        return plots
+    manifest = store.manifest(run_id)
+    fit_start = manifest["protocol"]["effective"]["drift"]["fit_start_s"]
+    reads = store.table("reads", run=run_id, columns=["phase", "t_s", "row", "col", "g_us"])
+    first = sorted(p for p in reads["phase"].unique() if str(p).startswith("drift"))[:1]
+    if first:
+        segment = reads[reads["phase"] == first[0]]
+        picks = fits[fits["r2"] > 0.5].sample(n=min(12, len(fits)), random_state=0)
+        fig, axis = plt.subplots(figsize=(6.5, 4.5))
+        for pick in picks.itertuples():
+            cell = segment[(segment["row"] == pick.row) & (segment["col"] == pick.col)]
+            since = cell["t_s"] + run_start - programmed
+            line = axis.loglog(since, cell["g_us"], ".", ms=3)[0]
+            fitted = since[since >= fit_start]
+            axis.loglog(fitted, pick.g0_us * (fitted / fit_start) ** -pick.nu, "-", color=line.get_color(), lw=0.8)
+        axis.set_xlabel("time since programming (s)")
+        axis.set_ylabel("G (µS)")
+        axis.set_title(f"drift curves and power-law fits ({first[0]})")
+        plots.append(("Drift curves with power-law fits", _save(plt, fig, out / "drift_curves.png")))
+    return plots
+
+
+def _mvm_plot(plt, mvm, out: Path) -> list[tuple[str, str]]:
+    held = mvm[mvm["held_out"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(held["expected_ua"], held["measured_ua"], ".", ms=2)
+    axes[0].set_xlabel("expected (µA)")
+    axes[0].set_ylabel("measured (µA)")
+    axes[1].hist(held["corrected_ua"] - held["expected_ua"], bins=60)
+    axes[1].set_xlabel("corrected − expected (µA)")
+    return [("MVM: measured against expected, and the corrected error (held-out inputs)",
+             _save(plt, fig, out / "mvm_error.png"))]
+
+
+def write_report(store: Store, run_id: str, out: Path) -> Path:
+    manifest = store.manifest(run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    plt = _figure()
+    plots: list[tuple[str, str]] = []
+    cells = _optional(store, "cells", run_id)
+    if cells is not None:
+        plots += _cell_plots(plt, cells, out)
+    fits = _optional(store, "drift", run_id)
+    if fits is not None:
+        plots += _drift_plots(plt, store, run_id, fits, out)
+    mvm = _optional(store, "mvm", run_id)
+    if mvm is not None:
+        plots += _mvm_plot(plt, mvm, out)
+    page = out / "index.html"
+    page.write_text(_html(manifest, plots), encoding="utf-8")
+    return page
+
+
+def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
+    e = html.escape
+    summary = manifest.get("summary", {})
+    facts = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+    rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
+    checks = "".join(
+        f"<tr><td>{e(c['name'])}</td><td>{c['value']:.4g}</td><td>{e(c['comparison'])} {c['limit']:g}</td>"
+        f"<td>{'pass' if c['passed'] else '<b>FAIL</b>'}</td></tr>" for c in manifest.get("acceptance", []))
+    steps = "".join(f"<h3>{e(name)}</h3><pre>{e(json.dumps(figures, indent=1, default=str))}</pre>"
+                    for name, figures in manifest.get("steps", {}).items())
+    figures = "".join(f'<figure><img src="{e(name)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'
+                      for title, name in plots)
+    provenance = {k: manifest.get(k) for k in ("labctl_version", "host", "user", "python", "platform", "seed",
+                                                "preset", "started_utc", "ended_utc", "status")}
+    provenance["protocol"] = {k: v for k, v in manifest.get("protocol", {}).items() if k in ("source", "sha256")}
+    provenance["instruments"] = {n: i.get("idn") for n, i in manifest.get("instruments", {}).items()}
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>labctl run {e(manifest['run_id'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}}</style></head>
+<body><h1>Run {e(manifest['run_id'])}: {e(str(manifest.get('chip')))}</h1>
+<h2>Summary</h2><table>{rows}</table>
+<h2>Acceptance</h2><table><tr><th>limit</th><th>value</th><th>required</th><th>result</th></tr>{checks}</table>
+<h2>Plots</h2>{figures}
+<h2>Steps</h2>{steps}
+<h2>Provenance</h2><pre>{e(json.dumps(provenance, indent=1, default=str))}</pre>
+</body></html>
+"""
