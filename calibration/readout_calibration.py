@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from calibration.readout import Readout
 from calibration.write_verify import WriteVerify, WriteVerifyObserver, WriteVerifyParams
 from drivers.board import Board
+from drivers.errors import DriverError
 from drivers.smu import Keithley2450
 
 
@@ -104,8 +105,7 @@ def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibratio
             after = _mean_row(board, int(row), params.repeats)
             codes[i] = (1 - position) * before + position * after
     finally:
-        board.route_probe(None)
-        smu.shutdown()
+        _leave_probe_safe(board, smu)
     slope, intercept, rms = fit_columns(reference, codes, params.outlier_mads)
     gain = slope * adc.lsb_ua / params.read_voltage
     return ReadoutCalibration(gain, intercept, rms, rows, reference, codes)
@@ -113,3 +113,12 @@ def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibratio
 
 def _mean_row(board: Board, row: int, repeats: int) -> np.ndarray:
     return np.mean([board.read_row(row) for _ in range(repeats)], axis=0)
+
+
+def _leave_probe_safe(board: Board, smu: Keithley2450) -> None:
+    """Probe port open and SMU off, without hiding why the pass ended (the rig repeats this on exit)."""
+    for action in (lambda: board.route_probe(None), smu.shutdown):
+        try:
+            action()
+        except DriverError:
+            pass

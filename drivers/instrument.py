@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -113,6 +114,7 @@ class ScpiInstrument:
         self.name = name
         self._lock = threading.RLock()
         self.last_command = ""
+        self._interrupted = False  # an exchange was cut short: its reply may still be on the wire
 
     # ---- raw exchange --------------------------------------------------------------
 
@@ -177,7 +179,7 @@ class ScpiInstrument:
     def _write_checked(self, message: bytes, command: str) -> None:
         """If the acknowledgement is lost the command is not repeated (it may have been
         applied); the error queue, asked again, decides."""
-        with self._lock:
+        with self._lock, self._guard():
             self.last_command = command
             try:
                 self.transport.write(message)
@@ -194,7 +196,7 @@ class ScpiInstrument:
         message = (message if message is not None else command.encode("ascii")) + b"\n"
         failure: DriverError | None = None
         for attempt in range(self.retries + 1):
-            with self._lock:
+            with self._lock, self._guard():
                 self.last_command = command
                 try:
                     self.transport.write(message)
@@ -210,6 +212,20 @@ class ScpiInstrument:
             self._note(f"{command!r}: {failure}; " + ("retrying" if attempt < self.retries else "giving up"))
         assert failure is not None
         raise type(failure)(self._context(failure)) from None
+
+    @contextmanager
+    def _guard(self):
+        """An exchange cut short (Ctrl-C, SIGTERM) leaves its reply on the wire; the next
+        exchange discards it first instead of taking it for its own."""
+        if self._interrupted:
+            self._interrupted = False
+            self._recover()
+        try:
+            yield
+        except BaseException as err:
+            if not isinstance(err, Exception):
+                self._interrupted = True
+            raise
 
     def _recover(self) -> None:
         try:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 EXIT_ACCEPTANCE = 1
+EXIT_INTERRUPTED = 130
 EXIT_CODES = (
     "Exit codes: 0 success; 1 acceptance limits failed, or an instrument or the run failed; "
     "2 bad input (nothing started); 3 internal error."
@@ -506,15 +507,22 @@ class _progress:
             self._bar.stop()
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM takes the same way out as Ctrl-C: the run is marked aborted, the rig left safe."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry: parser errors also become one line on stderr and exit 2."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
     except typer.Exit as done:
         code = done.exit_code
     except typer.Abort:
-        typer.echo("labctl: interrupted", err=True)
-        code = 130
+        code = EXIT_INTERRUPTED
     except Exception as err:
         if _is_usage_error(err):
             ctx = getattr(err, "ctx", None)
@@ -529,6 +537,8 @@ def main() -> None:
                 err=True,
             )
             code = 3
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this code, silently
+        typer.echo("labctl: interrupted: any run in progress is marked aborted and the rig was left safe", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

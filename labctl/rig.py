@@ -62,7 +62,9 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
                 f"configuration says {spec.rows}x{spec.cols}"
             )
         spec = with_geometry(spec, geometry.rows, geometry.cols)
-        yield Rig(spec, board, identity, smu, temperature, twin)
+        rig = Rig(spec, board, identity, smu, temperature, twin)
+        stack.callback(_safe_state, rig)  # runs before the transports close, on any exit
+        yield rig
 
 
 def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
@@ -92,3 +94,22 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
             transport.close()
         raise
     return opened, None
+
+
+def _safe_state(rig: Rig) -> None:
+    """Leave the bench safe however the run ended: SMU at 0 V with its output off, probe port open.
+
+    The temperature controller holds its set point (a drift protocol may want that);
+    each step is tried on its own so one failing instrument does not spare the others.
+    """
+    import logging
+
+    log = logging.getLogger("labctl.rig")
+    actions = [("board: probe port open", lambda: rig.board.route_probe(None))]
+    if rig.smu is not None:
+        actions.append(("smu: 0 V, output off", rig.smu.shutdown))
+    for label, action in actions:
+        try:
+            action()
+        except (DriverError, OSError) as err:
+            log.warning("safe state not confirmed (%s): %s", label, err)

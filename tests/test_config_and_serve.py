@@ -178,3 +178,29 @@ def test_sim_serve_stops_cleanly_on_ctrl_c(tmp_path):
 def test_sim_serve_bad_fault_is_a_usage_error(fault):
     result = runner.invoke(app, ["sim", "serve", "--fault", fault])
     assert result.exit_code == 2 and "--fault" in result.stderr
+
+
+def test_sigterm_mid_run_leaves_the_smu_off_and_the_run_aborted(served):
+    from drivers import Keithley2450, VisaTransport
+
+    workdir, config, _ = served
+    snippet = config.read_text()
+    smu_resource = re.search(r'\[chips\.tcpchip\][^\[]*smu = "(TCPIP[^"]+)"', snippet)[1]
+    watcher = Keithley2450(VisaTransport(smu_resource))
+    data = workdir / "sigterm"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labctl", "calibrate", "tcpchip", "--config", str(config), "-q", "--fresh",
+         "--data", str(data)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "LABCTL_CONFIG"},
+    )
+    deadline = time.time() + 120
+    while not watcher.output_enabled and process.poll() is None and time.time() < deadline:
+        time.sleep(0.005)  # the read-out step switches the SMU on
+    assert process.poll() is None, "the run ended before the SMU was on"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    assert "interrupted" in process.stderr.read()
+    assert watcher.output_enabled is False and watcher.source_voltage == 0.0
+    (manifest,) = (data / "runs").glob("*/manifest.json")
+    assert json.loads(manifest.read_text())["status"] == "aborted"
+    watcher.close()
