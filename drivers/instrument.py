@@ -25,6 +25,16 @@ ERROR_QUERIES = {"SYST:ERR?", ":SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?"}
 T = TypeVar("T")
 log = logging.getLogger("labctl.drivers")
 
+_RESOURCE_LOCKS: dict[str, threading.RLock] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def resource_lock(resource: str) -> threading.RLock:
+    """One lock per physical resource (keyed by its resource string, not by driver object),
+    so every driver and thread talking to an instrument takes turns, query and reply together."""
+    with _REGISTRY_LOCK:
+        return _RESOURCE_LOCKS.setdefault(resource, threading.RLock())
+
 
 Limits = tuple[float, float] | Callable[[Any], tuple[float, float]]
 
@@ -112,7 +122,7 @@ class ScpiInstrument:
     def __init__(self, transport: Transport, name: str) -> None:
         self.transport = transport
         self.name = name
-        self._lock = threading.RLock()
+        self._lock = resource_lock(transport.resource)
         self.last_command = ""
         self._interrupted = False  # an exchange was cut short: its reply may still be on the wire
 

@@ -1,0 +1,51 @@
+"""Per-resource locks: threads and driver objects sharing an instrument never interleave a query and its reply."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from drivers import InProcessTransport
+from drivers.instrument import ScpiInstrument, resource_lock
+from sims.scpi import ScpiDevice, as_text, expect_count
+
+
+class SlowEcho(ScpiDevice):
+    """Answers ``ECHO? x`` with ``x``, slowly, so unguarded callers would cross their replies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.command("ECHO?", self._echo)
+
+    def _echo(self, params):
+        expect_count(params, 1)
+        time.sleep(0.0005)
+        return as_text(params[0])
+
+
+def test_eight_threads_on_one_resource_never_interleave():
+    device = SlowEcho()
+    transport = InProcessTransport(device.feed, resource="TCPIP::10.0.0.1::5025::SOCKET")
+    # two driver objects on the same resource, as a monitor thread and a calibration would hold
+    drivers = [ScpiInstrument(transport, "monitor"), ScpiInstrument(transport, "calibration")]
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        driver = drivers[worker % 2]
+        for i in range(60):
+            tag = f"w{worker}-{i}"
+            reply = driver.query(f"ECHO? {tag}")
+            if reply != tag:
+                failures.append(f"{tag} got {reply}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_the_lock_is_keyed_by_resource_not_by_object():
+    assert resource_lock("ASRL/dev/ttyACM0::INSTR") is resource_lock("ASRL/dev/ttyACM0::INSTR")
+    assert resource_lock("ASRL/dev/ttyACM0::INSTR") is not resource_lock("ASRL/dev/ttyACM1::INSTR")
