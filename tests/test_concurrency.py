@@ -10,22 +10,24 @@ from drivers.instrument import ScpiInstrument, resource_lock
 from sims.scpi import ScpiDevice, as_text, expect_count
 
 
-class SlowEcho(ScpiDevice):
-    """Answers ``ECHO? x`` with ``x``, slowly, so unguarded callers would cross their replies."""
+class Echo(ScpiDevice):
+    """Answers ``ECHO? x`` with ``x``."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.command("ECHO?", self._echo)
+        self.command("ECHO?", lambda params: expect_count(params, 1) or as_text(params[0]))
 
-    def _echo(self, params):
-        expect_count(params, 1)
-        time.sleep(0.0005)
-        return as_text(params[0])
+
+class SlowWire(InProcessTransport):
+    """The reply is on the wire a moment before its reader gets to it: room for another to cut in."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        time.sleep(0.0003)
 
 
 def test_eight_threads_on_one_resource_never_interleave():
-    device = SlowEcho()
-    transport = InProcessTransport(device.feed, resource="TCPIP::10.0.0.1::5025::SOCKET")
+    transport = SlowWire(Echo().feed, resource="TCPIP::10.0.0.1::5025::SOCKET")
     # two driver objects on the same resource, as a monitor thread and a calibration would hold
     drivers = [ScpiInstrument(transport, "monitor"), ScpiInstrument(transport, "calibration")]
     failures: list[str] = []
