@@ -14,7 +14,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__", "open_store"]
+__all__ = ["__version__", "open_rig", "open_store"]
 
 
 def open_store(root: Any = None) -> Any:
@@ -22,3 +22,16 @@ def open_store(root: Any = None) -> Any:
     from labctl.store.query import open_store as _open_store
 
     return _open_store(root)
+
+
+def open_rig(chip: str = "chip0", *, config: Any = None, seed: int | None = None, size: str | None = None) -> Any:
+    """A context manager over a chip's instruments: ``with labctl.open_rig("chip0") as rig: ...``.
+
+    ``rig.board``, ``rig.smu`` and ``rig.temperature`` are the drivers; ``rig.readout()``,
+    ``rig.read_conductance()``, ``rig.program()`` and ``rig.mvm()`` are the calibration
+    routines as functions on numpy arrays. The chip is locked while the rig is open and
+    left safe (SMU off) when it closes.
+    """
+    from labctl.session import open_session
+
+    return open_session(chip, config=config, seed=seed, size=size)
