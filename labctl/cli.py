@@ -64,7 +64,10 @@ def main_options(
 
 @app.command(epilog=EXIT_CODES)
 def calibrate(
-    chip: Annotated[str, typer.Argument(help="Chip to calibrate; chip0 is the built-in twin.")] = "chip0",
+    chips: Annotated[
+        Optional[list[str]], typer.Argument(help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin.")
+    ] = None,
+    all_chips: Annotated[bool, typer.Option("--all", help="Every chip the configuration knows.")] = False,
     targets: Annotated[
         Optional[Path],
         typer.Option("--targets", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."),
@@ -84,20 +87,79 @@ def calibrate(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Program a chip to its targets with write-verify and report what was achieved.
+    """Calibrate chips: health, read-out, read noise, write-verify to targets, MVM check.
 
-    Every read and pulse is stored as Parquet under the data directory.
+    Every read and pulse is stored as Parquet under the data directory. Several chips run
+    in parallel, each with its own lock, run and progress bar; one failing chip does not
+    stop the others, and the exit code is the worst of theirs.
     """
     from labctl import api
 
+    names = _run(lambda: _chip_names(chips, all_chips, config))
+
+    def one(chip: str, progress) -> object:
+        return api.calibrate(chip, seed=seed, size=size, targets=targets, weights=weights, protocol=protocol,
+                             data=data, config=config, fresh=fresh, progress=progress)
+
+    if len(names) == 1:
+        with _progress(enabled=not quiet) as progress:
+            outcome = _run(lambda: one(names[0], progress))
+        _print_outcome(outcome, as_json)
+        return
+    _calibrate_in_parallel(names, one, as_json, quiet)
+
+
+def _chip_names(chips: list[str] | None, all_chips: bool, config: Path | None) -> list[str]:
+    from labctl.config import load_config
+
+    if all_chips and chips:
+        from labctl.errors import UsageError
+
+        raise UsageError("give chip names or --all, not both")
+    if all_chips:
+        return sorted(load_config(config)[0].chips)
+    names = list(dict.fromkeys(chips or ["chip0"]))
+    return names
+
+
+def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) -> None:
+    """Each chip in its own thread; the exit code reflects all: 2 bad input, else 1 any failure, else 0."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labctl.errors import LabctlError
+    from labctl.summary import _finite, render
+
+    outcomes: dict[str, object] = {}
+    errors: dict[str, LabctlError] = {}
     with _progress(enabled=not quiet) as progress:
-        outcome = _run(
-            lambda: api.calibrate(
-                chip, seed=seed, size=size, targets=targets, weights=weights, protocol=protocol, data=data,
-                config=config, fresh=fresh, progress=progress,
-            )
-        )
-    _print_outcome(outcome, as_json)
+        def labelled(chip: str):
+            return None if progress is None else (lambda step, done, total: progress(f"{chip} {step}", done, total))
+
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            futures = {chip: pool.submit(one, chip, labelled(chip)) for chip in names}
+            for chip, future in futures.items():
+                try:
+                    outcomes[chip] = future.result()
+                except LabctlError as err:
+                    errors[chip] = err
+    if as_json:
+        typer.echo(json.dumps(_finite({
+            "runs": [outcome.summary() for outcome in outcomes.values()],
+            "errors": {chip: {"error": str(err), "exit_code": err.exit_code} for chip, err in errors.items()},
+        }), indent=2))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for outcome in outcomes.values():
+            render(outcome, console)
+    for chip, err in errors.items():
+        typer.echo(f"labctl: error: {chip}: {err}", err=True)
+    codes = [err.exit_code for err in errors.values()] + [0 if o.passed else EXIT_ACCEPTANCE for o in outcomes.values()]
+    code = 2 if 2 in codes else max(codes)
+    if code:
+        raise typer.Exit(code)
 
 
 sim_app = typer.Typer(help="The built-in software twin: its device presets and physics.", no_args_is_help=True)
