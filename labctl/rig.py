@@ -103,13 +103,22 @@ def _safe_state(rig: Rig) -> None:
     each step is tried on its own so one failing instrument does not spare the others.
     """
     import logging
+    import signal
+    import threading
 
     log = logging.getLogger("labctl.rig")
     actions = [("board: probe port open", lambda: rig.board.route_probe(None))]
     if rig.smu is not None:
         actions.append(("smu: 0 V, output off", rig.smu.shutdown))
-    for label, action in actions:
-        try:
-            action()
-        except (DriverError, OSError) as err:
-            log.warning("safe state not confirmed (%s): %s", label, err)
+    # a second Ctrl-C (or SIGTERM) while the bench is being made safe must not cut that short
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        for label, action in actions:
+            try:
+                action()
+            except (DriverError, OSError) as err:
+                log.warning("safe state not confirmed (%s): %s", label, err)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

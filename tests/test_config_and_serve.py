@@ -180,14 +180,15 @@ def test_sim_serve_bad_fault_is_a_usage_error(fault):
     assert result.exit_code == 2 and "--fault" in result.stderr
 
 
-def test_sigterm_mid_run_leaves_the_smu_off_and_the_run_aborted(served):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_leaves_the_smu_off_and_the_run_aborted_and_resumable(served, sig):
     from drivers import Keithley2450, VisaTransport
 
     workdir, config, _ = served
     snippet = config.read_text()
     smu_resource = re.search(r'\[chips\.tcpchip\][^\[]*smu = "(TCPIP[^"]+)"', snippet)[1]
     watcher = Keithley2450(VisaTransport(smu_resource))
-    data = workdir / "sigterm"
+    data = workdir / f"signal-{int(sig)}"
     process = subprocess.Popen(
         [sys.executable, "-m", "labctl", "calibrate", "tcpchip", "--config", str(config), "-q", "--fresh",
          "--data", str(data)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -197,10 +198,17 @@ def test_sigterm_mid_run_leaves_the_smu_off_and_the_run_aborted(served):
     while not watcher.output_enabled and process.poll() is None and time.time() < deadline:
         time.sleep(0.005)  # the read-out step switches the SMU on
     assert process.poll() is None, "the run ended before the SMU was on"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     assert process.wait(timeout=60) == 130
     assert "interrupted" in process.stderr.read()
     assert watcher.output_enabled is False and watcher.source_voltage == 0.0
     (manifest,) = (data / "runs").glob("*/manifest.json")
     assert json.loads(manifest.read_text())["status"] == "aborted"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "labctl", "resume", manifest.parent.name, "--config", str(config), "-q", "--json",
+         "--data", str(data)], cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "LABCTL_CONFIG"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(manifest.read_text())["status"] == "completed"
+    assert watcher.output_enabled is False
     watcher.close()
