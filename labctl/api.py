@@ -79,6 +79,7 @@ def calibrate(
     with chip_lock(spec.name, f"labctl {loaded.protocol.name}") as lock, open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
+        rig.heater_on_exit = loaded.protocol.heater_on_exit
         spec = rig.spec  # now with the board's geometry
         target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
         store.check_writable()
@@ -114,6 +115,7 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
     with chip_lock(spec.name, f"labctl resume {run_id}"), open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
+        rig.heater_on_exit = protocol.heater_on_exit
         ctx = restore_context(run, rig, protocol, progress)
         run.manifest["status"] = "running"
         run.manifest.setdefault("resumed_utc", []).append(utc_now())

@@ -69,6 +69,7 @@ class CalibrateProtocol(BaseModel):
     write_verify: WriteVerifyParams = WriteVerifyParams()
     mvm: MvmParams = MvmParams()
     drift: DriftParams = DriftParams()
+    heater_on_exit: Literal["hold", "off"] = "hold"  # what the temperature controller does when the run ends
     acceptance: Acceptance = Acceptance()
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ class Rig:
     smu: Keithley2450 | None = None
     temperature: LakeShore335 | None = None
     twin: Any = None  # the in-process twin rig, when the chip is simulated here (tests read it)
+    heater_on_exit: str = "hold"  # "off": the controller's heater is switched off when the rig closes
 
     def instruments(self) -> dict[str, Any]:
         found = {"board": self.board, "smu": self.smu, "temperature": self.temperature}
@@ -99,8 +100,9 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
 def _safe_state(rig: Rig) -> None:
     """Leave the bench safe however the run ended: SMU at 0 V with its output off, probe port open.
 
-    The temperature controller holds its set point (a drift protocol may want that);
-    each step is tried on its own so one failing instrument does not spare the others.
+    The temperature controller holds its set point or switches its heater off, as the
+    protocol says; each step is tried on its own so one failing instrument does not
+    spare the others.
     """
     import logging
     import signal
@@ -110,6 +112,8 @@ def _safe_state(rig: Rig) -> None:
     actions = [("board: probe port open", lambda: rig.board.route_probe(None))]
     if rig.smu is not None:
         actions.append(("smu: 0 V, output off", rig.smu.shutdown))
+    if rig.temperature is not None and rig.heater_on_exit == "off":
+        actions.append(("temperature: heater off", rig.temperature.heater_off))
     # a second Ctrl-C (or SIGTERM) while the bench is being made safe must not cut that short
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}

@@ -106,3 +106,8 @@ def test_drift_depends_on_state_as_the_reference_model(drift_run):
     by_level = outcome.steps["drift"]["nu_by_target_us"]
     assert len(by_level) == 8  # every level of the ramp
     assert by_level[0]["nu_median"] > by_level[-1]["nu_median"]  # low conductance drifts faster (aihwkit)
+
+
+def test_the_drift_protocol_switches_the_heater_off_at_the_end(drift_run):
+    _, twin, _ = drift_run
+    assert twin.chip.thermal.heater_range == 0
