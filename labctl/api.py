@@ -39,8 +39,10 @@ from labctl.targets_file import read_targets
 DEFAULT_DATA = "labdata"
 
 
-def data_root(data: str | Path | None) -> Path:
-    return Path(data or os.environ.get("LABCTL_DATA") or DEFAULT_DATA)
+def data_root(data: str | Path | None) -> str | Path:
+    """A local path or an object-storage URI, as given (``--data``, ``$LABCTL_DATA``, ``./labdata``)."""
+    chosen = data or os.environ.get("LABCTL_DATA") or DEFAULT_DATA
+    return str(chosen) if "://" in str(chosen) else Path(chosen)
 
 
 def calibrate(
@@ -125,16 +127,16 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
 
 def resumable_run(chip: str, protocol_name: str, data: str | Path | None = None) -> str:
     """The newest unfinished run of this protocol on this chip (for ``drift --resume``)."""
-    runs = RunStore(data_root(data)).root / "runs"
-    for run_dir in sorted(runs.iterdir(), reverse=True) if runs.is_dir() else []:
+    fs = RunStore(data_root(data)).fs
+    for run_id in reversed(fs.listdir(fs.path("runs"))):
         try:
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except (OSError, ValueError):
+            manifest = json.loads(fs.read(fs.path("runs", run_id, "manifest.json")) or b"null")
+        except ValueError:
             continue
-        if (manifest.get("chip") == chip and manifest.get("status") != "completed"
+        if (manifest and manifest.get("chip") == chip and manifest.get("status") != "completed"
                 and manifest.get("protocol", {}).get("effective", {}).get("name") == protocol_name):
-            return run_dir.name
-    raise UsageError(f"no unfinished {protocol_name} run of {chip} to resume in {str(runs.parent)!r}")
+            return run_id
+    raise UsageError(f"no unfinished {protocol_name} run of {chip} to resume in {fs.display()!r}")
 
 
 def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:

@@ -24,7 +24,9 @@ ConfigOption = Annotated[
     typer.Option("--config", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
 ]
 DataOption = Annotated[
-    Optional[Path], typer.Option("--data", help="Run store root [default: $LABCTL_DATA or ./labdata].")
+    Optional[str],  # a path or an object-storage URI: a Path would fold the "//" of s3://
+    typer.Option("--data", help="Run store: a directory or a URI such as s3://bucket/prefix "
+                                "[default: $LABCTL_DATA or ./labdata]."),
 ]
 FreshOption = Annotated[
     bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")

@@ -9,7 +9,6 @@ conductances it achieved are the run's ``cells`` table. A later run on the same 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,29 +64,19 @@ class CalibrationRecord:
 
 
 def save_record(run: Run, record: CalibrationRecord) -> None:
-    path = run.store.manifest_path(run.id).with_name(RECORD_NAME)
-    temporary = path.with_name(f".{RECORD_NAME}.tmp")
-    with open(temporary, "w", encoding="utf-8") as sink:
-        json.dump(record.as_json(), sink)
-        sink.flush()
-        os.fsync(sink.fileno())
-    os.replace(temporary, path)
+    run.write_json(RECORD_NAME, record.as_json())
 
 
 def latest_record(store: RunStore, chip: str, geometry: tuple[int, int]) -> CalibrationRecord | None:
     """The newest record of a completed run on this chip and geometry, if any."""
-    runs = store.root / "runs"
-    if not runs.is_dir():
-        return None
-    for run_dir in sorted(runs.iterdir(), reverse=True):  # run ids sort by start time
-        path = run_dir / RECORD_NAME
-        manifest = run_dir / "manifest.json"
-        if not (path.is_file() and manifest.is_file()):
+    fs = store.fs
+    for run_id in reversed(fs.listdir(fs.path("runs"))):  # run ids sort by start time
+        record, manifest = fs.read(fs.path("runs", run_id, RECORD_NAME)), fs.read(fs.path("runs", run_id, "manifest.json"))
+        if record is None or manifest is None:
             continue
         try:
-            meta = json.loads(manifest.read_text())
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            meta, data = json.loads(manifest), json.loads(record)
+        except ValueError:
             continue
         if meta.get("status") == "completed" and data.get("chip") == chip and tuple(data["geometry"]) == geometry:
             return CalibrationRecord.from_json(data)

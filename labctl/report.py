@@ -71,11 +71,10 @@ def _drift_plots(plt, store: Store, run_id: str, fits, out: Path) -> list[tuple[
     fig.colorbar(image, ax=axis, label="ν")
     axis.set_title("drift exponent ν")
     plots = [("Drift exponent map", _save(plt, fig, out / "nu_map.png"))]
-    run_dir = store.root / "runs" / run_id
     try:
-        programmed = json.loads((run_dir / "drift.json").read_text())["programmed_s"]
-        run_start = json.loads((run_dir / "state.json").read_text())["t0_s"]
-    except (OSError, ValueError, KeyError):
+        programmed = json.loads(store.run_file(run_id, "drift.json") or b"{}")["programmed_s"]
+        run_start = json.loads(store.run_file(run_id, "state.json") or b"{}")["t0_s"]
+    except (ValueError, KeyError):
         return plots
     manifest = store.manifest(run_id)
     fit_start = manifest["protocol"]["effective"]["drift"]["fit_start_s"]

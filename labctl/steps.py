@@ -8,6 +8,7 @@ says so in its figures instead of failing the run.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,9 +81,9 @@ def _checkpoint(ctx: StepContext) -> None:
     for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
         if getattr(ctx, name) is not None:
             arrays[name] = getattr(ctx, name)
-    temporary = ctx.run.directory / f".{STATE_ARRAYS}.tmp.npz"
-    np.savez(temporary, **arrays)
-    temporary.replace(ctx.run.directory / STATE_ARRAYS)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    ctx.run.write_bytes(STATE_ARRAYS, buffer.getvalue())
     ctx.run.write_json(STATE_JSON, {"readout_calibrated": ctx.readout.calibrated,
                                     "readout_source": ctx.readout_source, "lsb_ua": ctx.readout.lsb_ua,
                                     "read_voltage": ctx.readout.read_voltage, "temperature_k": ctx.temperature_k,
@@ -94,7 +95,7 @@ def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -
     state = run.read_json(STATE_JSON)
     if state is None:
         raise InstrumentFailure(f"run {run.id} stopped before it started measuring: start a new run instead")
-    with np.load(run.directory / STATE_ARRAYS) as saved:
+    with np.load(io.BytesIO(run.read_bytes(STATE_ARRAYS))) as saved:
         arrays = {name: saved[name] for name in saved.files}
     targets = np.asarray(arrays["targets"], dtype=float)
     if targets.shape != (rig.spec.rows, rig.spec.cols):
@@ -242,12 +243,12 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         return f"drift-read-k{k:02d}-r{i:04d}"
 
     def recorded(k: int, i: int):
-        path = ctx.run.partition("reads") / f"part-{part_name(k, i)}.parquet"
-        if not path.is_file():
+        path = f"{ctx.run.partition('reads')}/part-{part_name(k, i)}.parquet"
+        if not ctx.run.fs.exists(path):
             return None
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=["t_s", "g_us"])
+        table = pq.read_table(path, columns=["t_s", "g_us"], filesystem=ctx.run.fs.fs)
         g = table.column("g_us").to_numpy().reshape(shape)
         return ctx.recorder.t0_s + float(table.column("t_s")[0].as_py()), g
 

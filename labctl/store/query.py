@@ -12,31 +12,37 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import UsageError
+from labctl.store.fs import StoreFS
 
 TABLES = ("reads", "pulses", "cells", "readout", "mvm", "drift")
 
 
 class Store:
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self.root = root
+        self.fs = StoreFS(root)
+
+    def run_file(self, run_id: str, name: str) -> bytes | None:
+        return self.fs.read(self.fs.path("runs", run_id, name))
 
     def manifests(self) -> list[dict[str, Any]]:
-        runs = self.root / "runs"
         found = []
-        for path in sorted(runs.glob("*/manifest.json")) if runs.is_dir() else []:
+        for run_id in self.fs.listdir(self.fs.path("runs")):
             try:
-                found.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                data = self.run_file(run_id, "manifest.json")
+                if data is not None:
+                    found.append(json.loads(data))
+            except ValueError:
                 continue
         return found
 
     def manifest(self, run_id: str) -> dict[str, Any]:
-        path = self.root / "runs" / run_id / "manifest.json"
+        data = self.run_file(run_id, "manifest.json")
+        if data is None:
+            raise UsageError(f"no run {run_id!r} in {str(self.root)!r}")
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"no run {run_id!r} in {str(self.root)!r}") from None
-        except (OSError, ValueError) as err:
+            return json.loads(data)
+        except ValueError as err:
             raise UsageError(f"run {run_id!r}: manifest cannot be read: {err}") from None
 
     def runs(self, chip: str | None = None, since: datetime | None = None):
@@ -62,10 +68,10 @@ class Store:
 
         if name not in TABLES:
             raise UsageError(f"unknown table {name!r}: the store has {', '.join(TABLES)}")
-        path = self.root / name
-        if not path.is_dir():
+        path = self.fs.path(name)
+        if not self.fs.listdir(path):
             raise UsageError(f"no {name} table in {str(self.root)!r}")
-        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        dataset = ds.dataset(path, format="parquet", partitioning="hive", filesystem=self.fs.fs)
         condition = None
         for field, value in (("run", run), ("chip", chip)):
             if value is not None:
@@ -80,7 +86,9 @@ class Store:
             import duckdb
         except ImportError:
             raise UsageError("DuckDB is not installed: pip install duckdb") from None
-        return duckdb.sql(f"select * from read_parquet('{self.root / name}/**/*.parquet', hive_partitioning=true)")
+        if self.fs.remote:
+            raise UsageError("for a store on object storage, query it with DuckDB's httpfs extension directly")
+        return duckdb.sql(f"select * from read_parquet('{self.fs.path(name)}/**/*.parquet', hive_partitioning=true)")
 
 
 def open_store(root: Path | str | None = None) -> Store:
@@ -88,6 +96,6 @@ def open_store(root: Path | str | None = None) -> Store:
     from labctl.api import data_root
 
     store = Store(data_root(root))
-    if not store.root.is_dir():
+    if not store.fs.listdir(store.fs.base):
         raise UsageError(f"no run store at {str(store.root)!r}")
     return store

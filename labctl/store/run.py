@@ -12,15 +12,14 @@ the last completed step, also after a crash.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from labctl.errors import UsageError
+from labctl.store.fs import StoreFS
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -34,19 +33,21 @@ def utc_now() -> str:
 
 
 class RunStore:
-    """A store rooted at a local directory."""
+    """A store rooted at a local directory or an object-storage URI (``s3://bucket/prefix``)."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self.root = root  # as the user gave it, for messages and summaries
+        self.fs = StoreFS(root)
 
     def check_writable(self) -> None:
         """Fail before a run starts, not halfway through it."""
+        probe = self.fs.path(f".labctl-probe-{secrets.token_hex(4)}")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".labctl-probe-"):
-                pass
+            self.fs.makedirs(self.fs.base)
+            self.fs.write_atomic(probe, b"")
+            self.fs.delete(probe)
         except OSError as err:
-            reason = err.strerror or str(err)
+            reason = getattr(err, "strerror", None) or str(err)
             raise UsageError(f"data directory {str(self.root)!r} is not writable: {reason}") from None
 
     def create_run(self, chip: str, manifest: dict[str, Any]) -> Run:
@@ -55,8 +56,8 @@ class RunStore:
         run.write_manifest()
         return run
 
-    def manifest_path(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id / "manifest.json"
+    def manifest_path(self, run_id: str) -> str:
+        return self.fs.path("runs", run_id, "manifest.json")
 
 
 class Run:
@@ -80,23 +81,27 @@ class Run:
     @classmethod
     def open(cls, store: RunStore, run_id: str) -> Run:
         """An existing run, as its manifest left it (to resume it)."""
-        path = store.manifest_path(run_id)
+        data = store.fs.read(store.manifest_path(run_id))
+        if data is None:
+            raise UsageError(f"no run {run_id!r} in {str(store.root)!r}")
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"no run {run_id!r} in {str(store.root)!r}") from None
-        except (OSError, ValueError) as err:
+            manifest = json.loads(data)
+        except ValueError as err:
             raise UsageError(f"run {run_id!r}: manifest cannot be read: {err}") from None
         run = cls(store, manifest["chip"], run_id)
         run.manifest = manifest
         return run
 
     @property
-    def directory(self) -> Path:
-        return self.store.manifest_path(self.id).parent
+    def fs(self) -> StoreFS:
+        return self.store.fs
 
-    def partition(self, table: str) -> Path:
-        return self.store.root / table / f"chip={self.chip}" / f"run={self.id}"
+    @property
+    def directory(self) -> str:
+        return self.fs.path("runs", self.id)
+
+    def partition(self, table: str) -> str:
+        return self.fs.path(table, f"chip={self.chip}", f"run={self.id}")
 
     def table(self, name: str):  # -> TableWriter, imported lazily with pyarrow
         key = (name, self.step)
@@ -104,18 +109,21 @@ class Run:
             from labctl.store.schemas import SCHEMAS
             from labctl.store.writer import TableWriter
 
-            self._writers[key] = TableWriter(self.partition(name), SCHEMAS[name], prefix=f"{self.step}-")
+            self._writers[key] = TableWriter(self.partition(name), SCHEMAS[name], prefix=f"{self.step}-", fs=self.fs)
         return self._writers[key]
+
+    def _tables(self) -> list[str]:
+        return [name for name in self.fs.listdir(self.fs.base) if name != "runs" and not name.startswith(".")]
 
     def begin_step(self, step: str, keep: Callable[[str], bool] = lambda name: False) -> None:
         """Start (or restart) a step: parts an interrupted attempt of it left are removed,
         except those ``keep`` names (journalled units a resumed step continues from)."""
         self.step = step
-        for table in self.store.root.iterdir() if self.store.root.is_dir() else []:
-            partition = table / f"chip={self.chip}" / f"run={self.id}"
-            for part in partition.glob(f"part-{step}-*.parquet") if partition.is_dir() else []:
-                if not keep(part.name):
-                    part.unlink()
+        for table in self._tables():
+            partition = self.partition(table)
+            for name in self.fs.listdir(partition):
+                if name.startswith(f"part-{step}-") and name.endswith(".parquet") and not keep(name):
+                    self.fs.delete(f"{partition}/{name}")
 
     def flush(self) -> None:
         for writer in self._writers.values():
@@ -137,15 +145,19 @@ class Run:
         self.write_manifest()
 
     def table_totals(self) -> dict[str, dict[str, int]]:
-        """Rows and parts of this run in every table, as on disk (a resumed run included)."""
+        """Rows and parts of this run in every table, as stored (a resumed run included)."""
         import pyarrow.parquet as pq
 
         totals: dict[str, dict[str, int]] = {}
-        for table in sorted(self.store.root.iterdir()) if self.store.root.is_dir() else []:
-            partition = table / f"chip={self.chip}" / f"run={self.id}"
-            parts = sorted(partition.glob("part-*.parquet")) if partition.is_dir() else []
+        for table in sorted(self._tables()):
+            partition = self.partition(table)
+            parts = [n for n in self.fs.listdir(partition) if n.startswith("part-") and n.endswith(".parquet")]
             if parts:
-                totals[table.name] = {"rows": sum(pq.read_metadata(p).num_rows for p in parts), "parts": len(parts)}
+                rows = 0
+                for name in parts:
+                    with self.fs.fs.open_input_file(f"{partition}/{name}") as source:
+                        rows += pq.read_metadata(source).num_rows
+                totals[table] = {"rows": rows, "parts": len(parts)}
         return totals
 
     def write_manifest(self) -> None:
@@ -153,19 +165,18 @@ class Run:
 
     def write_json(self, name: str, value: Any) -> None:
         """Atomically: a crash leaves the old file or the new one, never half of either."""
-        path = self.directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{name}.tmp")
-        with open(temporary, "w", encoding="utf-8") as sink:
-            json.dump(value, sink, indent=2, default=_json_default)
-            sink.write("\n")
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, path)
+        text = json.dumps(value, indent=2, default=_json_default) + "\n"
+        self.fs.write_atomic(f"{self.directory}/{name}", text.encode("utf-8"))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self.fs.write_atomic(f"{self.directory}/{name}", data)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        return self.fs.read(f"{self.directory}/{name}")
 
     def read_json(self, name: str) -> Any:
-        path = self.directory / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        data = self.read_bytes(name)
+        return json.loads(data) if data is not None else None
 
 
 def _json_default(value: Any) -> Any:

@@ -1,32 +1,36 @@
 """Append-only Parquet writer for one table of one run.
 
-Rows are buffered and written as whole part files: each part goes to a hidden
-temporary name, is fsynced and then renamed, so a crash leaves either a complete
-part or none, and readers (which skip dot-files) never see a half-written file.
+Rows are buffered and written as whole part files through the store's filesystem
+(``labctl.store.fs``): locally a hidden temporary name, fsynced and renamed; on object
+storage one PUT. A crash leaves either a complete part or none, and readers (which
+skip dot-files) never see a half-written file.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from labctl.store.fs import StoreFS
 
 ROWS_PER_PART = 1_000_000
 ROW_GROUP_ROWS = 256_000
 
 
 class TableWriter:
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART,
-                 prefix: str = "") -> None:
-        self.directory = directory
+    def __init__(self, directory: Path | str, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART,
+                 prefix: str = "", fs: StoreFS | None = None) -> None:
+        self.fs = fs or StoreFS(directory)
+        self.directory = str(directory) if fs is not None else self.fs.base
         self.schema = schema
         self.rows_per_part = rows_per_part
         self.prefix = prefix  # parts of one step carry its name, so a resumed run can tell them apart
-        for stale in directory.glob(".part-*.tmp") if directory.is_dir() else []:
-            stale.unlink(missing_ok=True)  # half-written by a process that died: never a part
+        if not self.fs.remote:  # object storage has no half-written objects to clear
+            for name in self.fs.listdir(self.directory):
+                if name.startswith(".part-") and name.endswith(".tmp"):
+                    self.fs.delete(f"{self.directory}/{name}")  # half-written by a process that died
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.parts_written = 0
@@ -56,27 +60,7 @@ class TableWriter:
         self._write(f"part-{name}.parquet", pa.Table.from_pydict(columns, schema=self.schema))
 
     def _write(self, name: str, table: pa.Table) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{name}.tmp"
-        with open(temporary, "wb") as sink:
-            pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, self.directory / name)
-        _fsync_directory(self.directory)
+        self.fs.write_table_atomic(f"{self.directory}/{name}", table, compression="zstd",
+                                   row_group_size=ROW_GROUP_ROWS)
         self.parts_written += 1
         self.rows_written += table.num_rows
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make the rename itself durable (POSIX); harmless where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
