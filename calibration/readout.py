@@ -25,8 +25,3 @@ class Readout:
         """µS from codes; columns broadcast along the last axis."""
         current_ua = (np.asarray(codes, dtype=np.float64) - self.offset) / self.gain * self.lsb_ua
         return current_ua / self.read_voltage
-
-    @property
-    def resolution_us(self) -> float:
-        """Conductance of one code at the nominal gain."""
-        return self.lsb_ua / self.read_voltage

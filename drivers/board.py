@@ -151,12 +151,6 @@ class Board(ScpiInstrument):
         self._check_address(row, 0)
         return self.query_block(f"READ:ROW? {row}", self.geometry().cols)
 
-    def read_cell_mean(self, row: int, col: int, repeats: int) -> float:
-        """Mean of ``repeats`` reads of one cell, asked in one message (one round trip)."""
-        self._check_address(row, col)
-        command = ";".join([f"READ:CELL? {row},{col}"] * repeats)
-        return float(np.mean(self.query_values(command, repeats, int, ";")))
-
     def route_probe(self, row: int | None, col: int | None = None) -> None:
         """Connect one cell to the probe port (``None``: disconnect), confirmed in the same round trip."""
         if row is None:
