@@ -173,7 +173,7 @@ class ScpiInstrument:
         """A query (which may itself carry a block) whose reply is a block of ``count`` values."""
 
         def read() -> np.ndarray:
-            payload = read_block(self.transport.read_exact, self.transport.read_line)
+            payload = read_block(self.transport.read_exact, self.transport.read_line, count * dtype.itemsize)
             return decode_values(payload, count, "block", dtype)
 
         return self._exchange(command, read, message)

@@ -16,6 +16,22 @@ from drivers.errors import InstrumentTimeout, LinkError
 
 DEFAULT_TIMEOUT_S = 2.0
 DRAIN_WINDOW_S = 0.3  # how long a late reply may still trickle in before a retry
+RECONNECT_WINDOW_S = 15.0  # how long a dropped link may stay away (a cable re-seated, a USB adapter re-enumerated)
+
+
+def reconnect(open_link: Callable[[], None], window_s: float = RECONNECT_WINDOW_S) -> None:
+    """Open a link again, retrying with backoff while it stays away, up to ``window_s``."""
+    deadline = time.monotonic() + window_s
+    pause = 0.1
+    while True:
+        try:
+            open_link()
+            return
+        except LinkError:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
 
 class Transport(Protocol):
@@ -93,13 +109,16 @@ class SerialTransport:
         self._settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": parity, "stopbits": stopbits}
         self.timeout_s = timeout_s
         self._port: Any = None
+        self._broken = False  # the port failed (unplugged): recover reopens it
         self._open()
 
     def _open(self) -> None:
+        import os
+
         import serial
 
         settings = self._settings
-        if self.resource.startswith("/dev/pts/"):
+        if os.path.realpath(self.resource).startswith("/dev/pts/"):
             # a pseudo-terminal carries bytes, not line settings; Linux refuses some
             # (7 data bits with parity after an earlier session), so it gets the defaults
             settings = {"baudrate": self._settings["baudrate"]}
@@ -111,6 +130,7 @@ class SerialTransport:
             raise LinkError(f"{self.resource}: cannot open serial port: {err}") from None
         except Exception as err:  # termios.error is not an OSError
             raise LinkError(f"{self.resource}: cannot configure serial port: {err}") from None
+        self._broken = False
 
     def write(self, data: bytes) -> None:
         import serial
@@ -118,6 +138,7 @@ class SerialTransport:
         try:
             self._port.write(data)
         except (serial.SerialException, OSError) as err:
+            self._broken = True
             raise LinkError(f"{self.resource}: write failed: {err}") from None
 
     def read_line(self) -> bytes:
@@ -139,17 +160,21 @@ class SerialTransport:
         try:
             return read()
         except (serial.SerialException, OSError) as err:
+            self._broken = True
             raise LinkError(f"{self.resource}: read failed: {err}") from None
 
     def recover(self) -> None:
         import serial
 
-        try:
-            time.sleep(DRAIN_WINDOW_S)
-            self._port.reset_input_buffer()
-        except (serial.SerialException, OSError):
-            self.close()
-            self._open()
+        time.sleep(DRAIN_WINDOW_S)
+        if not self._broken:
+            try:
+                self._port.reset_input_buffer()
+                return
+            except (serial.SerialException, OSError):
+                pass
+        self.close()  # reopened only when it failed: reopening can reset boards that watch DTR
+        reconnect(self._open)
 
     def close(self) -> None:
         if self._port is not None:
@@ -224,7 +249,7 @@ class VisaTransport:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
         time.sleep(DRAIN_WINDOW_S)
         self.close()
-        self._open()
+        reconnect(self._open)
 
     def close(self) -> None:
         if self._session is not None:

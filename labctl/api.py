@@ -32,7 +32,7 @@ from labctl.recorder import ProgressCallback, StoreRecorder
 from labctl.records import CalibrationRecord, latest_record, save_record
 from labctl.rig import Rig, open_rig
 from labctl.protocol import CalibrateProtocol
-from labctl.steps import StepContext, restore_context, run_steps
+from labctl.steps import StepContext, checkpoint, restore_context, run_steps
 from labctl.store.run import Run, RunStore, utc_now
 from labctl.targets_file import read_targets
 
@@ -86,15 +86,20 @@ def calibrate(
         target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
         store.check_writable()
         record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
-        run = store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),
-                                            "lock": {"took_over_stale": lock["took_over"]}})
-        board = rig.board
-        adc = board.adc()
-        t0, temperature = board.clock_and_temperature()
+        adc = rig.board.adc()
+        t0, temperature = rig.board.clock_and_temperature()
         nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
-        recorder = StoreRecorder(run, array=0, t0_s=t0, cols=spec.cols, progress=progress)
-        ctx = StepContext(run, rig, loaded.protocol, target_matrix, recorder, nominal, record, temperature)
-        return _execute(ctx, started)
+        contexts: list[StepContext] = []
+
+        def prepare(run: Run) -> None:
+            recorder = StoreRecorder(run, array=0, t0_s=t0, cols=spec.cols, progress=progress)
+            contexts.append(StepContext(run, rig, loaded.protocol, target_matrix, recorder, nominal, record,
+                                        temperature))
+            checkpoint(contexts[0])
+
+        store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),
+                                     "lock": {"took_over_stale": lock["took_over"]}}, prepare)
+        return _execute(contexts[0], started)
 
 
 def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | None = None,
@@ -121,7 +126,11 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
         ctx = restore_context(run, rig, protocol, progress)
         run.manifest["status"] = "running"
         run.manifest.setdefault("resumed_utc", []).append(utc_now())
-        run.write_manifest()
+        try:
+            run.hold_reserve()
+            run.write_manifest()
+        except OSError as err:
+            raise UsageError(f"run {run_id}: cannot resume in {str(store.root)!r}: {_storage_failure(err)}") from None
         return _execute(ctx, started)
 
 
@@ -145,13 +154,16 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
         run_steps(ctx)
         _save_record(ctx)
     except DriverError as err:
-        run.finish("failed", error=str(err))
+        run.fail("failed", str(err))
         raise RunFailed(f"run {run.id} failed: {err} (labctl resume {run.id} continues it)") from err
     except OSError as err:
-        run.finish("failed", error=str(err))
-        raise RunFailed(f"run {run.id} failed: {err}") from err
+        reason = _storage_failure(err)
+        recorded = run.fail("failed", reason)
+        raise RunFailed(f"run {run.id} failed: {reason}; " + (
+            f"what was stored is intact and 'labctl resume {run.id}' continues it once there is room"
+            if recorded else "its manifest could not be marked failed either; what was stored is intact")) from err
     except BaseException as err:
-        run.finish("aborted" if isinstance(err, KeyboardInterrupt) else "failed", error=repr(err))
+        run.fail("aborted" if isinstance(err, KeyboardInterrupt) else "failed", repr(err))
         raise
     checks = acceptance_checks(ctx.figures, ctx.protocol.acceptance)
     outcome = CalibrationOutcome(run.id, run.chip, str(run.store.root), ctx.write_verify, checks, ctx.figures,
@@ -159,6 +171,11 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
     summary = outcome.summary()
     run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
     return outcome
+
+
+def _storage_failure(err: OSError) -> str:
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    return f"cannot write to the data directory: {err.strerror or err}{where}"
 
 
 def run_drift(chip: str = "chip0", *, duration_s: float | None = None, reads: int | None = None,

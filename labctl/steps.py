@@ -62,7 +62,7 @@ def run_steps(ctx: StepContext) -> None:
     """Run the protocol's steps that are not done yet; after each, checkpoint what later steps need."""
     done = ctx.run.manifest.get("steps_done", [])
     if ctx.run.read_json(STATE_JSON) is None:
-        _checkpoint(ctx)  # the targets and the start, before anything can be interrupted
+        checkpoint(ctx)  # the targets and the start, before anything can be interrupted
     for step in ctx.protocol.steps:
         if step in done:
             ctx.figures[step] = ctx.run.manifest["steps"][step]
@@ -71,11 +71,12 @@ def run_steps(ctx: StepContext) -> None:
         ctx.run.begin_step(step, keep)
         ctx.recorder.step = step
         ctx.figures[step] = STEPS[step](ctx)
-        _checkpoint(ctx)
+        checkpoint(ctx)
         ctx.run.step_done(step, **ctx.figures[step])
 
 
-def _checkpoint(ctx: StepContext) -> None:
+def checkpoint(ctx: StepContext) -> None:
+    """What a resumed run needs from the steps done so far (the manifest says which those are)."""
     arrays = {"targets": ctx.targets, "readout_gain": np.asarray(ctx.readout.gain, dtype=float),
               "readout_offset": np.asarray(ctx.readout.offset, dtype=float)}
     for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):

@@ -11,6 +11,10 @@ because they share one chip. Wire faults are injected here, on the way out:
   byte, or a block that is cut short);
 - ``disconnect``: the command is executed and the connection is closed instead of a
   reply (TCP; on a pty, which cannot hang up, it acts as ``drop``).
+
+``RigServer.outage`` is the unplugged cable: every connection drops, and for a while
+nothing answers (TCP refuses connections; a pty disappears and comes back under the
+same stable link, as a USB serial adapter does under ``/dev/serial/by-id``).
 """
 
 from __future__ import annotations
@@ -112,6 +116,15 @@ class _Handler(socketserver.BaseRequestHandler):
         server: _TcpServer = self.server  # type: ignore[assignment]
         session = Session(server.device)
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with server.connections_lock:
+            server.connections.add(self.request)
+        try:
+            self._serve(server, session)
+        finally:
+            with server.connections_lock:
+                server.connections.discard(self.request)
+
+    def _serve(self, server: _TcpServer, session: Session) -> None:
         while not server.stopping.is_set():
             try:
                 data = self.request.recv(65536)
@@ -138,18 +151,40 @@ class _TcpServer(socketserver.ThreadingTCPServer):
         self.rig = rig
         self.device = device
         self.stopping = threading.Event()
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
         super().__init__((host, port), _Handler)
+
+    def drop_connections(self) -> None:
+        with self.connections_lock:
+            for connection in list(self.connections):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 class PtyEndpoint:
-    """A pty whose slave end (``path``) a client opens like a serial port."""
+    """A pty whose slave end (``path``) a client opens like a serial port.
 
-    def __init__(self, rig: TwinRig, device: ScpiDevice) -> None:
+    With ``link``, a symlink at that path always points at the current pty: the stable
+    name a client keeps across an ``unplug``/``plug``, like ``/dev/serial/by-id/...``.
+    """
+
+    def __init__(self, rig: TwinRig, device: ScpiDevice, link: str | None = None) -> None:
         self.rig = rig
         self.device = device
+        self.link = link
+        self._plug()
+
+    def _plug(self) -> None:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.path = os.ttyname(self._slave)
+        if self.link is not None:
+            staged = f"{self.link}.new"
+            os.symlink(self.path, staged)
+            os.replace(staged, self.link)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"pty {self.path}", daemon=True)
         self._thread.start()
@@ -168,6 +203,18 @@ class PtyEndpoint:
             if reply:
                 os.write(self._master, reply)
 
+    def unplug(self) -> None:
+        """The adapter is pulled: the pty is gone (its client's next read or write fails)."""
+        self.close()
+        if self.link is not None:
+            try:
+                os.unlink(self.link)
+            except FileNotFoundError:
+                pass
+
+    def plug(self) -> None:
+        self._plug()
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=1)
@@ -182,33 +229,56 @@ class RigServer:
     """Serves every device of a rig on TCP (and optionally a pty) until ``close``."""
 
     def __init__(self, rig: TwinRig, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 pty: bool = True) -> None:
+                 pty: bool = True, pty_links: str | None = None) -> None:
         self.rig = rig
         self.tcp: dict[str, _TcpServer] = {}
         self.ptys: dict[str, PtyEndpoint] = {}
-        self._threads: list[threading.Thread] = []
         for name, device in rig.devices.items():
-            server = _TcpServer(rig, device, host, (ports or {}).get(name, 0))
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-            thread.start()
-            self.tcp[name], self._threads = server, [*self._threads, thread]
+            self.tcp[name] = self._listen(device, host, (ports or {}).get(name, 0))
             if pty:
-                self.ptys[name] = PtyEndpoint(rig, device)
+                link = os.path.join(pty_links, name) if pty_links else None
+                self.ptys[name] = PtyEndpoint(rig, device, link)
+
+    def _listen(self, device: ScpiDevice, host: str, port: int) -> _TcpServer:
+        server = _TcpServer(self.rig, device, host, port)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        return server
 
     def visa_resource(self, name: str) -> str:
         host, port = self.tcp[name].server_address[:2]
         return f"TCPIP::{host}::{port}::SOCKET"
 
     def serial_path(self, name: str) -> str:
-        return self.ptys[name].path
+        """The pty's stable link if the server keeps one, else the pty itself."""
+        endpoint = self.ptys[name]
+        return endpoint.link or endpoint.path
+
+    def outage(self, seconds: float) -> None:
+        """Unplug everything for ``seconds``: connections drop, TCP refuses new ones, ptys
+        vanish; then the same addresses come back. The chip keeps its state throughout."""
+        addresses = {name: server.server_address[:2] for name, server in self.tcp.items()}
+        for server in self.tcp.values():
+            self._stop(server)
+            server.drop_connections()
+        for endpoint in self.ptys.values():
+            endpoint.unplug()
+        time.sleep(seconds)
+        for name, (host, port) in addresses.items():
+            self.tcp[name] = self._listen(self.tcp[name].device, host, port)
+        for endpoint in self.ptys.values():
+            endpoint.plug()
+
+    @staticmethod
+    def _stop(server: _TcpServer) -> None:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
 
     def close(self) -> None:
         for server in self.tcp.values():
-            server.stopping.set()
-            server.shutdown()
-            server.server_close()
+            self._stop(server)
         for endpoint in self.ptys.values():
-            endpoint.close()
+            endpoint.unplug()
 
     def __enter__(self) -> RigServer:
         return self

@@ -52,12 +52,16 @@ class StoreFS:
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the lab's data from the lab
-        with os.fdopen(handle, "wb") as sink:
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the lab's data from the lab
+                sink.write(data)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            _unlink_quietly(temporary)  # a full disk must not also be left holding half a file
+            raise
         _fsync_directory(directory)
 
     def write_table_atomic(self, path: str, table: Any, **options: Any) -> None:
@@ -100,6 +104,13 @@ class StoreFS:
         except OSError:
             return []
         return sorted(info.base_name for info in infos)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fsync_directory(path: str) -> None:

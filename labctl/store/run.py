@@ -50,10 +50,21 @@ class RunStore:
             reason = getattr(err, "strerror", None) or str(err)
             raise UsageError(f"data directory {str(self.root)!r} is not writable: {reason}") from None
 
-    def create_run(self, chip: str, manifest: dict[str, Any]) -> Run:
+    def create_run(self, chip: str, manifest: dict[str, Any], prepare: Callable[[Run], None] | None = None) -> Run:
+        """A new run, visible (its manifest written) only once ``prepare`` has written what a
+        resume needs: a crash at any moment leaves either no run or a resumable one."""
         run = Run(self, chip, new_run_id())
         run.manifest.update(manifest)
-        run.write_manifest()
+        try:
+            run.hold_reserve()
+            if prepare is not None:
+                prepare(run)
+            run.write_manifest()
+        except OSError as err:
+            for name in self.fs.listdir(run.directory):
+                self.fs.delete(f"{run.directory}/{name}")
+            raise UsageError(f"data directory {str(self.root)!r}: cannot start a run: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
         return run
 
     def manifest_path(self, run_id: str) -> str:
@@ -143,6 +154,45 @@ class Run:
         self.manifest["ended_utc"] = utc_now()
         self.manifest["tables"] = self.table_totals()
         self.write_manifest()
+        self.release_reserve()
+
+    def fail(self, status: str, error: str) -> bool:
+        """Record a run that cannot go on, whatever state the disk is in.
+
+        Measurements still buffered are written if the disk takes them; the space held
+        in reserve is given up first, so a full disk still has room for the manifest
+        that says ``failed``. Returns whether the manifest could be written (a
+        read-only directory cannot take even that); never raises ``OSError``.
+        """
+        self.release_reserve()
+        try:
+            self.flush()
+        except OSError as err:
+            error += f" (measurements not yet flushed were lost: {getattr(err, 'strerror', None) or err})"
+        self.manifest.update(error=error, status=status, ended_utc=utc_now())
+        try:
+            self.manifest["tables"] = self.table_totals()
+        except OSError:
+            pass
+        try:
+            self.write_manifest()
+        except OSError:
+            return False
+        return True
+
+    # ---- space held back for the last word --------------------------------------------
+
+    RESERVE_BYTES = 256 * 1024
+
+    def hold_reserve(self) -> None:
+        """Set aside a little disk (local stores) that only ``fail`` gives back: a run that
+        fills the disk can then still mark its manifest failed."""
+        if not self.fs.remote:
+            self.fs.write_atomic(f"{self.directory}/.reserve", bytes(self.RESERVE_BYTES))
+
+    def release_reserve(self) -> None:
+        if not self.fs.remote:
+            self.fs.delete(f"{self.directory}/.reserve")
 
     def table_totals(self) -> dict[str, dict[str, int]]:
         """Rows and parts of this run in every table, as stored (a resumed run included)."""
