@@ -77,6 +77,21 @@ class StoreFS:
         except FileNotFoundError:
             pass
 
+    def rename_dir(self, source: str, target: str) -> None:
+        """Atomically (local stores only: object storage has no directories to rename)."""
+        os.rename(source, target)
+        _fsync_directory(os.path.dirname(target))
+
+    def remove_dirs(self, parent: str, prefix: str) -> None:
+        """Remove the directories under ``parent`` whose names start with ``prefix`` (local stores)."""
+        import shutil
+
+        if self.remote or not os.path.isdir(parent):
+            return
+        for name in os.listdir(parent):
+            if name.startswith(prefix):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
     def makedirs(self, path: str) -> None:
         if not self.remote:
             os.makedirs(path, exist_ok=True)

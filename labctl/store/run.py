@@ -11,6 +11,7 @@ the last completed step, also after a crash.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -51,18 +52,30 @@ class RunStore:
             raise UsageError(f"data directory {str(self.root)!r} is not writable: {reason}") from None
 
     def create_run(self, chip: str, manifest: dict[str, Any], prepare: Callable[[Run], None] | None = None) -> Run:
-        """A new run, visible (its manifest written) only once ``prepare`` has written what a
-        resume needs: a crash at any moment leaves either no run or a resumable one."""
+        """A new run, visible only once ``prepare`` has written what a resume needs and the
+        manifest is in: a crash at any moment leaves either no run or a resumable one.
+
+        Locally the run's files are staged in a hidden directory that one rename makes
+        the run's; a crash while staging leaves that directory, which the chip's next run
+        removes (the caller holds the chip's lock, so no other process is staging it).
+        """
         run = Run(self, chip, new_run_id())
         run.manifest.update(manifest)
+        final = run.directory
+        staging = f".staging-{hashlib.sha256(chip.encode()).hexdigest()[:12]}-"  # any chip name, no prefix clash
+        if not self.fs.remote:
+            self.fs.remove_dirs(self.fs.path("runs"), prefix=staging)
+            run.directory = self.fs.path("runs", staging + run.id)
         try:
             run.hold_reserve()
             if prepare is not None:
                 prepare(run)
             run.write_manifest()
+            if not self.fs.remote:
+                self.fs.rename_dir(run.directory, final)
+                run.directory = final
         except OSError as err:
-            for name in self.fs.listdir(run.directory):
-                self.fs.delete(f"{run.directory}/{name}")
+            self.fs.remove_dirs(self.fs.path("runs"), prefix=staging + run.id)
             raise UsageError(f"data directory {str(self.root)!r}: cannot start a run: "
                              f"{getattr(err, 'strerror', None) or err}") from None
         return run
@@ -79,6 +92,7 @@ class Run:
         self.chip = chip
         self.id = run_id
         self.step = "setup"
+        self.directory = store.fs.path("runs", run_id)  # where its manifest and checkpoints live
         self._writers: dict[tuple[str, str], Any] = {}
         self.manifest: dict[str, Any] = {
             "run_id": run_id,
@@ -107,9 +121,6 @@ class Run:
     def fs(self) -> StoreFS:
         return self.store.fs
 
-    @property
-    def directory(self) -> str:
-        return self.fs.path("runs", self.id)
 
     def partition(self, table: str) -> str:
         return self.fs.path(table, f"chip={self.chip}", f"run={self.id}")
