@@ -117,7 +117,7 @@ class ScpiInstrument:
     """
 
     has_error_queue = True
-    retries = 2
+    retries = 4  # a flaky USB link loses a reply now and then; five losses in a row is a dead link
 
     def __init__(self, transport: Transport, name: str) -> None:
         self.transport = transport

@@ -137,7 +137,7 @@ class SerialTransport:
 
         try:
             self._port.write(data)
-        except (serial.SerialException, OSError) as err:
+        except _port_failures(serial) as err:
             self._broken = True
             raise LinkError(f"{self.resource}: write failed: {err}") from None
 
@@ -159,7 +159,7 @@ class SerialTransport:
 
         try:
             return read()
-        except (serial.SerialException, OSError) as err:
+        except _port_failures(serial) as err:
             self._broken = True
             raise LinkError(f"{self.resource}: read failed: {err}") from None
 
@@ -171,17 +171,28 @@ class SerialTransport:
             try:
                 self._port.reset_input_buffer()
                 return
-            except (serial.SerialException, OSError):
+            except _port_failures(serial):
                 pass
         self.close()  # reopened only when it failed: reopening can reset boards that watch DTR
         reconnect(self._open)
 
     def close(self) -> None:
+        import serial
+
         if self._port is not None:
             try:
                 self._port.close()
-            except OSError:
+            except _port_failures(serial):
                 pass
+
+
+def _port_failures(serial: Any) -> tuple[type[BaseException], ...]:
+    """What a serial port raises when it fails or vanishes (termios.error is not an OSError)."""
+    try:
+        import termios
+    except ImportError:  # Windows: no termios, pyserial raises SerialException there
+        return (serial.SerialException, OSError)
+    return (serial.SerialException, OSError, termios.error)
 
 
 class VisaTransport:
@@ -207,10 +218,13 @@ class VisaTransport:
         session.timeout = int(self.timeout_s * 1000)
         session.read_termination = "\n"
         session.write_termination = ""
-        if self.resource.upper().startswith("TCPIP") and self.resource.upper().endswith("SOCKET"):
+        if self._is_socket():
             # small commands must leave at once: Nagle plus a delayed ACK would hold a
             # command sent right after a reply-less one for ~40 ms
             _set_nodelay(session)
+            if not _connected(session):  # pyvisa-py opens without waiting for the connection
+                session.close()
+                raise LinkError(f"{self.resource}: cannot connect (refused or unreachable)")
         if self.resource.upper().startswith("ASRL"):
             from pyvisa import constants
 
@@ -233,6 +247,10 @@ class VisaTransport:
         except (OSError, EOFError) as err:
             raise LinkError(f"{self.resource}: {what} failed: {err}") from None
 
+    def _is_socket(self) -> bool:
+        head = self.resource.upper()
+        return head.startswith("TCPIP") and head.endswith("SOCKET")
+
     def write(self, data: bytes) -> None:
         self._call(lambda: self._session.write_raw(data), "write")
 
@@ -247,7 +265,8 @@ class VisaTransport:
 
     def recover(self) -> None:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
-        time.sleep(DRAIN_WINDOW_S)
+        if not self._is_socket():  # a new socket connection starts clean; a serial line must drain
+            time.sleep(DRAIN_WINDOW_S)
         self.close()
         reconnect(self._open)
 
@@ -257,6 +276,19 @@ class VisaTransport:
                 self._session.close()
             except Exception:  # noqa: BLE001 - a session that is already gone is closed enough
                 pass
+
+
+def _connected(session: Any) -> bool:
+    """Whether a VISA socket session's TCP connection is up (True when it cannot be told)."""
+    try:
+        sock = session.visalib.sessions[session.session].interface
+    except Exception:  # noqa: BLE001 - another backend: assume so, the first exchange will tell
+        return True
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def _set_nodelay(session: Any) -> None:

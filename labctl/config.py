@@ -74,6 +74,7 @@ class ChipConfig(BaseModel):
     temperature: str | None = None
     window_us: tuple[float, float] = (0.0, 25.0)
     timeout_s: float = Field(2.0, gt=0, le=600)
+    retries: int = Field(4, ge=0, le=20)  # a lost or damaged reply is asked for again this many times
     trace: str | None = None  # a file to log every exchange to
     limits: Limits = Limits()
 

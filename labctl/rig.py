@@ -52,6 +52,9 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
         board = Board(transports["board"], soa=soa)
         smu = Keithley2450(transports["smu"], soa=soa) if "smu" in transports else None
         temperature = LakeShore335(transports["temperature"], soa=soa) if "temperature" in transports else None
+        for instrument in (board, smu, temperature):
+            if instrument is not None:
+                instrument.retries = spec.config.retries
         try:
             identity = board.identity()
             geometry = board.geometry()
