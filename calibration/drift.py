@@ -20,6 +20,7 @@ temperature, and real time multiplied by ``a(T) = exp(Ea/k · (1/T_ref - 1/T))``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,20 +33,20 @@ BOLTZMANN_EV = 8.617333262e-5
 
 
 class DriftParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    duration_s: float = Field(43200.0, gt=0)  # per temperature
+    duration_s: float = Field(43200.0, gt=0, le=90 * 86400)  # per temperature
     reads: int = Field(60, ge=3, le=10_000)  # per temperature, log-spaced
-    first_read_s: float = Field(10.0, gt=0)
-    temperatures_k: tuple[float, ...] = (300.0,)
-    fit_start_s: float = Field(60.0, ge=0)
+    first_read_s: float = Field(10.0, gt=0, le=86400)
+    temperatures_k: tuple[Annotated[float, Field(gt=0, le=2000)], ...] = Field((300.0,), min_length=1, max_length=32)
+    fit_start_s: float = Field(60.0, ge=0, le=90 * 86400)
     averaging: int = Field(16, ge=1, le=256)
-    settle_tolerance_k: float = Field(0.5, gt=0)
-    settle_poll_s: float = Field(10.0, gt=0)
-    settle_timeout_s: float = Field(7200.0, gt=0)
-    reference_rows: int = Field(16, ge=1)  # rows read as the compensation reference
-    fit_cells: int = Field(4096, ge=16)  # cells used to find each segment's acceleration
-    mvm_vectors: int = Field(32, ge=2)
+    settle_tolerance_k: float = Field(0.5, gt=0, le=50)
+    settle_poll_s: float = Field(10.0, gt=0, le=3600)
+    settle_timeout_s: float = Field(7200.0, gt=0, le=7 * 86400)
+    reference_rows: int = Field(16, ge=1, le=4096)  # rows read as the compensation reference
+    fit_cells: int = Field(4096, ge=16, le=1_000_000)  # cells used to find each segment's acceleration
+    mvm_vectors: int = Field(32, ge=2, le=100_000)
     seed: int = Field(0, ge=0)
 
 

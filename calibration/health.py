@@ -17,7 +17,7 @@ from drivers.board import Board
 
 
 class HealthParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     set_pulse_mv: int = Field(1400, ge=0)
     reset_pulse_mv: int = Field(1700, ge=0)

@@ -22,7 +22,7 @@ from drivers.board import Board
 
 
 class MvmParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     vectors: int = Field(64, ge=4, le=100_000)
     averaging: int = Field(16, ge=1, le=256)

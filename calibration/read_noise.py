@@ -12,7 +12,7 @@ from drivers.board import Board
 
 
 class ReadNoiseParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     reads: int = Field(32, ge=2, le=4096)
     averaging: int = Field(1, ge=1, le=256)

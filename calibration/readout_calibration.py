@@ -25,7 +25,7 @@ from drivers.smu import Keithley2450
 
 
 class ReadoutCalibrationParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     levels_us: tuple[float, ...] = tuple(np.round(np.linspace(0.5, 22.0, 16), 2))
     reference_tolerance_us: float = Field(1.0, gt=0)

@@ -37,7 +37,7 @@ SLOPE_BOUNDS_US_PER_MV = (1e-4, 0.2)
 class WriteVerifyParams(BaseModel):
     """Parameters of one write-verify pass; a protocol file's ``[write_verify]`` table."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     tolerance_us: float = Field(0.5, gt=0, description="acceptance: |achieved - target| at the end")
     band_us: float = Field(0.25, gt=0, description="pulsing stops inside this tighter band")

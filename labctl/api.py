@@ -216,18 +216,36 @@ def _save_record(ctx: StepContext) -> None:
 
 
 def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
-    """Refuse a protocol that would ask for more than the chip's safe operating area."""
-    wv, safe = loaded.protocol.write_verify, spec.soa
-    for key, value, limit in (
-        ("set_max_mv", wv.set_max_mv, safe.set_max_mv),
-        ("reset_max_mv", wv.reset_max_mv, safe.reset_max_mv),
-        ("width_ns", wv.width_ns, safe.width_max_ns),
-        ("read_voltage", wv.read_voltage, safe.read_voltage_max_v),
-    ):
-        if value > limit:
-            raise UsageError(
-                f"{loaded.source}: write_verify.{key} = {value} exceeds {spec.name}'s safe limit {limit}"
-            )
+    """Refuse, before anything starts, a protocol that would ask for more than the chip's
+    safe operating area (the drivers would refuse it too, but only halfway through a run)."""
+    p, safe, steps = loaded.protocol, spec.soa, set(loaded.protocol.steps)
+    programs = steps & {"readout", "write_verify", "drift", "mvm"}  # the steps that program or read with these
+    checks = [
+        (bool(programs), "write_verify.set_max_mv", p.write_verify.set_max_mv, "set_max_mv", safe.set_max_mv),
+        (bool(programs), "write_verify.reset_max_mv", p.write_verify.reset_max_mv, "reset_max_mv",
+         safe.reset_max_mv),
+        (bool(programs), "write_verify.width_ns", p.write_verify.width_ns, "width_max_ns", safe.width_max_ns),
+        (bool(programs), "write_verify.read_voltage", p.write_verify.read_voltage, "read_voltage_max_v",
+         safe.read_voltage_max_v),
+        ("health" in steps, "health.set_pulse_mv", p.health.set_pulse_mv, "set_max_mv", safe.set_max_mv),
+        ("health" in steps, "health.reset_pulse_mv", p.health.reset_pulse_mv, "reset_max_mv", safe.reset_max_mv),
+        ("health" in steps, "health.width_ns", p.health.width_ns, "width_max_ns", safe.width_max_ns),
+        ("readout" in steps, "readout.read_voltage", p.readout.read_voltage, "read_voltage_max_v",
+         safe.read_voltage_max_v),
+        ("readout" in steps, "readout.read_voltage", p.readout.read_voltage, "smu_voltage_max_v",
+         safe.smu_voltage_max_v),
+        ("readout" in steps, "readout.current_limit_a", p.readout.current_limit_a, "smu_current_limit_max_a",
+         safe.smu_current_limit_max_a),
+    ]
+    for applies, key, value, limit_name, limit in checks:
+        if applies and value > limit:
+            raise UsageError(f"{loaded.source}: {key} = {value:g} exceeds {spec.name}'s safe limit "
+                             f"{limit_name} = {limit:g}")
+    if "drift" in steps:
+        for kelvin in p.drift.temperatures_k:
+            if not safe.temperature_min_k <= kelvin <= safe.temperature_max_k:
+                raise UsageError(f"{loaded.source}: drift.temperatures_k {kelvin:g} K is outside {spec.name}'s "
+                                 f"safe range {safe.temperature_min_k:g}..{safe.temperature_max_k:g} K")
 
 
 def _targets(loaded: LoadedProtocol, spec: ChipSpec, user: np.ndarray | None, source: Any,

@@ -588,7 +588,10 @@ def main() -> None:
     except typer.Abort:
         code = EXIT_INTERRUPTED
     except Exception as err:
-        if _is_usage_error(err):
+        if type(err).__name__ == "NoArgsIsHelpError":  # `labctl` or `labctl runs` alone: the help, as --help
+            typer.echo(err.format_message())
+            code = 0
+        elif _is_usage_error(err):
             ctx = getattr(err, "ctx", None)
             command = ctx.command_path if ctx is not None else "labctl"
             typer.echo(f"labctl: error: {err.format_message()} (see '{command} --help')", err=True)

@@ -36,7 +36,7 @@ USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) /
 class Limits(BaseModel):
     """The chip's safe operating area; drivers refuse anything outside it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     set_max_mv: int = Field(2500, gt=0, le=32767)
     reset_max_mv: int = Field(3500, gt=0, le=32767)
@@ -58,7 +58,7 @@ class Limits(BaseModel):
 
 
 class TwinOptions(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     preset: Literal["pcm", "rram", "sram-64"] = "pcm"
     seed: int = Field(0, ge=0)
@@ -66,7 +66,7 @@ class TwinOptions(BaseModel):
 
 
 class ChipConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     twin: TwinOptions | None = None
     board: str | None = None
@@ -93,7 +93,7 @@ class ChipConfig(BaseModel):
 
 
 class LabConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     chips: dict[str, ChipConfig] = {}
 

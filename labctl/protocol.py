@@ -29,7 +29,7 @@ STEPS = ("health", "readout", "read_noise", "write_verify", "mvm", "drift")
 class TargetPattern(BaseModel):
     """The default target matrix, used unless the user gives ``--targets``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     pattern: Literal["ramp"] = "ramp"
     low_us: float = Field(2.0, ge=0)
@@ -46,7 +46,7 @@ class TargetPattern(BaseModel):
 class Acceptance(BaseModel):
     """Limits that decide the exit code: 0 when all hold, 1 otherwise."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     min_converged_fraction: float = Field(0.995, ge=0, le=1)
     max_error_sigma_us: float = Field(0.3, gt=0)
@@ -57,7 +57,7 @@ class Acceptance(BaseModel):
 
 
 class CalibrateProtocol(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str
     description: str = ""

@@ -289,14 +289,20 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
     good = usable & (fit.r2 > 0.5)
     return {
         "temperatures_k": list(params.temperatures_k), "duration_s": params.duration_s, "reads": params.reads,
-        "nu_median": float(np.median(fit.nu[good])), "nu_p10": float(np.percentile(fit.nu[good], 10)),
-        "nu_p90": float(np.percentile(fit.nu[good], 90)), "r2_median": float(np.median(fit.r2[usable])),
+        "nu_median": _percentile(fit.nu[good], 50), "nu_p10": _percentile(fit.nu[good], 10),
+        "nu_p90": _percentile(fit.nu[good], 90), "r2_median": _percentile(fit.r2[usable], 50),
+        "well_fitted_cells": int(good.sum()),
         "nu_by_target_us": _nu_by_target(ctx.targets, fit.nu, good),
         "accelerations": fit.accelerations, "activation_ev": fit.activation_ev,
         "compensation_global_factor": comp["global_factor"],
         "mvm_raw_worst_fs": comp["raw"]["worst_fs"], "mvm_global_worst_fs": comp["global"]["worst_fs"],
         "mvm_column_worst_fs": comp["column"]["worst_fs"],
     }
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    """None when no cell qualifies (every fit poor, say): a figure of nothing is not zero."""
+    return float(np.percentile(values, q)) if values.size else None
 
 
 def _nu_by_target(targets: np.ndarray, nu: np.ndarray, good: np.ndarray) -> list[dict[str, float]]:

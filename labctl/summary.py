@@ -50,9 +50,13 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                 f"{100 * figures['corrected_worst_fs']:.3f} % FS corrected (RMS "
                 f"{100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")
     if step == "drift":
+        if figures["nu_median"] is None:
+            nu = "no cell fitted well enough for ν; "
+        else:
+            nu = (f"ν median {figures['nu_median']:.4f} (p10 {figures['nu_p10']:.4f}, p90 {figures['nu_p90']:.4f}), "
+                  f"R² median {figures['r2_median']:.3f}; ")
         text = (f"{figures['reads']} reads x {len(figures['temperatures_k'])} temperature(s) over "
-                f"{figures['duration_s'] / 3600:g} h each: ν median {figures['nu_median']:.4f} "
-                f"(p10 {figures['nu_p10']:.4f}, p90 {figures['nu_p90']:.4f}), R² median {figures['r2_median']:.3f}; "
+                f"{figures['duration_s'] / 3600:g} h each: {nu}"
                 f"MVM worst {100 * figures['mvm_raw_worst_fs']:.2f} % FS raw, "
                 f"{100 * figures['mvm_global_worst_fs']:.2f} % compensated")
         if figures["activation_ev"] is not None:
