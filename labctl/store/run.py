@@ -175,7 +175,10 @@ class Run:
         that says ``failed``. Returns whether the manifest could be written (a
         read-only directory cannot take even that); never raises ``OSError``.
         """
-        self.release_reserve()
+        try:
+            self.release_reserve()
+        except OSError:
+            pass  # a read-only directory: nothing can be written below either
         try:
             self.flush()
         except OSError as err:
