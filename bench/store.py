@@ -46,11 +46,9 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    args = parser.parse_args()
-    data = batches(args.rows)
+def figures(rows: int = 2_000_000) -> dict[str, float]:
+    """Seconds for each writer to store ``rows`` reads rows."""
+    data = batches(rows)
     schema = SCHEMAS["reads"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -70,8 +68,15 @@ def main() -> None:
             for i, columns in enumerate(data):
                 pd.DataFrame(columns).to_csv(root / "reads.csv", mode="a", header=i == 0, index=False)
 
-        results = {"raw pyarrow ParquetWriter": timed(raw_pyarrow), "labctl TableWriter": timed(labctl_writer),
-                   "pandas CSV": timed(pandas_csv)}
+        return {"raw pyarrow ParquetWriter": timed(raw_pyarrow), "labctl TableWriter": timed(labctl_writer),
+                "pandas CSV": timed(pandas_csv)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args()
+    results = figures(args.rows)
     raw, csv = results["raw pyarrow ParquetWriter"], results["pandas CSV"]
     print(f"store throughput, {args.rows:,} reads rows in batches of {BATCH:,}")
     print(f"{'writer':<28}{'s':>8}{'rows/s':>14}{'vs pyarrow':>12}{'vs CSV':>9}")

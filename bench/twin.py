@@ -21,13 +21,9 @@ def seconds_per_call(fn, number: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--preset", default="pcm")
-    args = parser.parse_args()
-    n = args.size
-    chip = sims.ChipModel(args.preset, seed=0, rows=n, cols=n)
+def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, float]]]:
+    """The baseline (s) and each operation's seconds per call."""
+    chip = sims.ChipModel(preset, seed=0, rows=n, cols=n)
     chip.advance(3600.0)  # drift active
     board = sims.BoardTwin(chip)
     rng = np.random.default_rng(0)
@@ -45,10 +41,19 @@ def main() -> None:
         ("READ:ARR? through the handler", lambda: board.feed(b"READ:ARR?\n"), 200),
         ("PROG:ARR through the handler", lambda: board.feed(prog_message), 50),
     ]
+    return baseline, [(name, seconds_per_call(fn, number)) for name, fn, number in cases]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--preset", default="pcm")
+    args = parser.parse_args()
+    n = args.size
+    baseline, timings = figures(n, args.preset)
     print(f"twin physics, {args.preset} {n}x{n}; baseline: {n * n} fresh normals = {baseline * 1e3:.3f} ms")
     print(f"{'operation':<34}{'ms/op':>10}{'ops/s':>10}{'x baseline':>12}")
-    for name, fn, number in cases:
-        t = seconds_per_call(fn, number)
+    for name, t in timings:
         print(f"{name:<34}{t * 1e3:>10.3f}{1 / t:>10.0f}{t / baseline:>12.2f}")
 
 

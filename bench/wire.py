@@ -25,12 +25,9 @@ def rate(fn, seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    rig = TwinRig.build(rows=args.size, cols=args.size)
+def figures(size: int = 256, seconds: float = 2.0) -> dict[str, tuple[float, float]]:
+    """Per transport: round trips/s and array reads/s."""
+    rig = TwinRig.build(rows=size, cols=size)
     with RigServer(rig) as server:
         transports = {
             "in-process": lambda: InProcessTransport(rig.board.feed),
@@ -42,9 +39,17 @@ def main() -> None:
         for name, make in transports.items():
             board = Board(make())
             board.geometry()
-            results[name] = (rate(lambda: board.query("READ:AVG?"), args.seconds),
-                             rate(board.read_array, args.seconds))
+            results[name] = (rate(lambda: board.query("READ:AVG?"), seconds), rate(board.read_array, seconds))
             board.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    results = figures(args.size, args.seconds)
     base_trips, base_reads = results["in-process"]
     print(f"wire throughput, board of a {args.size}x{args.size} twin; ratios against in-process")
     print(f"{'transport':<22}{'round trips/s':>15}{'ratio':>8}{'array reads/s':>15}{'ratio':>8}")

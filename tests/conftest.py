@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,10 @@ def parse_block(reply: bytes, dtype="<i2") -> np.ndarray:
     payload = reply[2 + digits : 2 + digits + length]
     assert reply[2 + digits + length :] == b"\n"
     return np.frombuffer(payload, dtype=dtype)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests under tests/reliability/ form the reliability campaign: ``pytest -m reliability``."""
+    for item in items:
+        if "reliability" in Path(str(item.fspath)).parent.parts:
+            item.add_marker(pytest.mark.reliability)

@@ -1,4 +1,10 @@
-"""Shared by the reliability tests: a served rig's lab.toml, labctl as a process, manifests."""
+"""Shared by the reliability tests: a served rig's lab.toml, labctl as a process, manifests.
+
+The reliability campaign (crashes, wire faults, hostile input, concurrency, disk trouble)
+carries the ``reliability`` marker: ``pytest -m reliability`` runs just it. CI runs a
+short campaign; ``LABCTL_CAMPAIGN=N`` multiplies kill points and fuzzing examples by N
+(``LABCTL_CAMPAIGN=10 pytest -m reliability``).
+"""
 
 from __future__ import annotations
 
