@@ -16,6 +16,8 @@ GEOM = (b"CHIP:GEOM?", b"1,2,3")
 LIM = (b"PROG:LIM?", b"3000,4000,10000")
 NO_ERROR = b'0,"No error"'
 
+ATTEMPTS = 1 + Board.retries  # a query whose reply is damaged is sent this many times in all
+
 
 def test_identity_and_geometry_bytes():
     with expected_protocol(Board, [(b"*IDN?", b"ACME,ACB-1,SN42,2.1"), GEOM]) as board:
@@ -109,8 +111,8 @@ def test_configured_safe_area_tightens_the_boards_limits():
 @pytest.mark.parametrize(
     "reply, sent",
     [
-        (b"1,2", 3),  # too few fields: damaged on the way, asked again (twice)
-        (b"1,two,3", 3),  # not numeric: the same
+        (b"1,2", ATTEMPTS),  # too few fields: damaged on the way, asked again (retries times)
+        (b"1,two,3", ATTEMPTS),  # not numeric: the same
         (b"0,0,0", 1),  # well formed but nonsensical: the instrument means it, no retry
     ],
 )
@@ -121,13 +123,13 @@ def test_malformed_replies_raise_reply_errors(reply, sent):
 
 
 def test_wrong_length_block_is_a_reply_error():
-    with expected_protocol(Board, [GEOM, *[(b"READ:ROW? 0", block([1, 2]))] * 3]) as board:
+    with expected_protocol(Board, [GEOM, *[(b"READ:ROW? 0", block([1, 2]))] * ATTEMPTS]) as board:
         with pytest.raises(ReplyError, match="expected 6"):
             board.read_row(0)
 
 
 def test_not_a_block_is_a_reply_error():
-    with expected_protocol(Board, [GEOM, *[(b"READ:ARR?", b"12,13")] * 3]) as board:
+    with expected_protocol(Board, [GEOM, *[(b"READ:ARR?", b"12,13")] * ATTEMPTS]) as board:
         with pytest.raises(ReplyError, match="block"):
             board.read_array()
 
@@ -144,7 +146,7 @@ def test_query_without_reply_surfaces_the_queued_error():
 
 
 def test_query_without_reply_and_empty_queue_times_out():
-    conversation = [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR), (b"READ:AVG?", None), (b"READ:AVG?", None)]
+    conversation = [(b"READ:AVG?", None), (b"SYST:ERR?", NO_ERROR), *[(b"READ:AVG?", None)] * Board.retries]
     with expected_protocol(Board, conversation) as board:
         with pytest.raises(InstrumentTimeout):
             board.query("READ:AVG?")
@@ -212,7 +214,7 @@ def test_a_lost_acknowledgement_is_never_answered_by_sending_the_pulse_again():
 
 
 def test_errors_name_the_resource_and_the_last_command():
-    with expected_protocol(Board, [(b"CHIP:GEOM?", b"x")] * 3) as board:
+    with expected_protocol(Board, [(b"CHIP:GEOM?", b"x")] * ATTEMPTS) as board:
         with pytest.raises(ReplyError) as caught:
             board.geometry()
     assert "scripted://" in str(caught.value) and "CHIP:GEOM?" in str(caught.value)

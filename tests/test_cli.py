@@ -177,7 +177,7 @@ def test_corrupt_targets_file(tmp_path):
     [
         ('name = "x"\n[write_verify]\ntolerance = 0.5\n', "write_verify.tolerance: unknown key"),
         ('name = "x"\n[write_verify]\ntolerance_us = -1\n', "write_verify.tolerance_us"),
-        ('name = "x"\n[write_verify]\nreset_max_mv = 3900\n', "exceeds chip0's safe limit 3500"),
+        ('name = "x"\n[write_verify]\nreset_max_mv = 3900\n', "exceeds chip0's safe limit reset_max_mv = 3500"),
         ('name = "x"\n[targets]\nlow_us = 30\nhigh_us = 40\n', "outside the window"),
         ('name = "x"\n[acceptance\n', "invalid TOML"),
         ('[targets]\nlevels = 4\n', "name: Field required"),

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from harness import lab_toml, labctl, manifests
+
 from sims.server import RigServer, TwinRig
 
 
@@ -75,7 +75,7 @@ def test_two_chips_at_once_both_complete_and_a_killed_holder_is_taken_over(two_r
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate()
     both = labctl(["calibrate", "chipA", "chipB", "--fresh", *common, "--data", str(workdir / "both")], workdir)
-    out, err = both.communicate(timeout=300)
+    _, err = both.communicate(timeout=300)
     assert both.returncode == 0, err
     runs = manifests(workdir / "both")
     assert sorted(run["chip"] for run in runs.values()) == ["chipA", "chipB"]

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from harness import CAMPAIGN, lab_toml, labctl, manifests
+
 from sims.server import RigServer, TwinRig
 
 CHIP = "chipK"
@@ -83,7 +83,7 @@ def kill_later(process: subprocess.Popen, delay_s: float) -> bool:
 
 
 def finish(process: subprocess.Popen) -> int:
-    out, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=300)
     assert process.returncode in (0, 1), err
     return process.returncode
 
@@ -111,7 +111,7 @@ def fixed_counts(data: Path) -> dict[str, int]:
 
 
 def check_completed(data: Path, expected: dict[str, int]) -> None:
-    (run_id, manifest), = manifests(data).items()
+    (manifest,) = manifests(data).values()
     assert manifest["status"] == "completed"
     leftovers = [p for p in data.rglob("*") if any(part.startswith(".") for part in p.relative_to(data).parts)]
     assert leftovers == [], leftovers  # no temporary part, no reserve, no staged run

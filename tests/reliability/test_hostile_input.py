@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import CAMPAIGN
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from harness import CAMPAIGN
 
 ROOT = Path(__file__).parents[2]
 BUILTIN = tomllib.loads((ROOT / "protocols" / "calibrate.toml").read_text())
@@ -327,7 +326,6 @@ def wire_tap(monkeypatch):
     import sims.chip
     import sims.smu
     import sims.temperature
-
     from sims.scpi import as_float
 
     seen: dict[str, list[float]] = {"set_mv": [], "reset_mv": [], "width_ns": [], "read_v": [], "probe_v": [],

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from harness import lab_toml, labctl, manifests
+
 from sims.server import RigServer, TwinRig
 
 CHIP = "chipW"

@@ -1,0 +1,171 @@
+"""Every benchmark in one table: ``python -m bench`` (from the repository root).
+
+Each figure sits beside the baseline it is measured against, taken in the same run on
+the same machine, and the ratio of the two; the ratio is the figure to compare across
+machines. ``--quick`` shrinks the workloads (for a smoke run, not for the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the sibling scripts, importable by name
+
+
+@dataclass
+class Row:
+    benchmark: str
+    figure: str
+    value: str
+    baseline: str
+    ratio: str
+    aim: str = ""
+
+
+def write_verify(quick: bool) -> list[Row]:
+    import write_verify as wv
+
+    size = 64 if quick else 256
+    naive = wv.measure(2, size, per_cell=True)
+    batched = wv.measure(size, size, per_cell=False)
+    scale = batched["cells"] / naive["cells"]
+    naive_s = naive["wall_s"] * scale
+    speedup = naive_s / batched["wall_s"]
+    return [
+        Row("write-verify, TCP", f"{size}x{size} batched, wall", f"{batched['wall_s']:.2f} s",
+            f"per-cell loop {naive_s:.0f} s (extrapolated)", f"{speedup:.0f}x faster",
+            "<= 20 s, >= 100x: " + ("met" if batched["wall_s"] <= 20 and speedup >= 100 else "missed")),
+        Row("write-verify, TCP", "round trips per cell-iteration", f"{batched['trips_per_cell_iteration']:.6f}",
+            f"per-cell loop {naive['trips_per_cell_iteration']:.2f}",
+            f"{naive['trips_per_cell_iteration'] / batched['trips_per_cell_iteration']:.0f}x fewer"),
+        Row("write-verify, TCP", "converged / pulses per cell", f"{100 * batched['converged']:.2f} % / "
+            f"{batched['pulses_per_cell']:.2f}", f"per-cell loop {100 * naive['converged']:.2f} % / "
+            f"{naive['pulses_per_cell']:.2f}", "same algorithm"),
+    ]
+
+
+def twin(quick: bool) -> list[Row]:
+    import twin as tw
+
+    size = 128 if quick else 256
+    baseline, timings = tw.figures(size)
+    rows = []
+    for name, seconds in timings:
+        aim = ""
+        if name.startswith(("array pulse", "array read")) and size == 256:
+            aim = "well under 1 ms: " + ("met" if seconds < 1e-3 else "missed, see below")
+        rows.append(Row(f"twin physics {size}x{size}", name, f"{seconds * 1e3:.3f} ms",
+                        f"{size * size} normals {baseline * 1e3:.3f} ms", f"{seconds / baseline:.2f}x", aim))
+    return rows
+
+
+def wire(quick: bool) -> list[Row]:
+    import wire as wi
+
+    results = wi.figures(64 if quick else 256, 0.5 if quick else 2.0)
+    base_trips, base_reads = results["in-process"]
+    return [Row("wire, board", f"{name}: round trips/s, array reads/s", f"{trips:,.0f}, {reads:,.1f}",
+                f"in-process {base_trips:,.0f}, {base_reads:,.1f}",
+                f"{trips / base_trips:.3f}, {reads / base_reads:.3f}")
+            for name, (trips, reads) in results.items() if name != "in-process"]
+
+
+def store(quick: bool) -> list[Row]:
+    import store as st
+
+    rows = 200_000 if quick else 2_000_000
+    results = st.figures(rows)
+    raw, csv, ours = (results["raw pyarrow ParquetWriter"], results["pandas CSV"], results["labctl TableWriter"])
+    return [Row("store", f"{rows:,} reads rows, labctl TableWriter", f"{rows / ours:,.0f} rows/s",
+                f"raw pyarrow {rows / raw:,.0f} rows/s; pandas CSV {rows / csv:,.0f} rows/s",
+                f"{raw / ours:.2f} of pyarrow's rate; {csv / ours:.1f}x CSV's",
+                ">= 0.70 and >= 10x: " + ("met" if raw / ours >= 0.7 and csv / ours >= 10 else "missed"))]
+
+
+def drift(quick: bool) -> list[Row]:
+    import drift as dr
+
+    size, reads, hours = (64, 20, 12.0) if quick else (256, 60, 12.0)
+    f = dr.figures(size, reads, hours)
+    return [Row("drift", f"{size}x{size}, {hours:g} h x {f['temperatures']} temperatures, {reads} reads each",
+                f"{f['wall_s']:.1f} s wall for {f['virtual_s'] / 3600:.1f} h virtual",
+                f"{reads * f['temperatures']} bare array reads {f['baseline_s']:.2f} s",
+                f"{f['wall_s'] / f['baseline_s']:.1f}x; {f['virtual_s'] / f['wall_s']:,.0f}x real time",
+                "<= 30 s: " + ("met" if f["wall_s"] <= 30 else "missed"))]
+
+
+def best_of(command: list[str], times: int) -> float:
+    best = float("inf")
+    for _ in range(times):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def startup(quick: bool) -> list[Row]:
+    times = 3 if quick else 7
+    python = best_of([sys.executable, "-c", "pass"], times)
+    help_s = best_of([sys.executable, "-m", "labctl", "--help"], times)
+    numpy = best_of([sys.executable, "-c", "import numpy"], times)
+    return [Row("start-up", "labctl --help", f"{help_s * 1e3:.0f} ms", f"python -c pass {python * 1e3:.0f} ms "
+                f"(import numpy alone {numpy * 1e3:.0f} ms)", f"{help_s / python:.1f}x",
+                "fast: " + ("met, no heavy import" if help_s < numpy else "missed"))]
+
+
+def peak_rss_mb(code: str) -> float:
+    """Peak resident memory of a fresh interpreter running ``code`` (Linux: ru_maxrss in kB)."""
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               cwd=HERE.parent)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(process.stderr.read().decode())
+    return usage.ru_maxrss / 1024
+
+
+def memory(quick: bool) -> list[Row]:
+    size = 64 if quick else 256
+    with tempfile.TemporaryDirectory() as data:
+        run = peak_rss_mb(f"from labctl import api; api.calibrate(size='{size}x{size}', data={data!r})")
+    libraries = peak_rss_mb("import numpy, pandas, pyarrow.parquet, pydantic")
+    return [Row("memory", f"peak RSS, full {size}x{size} calibration (in-process twin)", f"{run:.0f} MB",
+                f"numpy+pandas+pyarrow+pydantic imported {libraries:.0f} MB", f"{run / libraries:.2f}x")]
+
+
+BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
+    "write_verify": write_verify, "twin": twin, "wire": wire, "store": store, "drift": drift,
+    "startup": startup, "memory": memory,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads: a smoke run")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run just these")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    for name in args.only or BENCHMARKS:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        rows += BENCHMARKS[name](args.quick)
+        print(f"  {name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    print(f"labctl benchmarks{' (quick)' if args.quick else ''}; python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} cores\n")
+    print("| benchmark | figure | value | baseline (same run) | ratio | aim |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.benchmark} | {row.figure} | {row.value} | {row.baseline} | {row.ratio} | {row.aim} |")
+
+
+if __name__ == "__main__":
+    main()
