@@ -112,25 +112,32 @@ def best_of(command: list[str], times: int) -> float:
     return best
 
 
+HEAVY = ("numpy", "pandas", "pyarrow", "matplotlib", "pyvisa", "serial", "scipy")
+
+
 def startup(quick: bool) -> list[Row]:
     times = 3 if quick else 7
     python = best_of([sys.executable, "-c", "pass"], times)
     help_s = best_of([sys.executable, "-m", "labctl", "--help"], times)
     numpy = best_of([sys.executable, "-c", "import numpy"], times)
+    probe = ("import sys, contextlib, io\nsys.argv = ['labctl', '--help']\nfrom labctl.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n    main()\n"
+             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     return [Row("start-up", "labctl --help", f"{help_s * 1e3:.0f} ms", f"python -c pass {python * 1e3:.0f} ms "
                 f"(import numpy alone {numpy * 1e3:.0f} ms)", f"{help_s / python:.1f}x",
-                "fast: " + ("met, no heavy import" if help_s < numpy else "missed"))]
+                "fast, no heavy import: " + ("met" if not heavy else f"missed ({', '.join(heavy)} imported)"))]
 
 
 def peak_rss_mb(code: str) -> float:
-    """Peak resident memory of a fresh interpreter running ``code`` (Linux: ru_maxrss in kB)."""
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               cwd=HERE.parent)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(process.stderr.read().decode())
-    return usage.ru_maxrss / 1024
+    """Peak resident memory of a fresh interpreter running ``code``: its own VmHWM (Linux),
+    which, unlike ``ru_maxrss``, does not carry over the forking parent's peak."""
+    probe = code + "\nprint(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=HERE.parent,
+                          check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1])
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def memory(quick: bool) -> list[Row]:
