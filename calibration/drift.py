@@ -144,6 +144,8 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
                 tau_end = tau_start + a_k * (segment.times_s[-1] - segment.start_s)
             x = np.array([(1 / reference.temperature_k - 1 / s.temperature_k) / BOLTZMANN_EV for s in segments[1:]])
             y = np.log(np.array(accelerations[1:]))
+            if not (x * x).sum() > 0:  # every segment at the reference temperature: no Arrhenius slope to fit
+                return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), accelerations, None)
             activation = float((x * y).sum() / (x * x).sum())
     return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), accelerations, activation)
 
@@ -180,7 +182,8 @@ def compensation(board: Board, readout: Readout, baseline_us: np.ndarray, now_us
     """Correction factors from the reference rows only, and the MVM errors they leave."""
     ratio = now_us[reference_rows] / np.maximum(baseline_us[reference_rows], 1e-3)
     keep = usable[reference_rows]
-    global_factor = float(np.median(ratio[keep]))
+    # no usable reference cell (a tiny or badly stuck array): nothing to compensate from, so no compensation
+    global_factor = float(np.median(ratio[keep])) if keep.any() else 1.0
     column = np.array([np.median(ratio[:, c][keep[:, c]]) if keep[:, c].any() else global_factor
                        for c in range(ratio.shape[1])])
     errors = mvm_errors(board, readout, baseline_us,

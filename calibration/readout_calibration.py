@@ -58,11 +58,11 @@ def fit_columns(conductance_us: np.ndarray, codes: np.ndarray, outlier_mads: flo
         a, b = np.polyfit(x[keep], y[keep], 1)
         residual = y - (a * x + b)
         mad = np.median(np.abs(residual[keep] - np.median(residual[keep])))
-        if mad > 0:
-            keep &= np.abs(residual) <= outlier_mads * 1.4826 * mad
-            if keep.sum() >= 2:
-                a, b = np.polyfit(x[keep], y[keep], 1)
-                residual = y - (a * x + b)
+        inliers = keep & (np.abs(residual) <= outlier_mads * 1.4826 * mad)
+        if mad > 0 and inliers.sum() >= 2:  # a line needs two points: rejection never leaves fewer
+            keep = inliers
+            a, b = np.polyfit(x[keep], y[keep], 1)
+            residual = y - (a * x + b)
         slopes.append(a)
         intercepts.append(b)
         rms.append(float(np.sqrt(np.mean(residual[keep] ** 2))))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drivers.transport import ReplyBuffer
 from harness import CAMPAIGN
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -251,29 +252,18 @@ replies = st.one_of(
 )
 
 
-class HostileWire:
+class HostileWire(ReplyBuffer):
     """Answers every message with the next generated reply; then silence."""
 
     resource = "hostile://"
 
     def __init__(self, answers: list[bytes]) -> None:
-        from drivers.transport import ReplyBuffer
-
-        self._buffer = ReplyBuffer()
+        super().__init__()
         self._answers = list(answers)
 
     def write(self, data: bytes) -> None:
         if self._answers:
-            self._buffer._buffer.extend(self._answers.pop(0))
-
-    def read_line(self) -> bytes:
-        return self._buffer.read_line()
-
-    def read_exact(self, count: int) -> bytes:
-        return self._buffer.read_exact(count)
-
-    def recover(self) -> None:
-        self._buffer.recover()
+            self._buffer.extend(self._answers.pop(0))
 
     def close(self) -> None:
         pass
