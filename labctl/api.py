@@ -125,6 +125,7 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
         rig.heater_on_exit = protocol.heater_on_exit
         ctx = restore_context(run, rig, protocol, progress)
         run.manifest["status"] = "running"
+        run.manifest.update(pid=os.getpid(), host=socket.gethostname())
         run.manifest.setdefault("resumed_utc", []).append(utc_now())
         try:
             run.hold_reserve()
@@ -275,6 +276,7 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "host": socket.gethostname(),
+        "pid": os.getpid(),  # with host: tells a running run from one whose process died
         "user": _user(),
         "command": sys.argv,
         "chip_spec": spec.describe(),

@@ -56,7 +56,7 @@ class Store:
                 continue
             rows.append({"run_id": m["run_id"], "chip": m.get("chip"),
                          "protocol": m.get("protocol", {}).get("effective", {}).get("name"),
-                         "status": m.get("status"), "started_utc": started,
+                         "status": observed_status(m), "started_utc": started,
                          "ended_utc": pd.Timestamp(m["ended_utc"]) if m.get("ended_utc") else pd.NaT,
                          "passed": m.get("passed")})
         columns = ["run_id", "chip", "protocol", "status", "started_utc", "ended_utc", "passed"]
@@ -99,3 +99,23 @@ def open_store(root: Path | str | None = None) -> Store:
     if not store.fs.listdir(store.fs.base):
         raise UsageError(f"no run store at {str(store.root)!r}")
     return store
+
+
+def observed_status(manifest: dict) -> str | None:
+    """The manifest's status, except that a run still marked ``running`` whose process is
+    gone (killed, or stopped by a disk that would not take the word ``failed``) is
+    ``interrupted``: resumable, and not running. Runs of other hosts are taken at their word."""
+    import os
+    import socket
+
+    status = manifest.get("status")
+    pid = manifest.get("pid")
+    if status != "running" or not isinstance(pid, int) or manifest.get("host") != socket.gethostname():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except PermissionError:
+        pass  # alive, someone else's
+    return status

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from harness import lab_toml, labctl, manifests
 
+from labctl.store.query import observed_status
 from sims.server import RigServer, TwinRig
 
 
@@ -158,6 +159,7 @@ def test_a_data_directory_turned_read_only_mid_run_fails_cleanly(two_rigs, tmp_p
     assert len(lines) == 1 and "Read-only file system" in lines[0] and "could not be marked failed" in lines[0]
     (manifest,) = manifests(data).values()
     assert manifest["status"] == "running"  # the disk took nothing more, not even the word "failed"
+    assert observed_status(manifest) == "interrupted"  # but labctl runs list does not say "running"
     parts = assert_intact(data)
     assert any("part-readout-" in p.name for p in parts)
 

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from harness import CAMPAIGN, lab_toml, labctl, manifests
 
+from labctl import open_store
 from sims.server import RigServer, TwinRig
 
 CHIP = "chipK"
@@ -159,6 +160,8 @@ def test_sigkill_at_random_points_loses_nothing_and_resume_completes(rig, protoc
                 break
             kills += 1
             outcomes["before the run was visible" if not manifests(data) else "during the run"] += 1
+            if manifests(data):  # a killed run is not shown as running
+                assert "running" not in set(open_store(data).runs()["status"])
             now = durable_parts(data)
             lost = {p for p, digest in durable.items() if now.get(p) != digest}
             assert not lost, f"kill {kills}: flushed parts lost or changed: {sorted(map(str, lost))}"

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drivers.transport import ReplyBuffer
 from harness import CAMPAIGN
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from drivers.transport import ReplyBuffer
 
 ROOT = Path(__file__).parents[2]
 BUILTIN = tomllib.loads((ROOT / "protocols" / "calibrate.toml").read_text())
