@@ -8,6 +8,7 @@ the validated range sit on one line, and a setter that would leave the range rai
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from contextlib import contextmanager
 from collections.abc import Callable
@@ -47,6 +48,13 @@ def _exact(value: Any) -> str:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    """A reading of nan or inf is no reading (an instrument's overflow code is a finite number)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not finite")
+    return value
+
+
 class measurement:  # noqa: N801 - reads like PyMeasure's Instrument.measurement
     """A read-only instrument property."""
 
@@ -63,9 +71,10 @@ class measurement:  # noqa: N801 - reads like PyMeasure's Instrument.measurement
             return self
         reply = instrument.query(self.get_command)
         try:
-            return self.cast(reply)
+            return _finite(self.cast(reply))
         except ValueError:
-            raise ReplyError(instrument._context(f"{self.name} reply {reply!r} is not a {self.cast.__name__}")) from None
+            raise ReplyError(instrument._context(f"{self.name} reply {reply!r} is not a finite "
+                                                 f"{self.cast.__name__}")) from None
 
 
 class control(measurement):  # noqa: N801
@@ -160,9 +169,9 @@ class ScpiInstrument:
                 parts = line.decode("ascii").strip().split(separator)
                 if len(parts) != count:
                     raise ValueError
-                return [cast(p) for p in parts]
+                return [_finite(cast(p)) for p in parts]
             except (UnicodeDecodeError, ValueError):
-                raise ReplyError(f"reply {line[:60]!r} is not {count} value(s)") from None
+                raise ReplyError(f"reply {line[:60]!r} is not {count} finite value(s)") from None
 
         return self._exchange(command, read)
 

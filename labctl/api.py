@@ -128,6 +128,7 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
         run.manifest.update(pid=os.getpid(), host=socket.gethostname())
         run.manifest.setdefault("resumed_utc", []).append(utc_now())
         try:
+            run.clear_stale_temporaries()
             run.hold_reserve()
             run.write_manifest()
         except OSError as err:

@@ -98,6 +98,10 @@ def calibrate(
     from labctl import api
 
     names = _run(lambda: _chip_names(chips, all_chips, config))
+    if len(names) > 1:  # a name that is no chip is a typo in the command: refused before any chip starts
+        from labctl.config import resolve_chip
+
+        _run(lambda: [resolve_chip(name, config=config) for name in names])
 
     def one(chip: str, progress) -> object:
         return api.calibrate(chip, seed=seed, size=size, targets=targets, weights=weights, protocol=protocol,

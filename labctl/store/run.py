@@ -117,6 +117,16 @@ class Run:
         run.manifest = manifest
         return run
 
+    def clear_stale_temporaries(self) -> None:
+        """Remove what a killed writer of this run left half-written (hidden ``.tmp`` files):
+        the caller holds the chip's lock, so no live writer of this run is mid-file."""
+        if self.fs.remote:
+            return
+        for directory in [self.directory, *(self.partition(table) for table in self._tables())]:
+            for name in self.fs.listdir(directory):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    self.fs.delete(f"{directory}/{name}")
+
     @property
     def fs(self) -> StoreFS:
         return self.store.fs
