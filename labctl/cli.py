@@ -161,7 +161,7 @@ def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) ->
         for outcome in outcomes.values():
             render(outcome, console)
     for chip, err in errors.items():
-        typer.echo(f"labctl: error: {chip}: {err}", err=True)
+        typer.echo(f"labctl: error: {chip}: {one_line(str(err))}", err=True)
     codes = [err.exit_code for err in errors.values()] + [0 if o.passed else EXIT_ACCEPTANCE for o in outcomes.values()]
     code = 2 if 2 in codes else max(codes)
     if code:
@@ -535,8 +535,14 @@ def _run(work):
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"labctl: error: {message}", err=True)
+    typer.echo(f"labctl: error: {one_line(message)}", err=True)
     raise typer.Exit(code)
+
+
+def one_line(message: str) -> str:
+    """An error is one line, whatever a file or an instrument put into it: control
+    characters (a newline, a record separator) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 class _progress:
@@ -598,13 +604,14 @@ def main() -> None:
         elif _is_usage_error(err):
             ctx = getattr(err, "ctx", None)
             command = ctx.command_path if ctx is not None else "labctl"
-            typer.echo(f"labctl: error: {err.format_message()} (see '{command} --help')", err=True)
+            typer.echo(f"labctl: error: {one_line(err.format_message())} (see '{command} --help')", err=True)
             code = 2
         elif os.environ.get("LABCTL_DEBUG"):
             raise
         else:  # a bug: one line by default, the traceback on request
             typer.echo(
-                f"labctl: internal error: {type(err).__name__}: {err} (set LABCTL_DEBUG=1 for the traceback)",
+                f"labctl: internal error: {type(err).__name__}: {one_line(str(err))} "
+                "(set LABCTL_DEBUG=1 for the traceback)",
                 err=True,
             )
             code = 3

@@ -61,7 +61,8 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
-    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = STEPS[:5]
+    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = Field(
+        STEPS[:5], min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
     readout: ReadoutCalibrationParams = ReadoutCalibrationParams()
@@ -122,7 +123,7 @@ def describe_validation_error(err: ValidationError) -> str:
     """The first problem as ``key.path: message``, and how many more there are."""
     problems = err.errors()
     first = problems[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    where = ".".join(str(part) if str(part).isprintable() else repr(part) for part in first["loc"]) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"

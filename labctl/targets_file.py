@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def read_targets(path: Path | str, kind: str = "targets") -> np.ndarray:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
         if suffix == ".csv":
-            return np.loadtxt(path, delimiter=",", ndmin=2)
+            with warnings.catch_warnings():  # an empty file is a shape error below, not a warning on stderr
+                warnings.simplefilter("ignore")
+                return np.loadtxt(path, delimiter=",", ndmin=2)
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
