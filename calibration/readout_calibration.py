@@ -13,6 +13,7 @@ rejection (median absolute deviation); ``gain = a · LSB / V`` and ``offset = b`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +28,8 @@ from drivers.smu import Keithley2450
 class ReadoutCalibrationParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    levels_us: tuple[float, ...] = tuple(np.round(np.linspace(0.5, 22.0, 16), 2))
+    levels_us: tuple[Annotated[float, Field(ge=0, le=1000)], ...] = Field(
+        tuple(np.round(np.linspace(0.5, 22.0, 16), 2)), min_length=2, max_length=4096)  # a line needs two
     reference_tolerance_us: float = Field(1.0, gt=0)
     read_voltage: float = Field(0.2, gt=0, le=0.3)
     averaging: int = Field(256, ge=1, le=256)

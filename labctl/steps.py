@@ -138,6 +138,8 @@ def _readout(ctx: StepContext) -> dict[str, Any]:
         return {"source": ctx.readout_source}
     if ctx.rig.smu is None:
         return {"source": ctx.readout_source, "skipped": "no SMU on this rig and no earlier calibration record"}
+    if ctx.rig.spec.rows < 2 or len(set(params.levels_us)) < 2:
+        return {"source": ctx.readout_source, "skipped": "a gain and offset need two reference rows at two levels"}
     calibration = calibrate_readout(ctx.rig.board, ctx.rig.smu, params, ctx.protocol.write_verify, ctx.recorder)
     ctx.readout_calibration = calibration
     ctx.readout = calibration.readout(adc.lsb_ua, params.read_voltage)
