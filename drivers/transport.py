@@ -8,6 +8,7 @@ serial (pyserial), VISA (pyvisa with the pyvisa-py backend) and in-process.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
@@ -113,8 +114,6 @@ class SerialTransport:
         self._open()
 
     def _open(self) -> None:
-        import os
-
         import serial
 
         settings = self._settings
