@@ -157,10 +157,10 @@ def _bare_write_verify_seconds(size: int, iterations: int) -> float:
     import numpy as np
 
     import sims
+    from drivers.framing import encode_block
 
     board = sims.BoardTwin(sims.ChipModel("pcm", seed=0, rows=size, cols=size))
-    amplitudes = np.full((size, size), 900, dtype="<i2").tobytes()
-    program = b"PROG:ARR #" + str(len(str(len(amplitudes)))).encode() + str(len(amplitudes)).encode() + amplitudes
+    program = b"PROG:ARR " + encode_block(np.full((size, size), 900))
     board.feed(b"READ:AVG 64\n")
     started = time.perf_counter()
     for _ in range(iterations):

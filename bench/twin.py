@@ -14,6 +14,7 @@ import timeit
 import numpy as np
 
 import sims
+from drivers.framing import encode_block
 
 
 def seconds_per_call(fn, number: int) -> float:
@@ -29,8 +30,7 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     rng = np.random.default_rng(0)
     amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
     dac = rng.integers(-127, 128, n)
-    block = amplitudes.astype("<i2").tobytes()
-    prog_message = b"PROG:ARR #" + str(len(str(len(block)))).encode() + str(len(block)).encode() + block + b"\n"
+    prog_message = b"PROG:ARR " + encode_block(amplitudes) + b"\n"
 
     baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
     cases = [

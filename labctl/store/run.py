@@ -131,7 +131,6 @@ class Run:
     def fs(self) -> StoreFS:
         return self.store.fs
 
-
     def partition(self, table: str) -> str:
         return self.fs.path(table, f"chip={self.chip}", f"run={self.id}")
 

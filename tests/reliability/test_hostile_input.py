@@ -67,6 +67,15 @@ def assert_clean(code: int, err: str, data: Path | None = None) -> None:
         assert not list(data.glob("runs/*/manifest.json")), "input refused, yet a run was left behind"
 
 
+@contextlib.contextmanager
+def scratch(name: str, text: str):
+    """A generated file and an empty data directory beside it, gone after the example."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        yield path, Path(tmp) / "data"
+
+
 # ---- TOML, written for the generated values ----------------------------------------
 
 
@@ -132,9 +141,7 @@ def mutated_protocols(draw) -> str:
 @FUZZ
 @given(text=mutated_protocols())
 def test_any_protocol_file_runs_or_is_refused_in_one_line(text):
-    with tempfile.TemporaryDirectory() as tmp:
-        path, data = Path(tmp) / "protocol.toml", Path(tmp) / "data"
-        path.write_text(text)
+    with scratch("protocol.toml", text) as (path, data):
         code, out, err = labctl_main(["calibrate", "--size", "4x4", "--protocol", str(path), "--data", str(data),
                                       "-q", "--json"])
         assert_clean(code, err, data)
@@ -167,9 +174,7 @@ def configs(draw) -> str:
 @FUZZ
 @given(text=configs())
 def test_any_lab_toml_works_or_is_refused_in_one_line(text):
-    with tempfile.TemporaryDirectory() as tmp:
-        path, data = Path(tmp) / "lab.toml", Path(tmp) / "data"
-        path.write_text(text)
+    with scratch("lab.toml", text) as (path, data):
         code, _, err = labctl_main(["rigs", "--config", str(path)])
         assert_clean(code, err)
         try:
