@@ -23,6 +23,19 @@ def parse_fault(text: str) -> tuple[str, float]:
     return kind, value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    addresses = {info[4][0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
 def snippet(chip: str, server) -> str:
     """A ready-to-paste lab.toml table for the served rig (TCP; the pty paths work too)."""
     return "\n".join([
@@ -51,6 +64,10 @@ def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], h
         server = RigServer(rig, host=host, ports=ports)
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port or 'any'}: {err.strerror or err}") from None
+    if not is_loopback(host):
+        print(f"labctl: warning: serving on {host}, reachable from other hosts: anyone who can connect "
+              "can inject faults (SIM:FAULT) and advance the chip's clock (SIM:CLOCK:ADV); "
+              "use --host 127.0.0.1 unless the network is trusted", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

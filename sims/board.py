@@ -40,6 +40,7 @@ class BoardTwin(ScpiDevice):
         self.chip = chip
         self.serial = serial
         self.faults = None  # a FaultInjector when served on a real transport
+        self.max_block_bytes = 2 * chip.rows * chip.cols  # PROG:ARR, the largest block it takes
         self._reset_settings()
         c = self.command
         c("*IDN?", self._idn)

@@ -12,6 +12,7 @@ controller) is an ``ScpiDevice`` with its own command table.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,37 +80,142 @@ def _expand_optional(pattern: str) -> list[list[str]]:
     return [v for i, v in enumerate(variants) if v not in variants[:i]]
 
 
+MAX_TEXT_BYTES = 65536
+"""Bytes of one message outside its blocks: far beyond any real command line, and small
+enough that a client streaming text without a newline cannot hold memory or the rig."""
+
+
+class MessageTooLarge(Exception):
+    """A client sent more than a message may hold; its session is dropped (SCPI -223)."""
+
+
+_FRAMING = re.compile(rb"[\n\"'#]")
+_IN_QUOTE = {0x22: re.compile(rb'[\n"]'), 0x27: re.compile(rb"[\n']")}
+
+
+def _block_header(buffer: bytes | bytearray, i: int) -> tuple[int, int] | None:
+    """At a ``#``: the block's (header end, payload length), or ``None`` if it is no block.
+
+    A block is ``#`` + one digit 1-9 + that many ASCII digits. Anything else (``#0``,
+    ``#3-99``, ``#1x``) is an ordinary byte, so a malformed length can never move a
+    parser backwards or make it wait for bytes that will not come. Raises
+    ``IncompleteMessage`` while the header's digits have not all arrived.
+    """
+    n = len(buffer)
+    if i + 1 >= n:
+        raise IncompleteMessage
+    if not 0x31 <= buffer[i + 1] <= 0x39:
+        return None
+    head_end = i + 2 + buffer[i + 1] - 0x30
+    digits = bytes(buffer[i + 2 : min(head_end, n)])
+    if digits and not digits.isdigit():
+        return None
+    if head_end > n:
+        raise IncompleteMessage
+    return head_end, int(digits)
+
+
 def find_message_end(buffer: bytes | bytearray) -> int:
     """Index just past the ``\\n`` that ends the first message; blocks are skipped whole.
 
     Raises ``IncompleteMessage`` when more bytes are needed.
     """
-    i, n, quote = 0, len(buffer), 0
-    while i < n:
-        c = buffer[i]
-        if quote:
-            if c == quote:
-                quote = 0
-        elif c in (0x22, 0x27):  # " or '
-            quote = c
-        elif c == 0x23 and i + 1 < n and 0x31 <= buffer[i + 1] <= 0x39:  # '#' + digit 1-9
-            digits = buffer[i + 1] - 0x30
-            head_end = i + 2 + digits
-            if head_end > n:
-                raise IncompleteMessage
-            length = int(buffer[i + 2 : head_end])
-            i = head_end + length
-            if i > n:
-                raise IncompleteMessage
-            continue
-        elif c == 0x0A:
-            return i + 1
-        i += 1
-    raise IncompleteMessage
+    framer = MessageFramer(max_text=sys.maxsize, max_block=sys.maxsize)
+    framer._buffer.extend(buffer)
+    end = framer._scan()
+    if end is None:
+        raise IncompleteMessage
+    return end
+
+
+class MessageFramer:
+    """Cuts a byte stream into messages, scanning each byte once however it arrives.
+
+    The scan position, quote state and the size of the message so far survive between
+    calls, so a client that dribbles a long line costs linear time, not a rescan per
+    chunk. ``max_text`` bounds the bytes outside blocks and ``max_block`` each block's
+    declared length (checked from the header, before its bytes are buffered).
+    """
+
+    def __init__(self, max_text: int = MAX_TEXT_BYTES, max_block: int = 0) -> None:
+        self.max_text = max_text
+        self.max_block = max_block
+        self._buffer = bytearray()
+        self._reset_scan()
+
+    def _reset_scan(self) -> None:
+        self._pos = 0  # may run past the buffer's end while a block's bytes are awaited
+        self._quote = 0
+        self._text = 0  # bytes outside blocks before _pos
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; every message they complete, newline included."""
+        self._buffer.extend(data)
+        messages = []
+        while (end := self._scan()) is not None:
+            messages.append(bytes(self._buffer[:end]))
+            del self._buffer[:end]
+            self._reset_scan()
+        return messages
+
+    def clear(self) -> None:
+        self._buffer.clear()
+        self._reset_scan()
+
+    def _scan(self) -> int | None:
+        buffer, n = self._buffer, len(self._buffer)
+        i = self._pos
+        try:
+            while i < n:
+                if self._quote:  # no block inside a string; a newline still ends the message
+                    match = _IN_QUOTE[self._quote].search(buffer, i)
+                    if match is None:
+                        self._count_text(n - i)
+                        i = n
+                        break
+                    self._count_text(match.start() - i)
+                    if buffer[match.start()] == 0x0A:
+                        return match.start() + 1
+                    self._count_text(1)
+                    self._quote = 0
+                    i = match.start() + 1
+                    continue
+                match = _FRAMING.search(buffer, i)
+                if match is None:
+                    self._count_text(n - i)
+                    i = n
+                    break
+                at = match.start()
+                self._count_text(at - i)
+                c = buffer[at]
+                if c == 0x0A:
+                    return at + 1
+                if c == 0x23:
+                    block = _block_header(buffer, at)
+                    if block is not None:
+                        head_end, length = block
+                        if length > self.max_block or head_end + length > self.max_text + self.max_block:
+                            raise MessageTooLarge(f"block of {length} bytes, at most {self.max_block}")
+                        self._count_text(head_end - at)
+                        i = head_end + length
+                        continue
+                else:
+                    self._quote = c
+                self._count_text(1)
+                i = at + 1
+        except IncompleteMessage:
+            pass  # a block header cut short: rescan it (a few bytes) when more arrive
+        self._pos = i
+        return None
+
+    def _count_text(self, count: int) -> None:
+        self._text += count
+        if self._text > self.max_text:
+            raise MessageTooLarge(f"more than {self.max_text} bytes of text without a newline")
 
 
 def _split_top_level(text: bytes, separator: int) -> list[bytes]:
-    """Split on ``separator`` outside quotes and blocks."""
+    """Split on ``separator`` outside quotes and blocks (the framing's idea of a block)."""
     parts, start, i, n, quote = [], 0, 0, len(text), 0
     while i < n:
         c = text[i]
@@ -118,11 +224,14 @@ def _split_top_level(text: bytes, separator: int) -> list[bytes]:
                 quote = 0
         elif c in (0x22, 0x27):
             quote = c
-        elif c == 0x23 and i + 1 < n and 0x31 <= text[i + 1] <= 0x39:
-            digits = text[i + 1] - 0x30
-            length = int(text[i + 2 : i + 2 + digits] or b"0")
-            i += 2 + digits + length
-            continue
+        elif c == 0x23:
+            try:
+                block = _block_header(text, i)
+            except IncompleteMessage:
+                block = None
+            if block is not None:
+                i = block[0] + block[1]
+                continue
         elif c == separator:
             parts.append(text[start:i])
             start = i + 1
@@ -134,12 +243,17 @@ def _split_top_level(text: bytes, separator: int) -> list[bytes]:
 def _parse_param(token: bytes) -> Param:
     """A block keeps every payload byte (it may end in whitespace); text is stripped."""
     token = token.lstrip()
-    if token[:1] == b"#" and len(token) > 1 and token[1:2].isdigit() and token[1:2] != b"0":
-        digits = token[1] - 0x30
-        length = int(token[2 : 2 + digits])
-        data = token[2 + digits : 2 + digits + length]
-        if len(data) != length or token[2 + digits + length :].strip():
-            raise ScpiError(-100, "Command error; malformed block")
+    if token[:1] == b"#" and token[1:2].isdigit() and token[1:2] != b"0":
+        try:
+            block = _block_header(token, 0)
+        except IncompleteMessage:
+            block = None
+        if block is None:
+            raise ScpiError(-161, "Invalid block data; malformed length")
+        head_end, length = block
+        data = token[head_end : head_end + length]
+        if len(data) != length or token[head_end + length :].strip():
+            raise ScpiError(-161, "Invalid block data; length does not match")
         return Block(data)
     token = token.rstrip()
     if len(token) >= 2 and token[:1] in (b"'", b'"') and token[-1:] == token[:1]:
@@ -154,6 +268,10 @@ def encode_block(payload: bytes) -> bytes:
 
 class ScpiDevice:
     """Base of every twin instrument: owns the error queue and dispatches commands."""
+
+    max_block_bytes = 0
+    """The largest block any command of this device takes; a longer one is refused from
+    its header, before its bytes are buffered."""
 
     def __init__(self) -> None:
         self.errors = ErrorQueue()
@@ -182,8 +300,12 @@ class ScpiDevice:
     # ---- stream handling -----------------------------------------------------------
 
     def feed(self, data: bytes) -> bytes:
-        """Consume bytes from the wire; return whatever replies they produce."""
-        return self._default_session.feed(data)
+        """Consume bytes from the wire; return whatever replies they produce. An oversized
+        message is dropped whole, with -223 on the error queue."""
+        try:
+            return self._default_session.feed(data)
+        except MessageTooLarge:
+            return b""
 
     @property
     def _default_session(self) -> Session:
@@ -207,6 +329,9 @@ class ScpiDevice:
                 reply, path = self._execute(command, path)
             except ScpiError as err:
                 self.errors.push(err.code, err.message)
+                continue
+            except Exception as err:  # a firmware bug must cost one command, never the device
+                self.errors.push(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
                 continue
             if reply is not None:
                 replies.append(encode_block(reply) if isinstance(reply, bytes) else reply.encode())
@@ -303,24 +428,29 @@ class Session:
     """One client's byte stream into a device: its own input buffer, the device's state.
 
     A device served to several clients (TCP connections) has one session each, so
-    partial messages from one never mix with another's.
+    partial messages from one never mix with another's. A client that sends more than
+    a message may hold (``MessageTooLarge``) gets ``-223`` on the device's error queue;
+    the server decides what else to do (drop the connection, flush the serial line).
     """
 
     def __init__(self, device: ScpiDevice) -> None:
         self.device = device
-        self._buffer = bytearray()
+        self._framer = MessageFramer(max_text=MAX_TEXT_BYTES, max_block=device.max_block_bytes)
 
     def feed(self, data: bytes) -> bytes:
         self.device.wire_time(len(data))
-        self._buffer.extend(data)
         out = bytearray()
-        while True:
-            try:
-                end = find_message_end(self._buffer)
-            except IncompleteMessage:
-                break
-            message = bytes(self._buffer[:end])
-            del self._buffer[:end]
+        try:
+            messages = self._framer.feed(data)
+        except MessageTooLarge as err:
+            self._framer.clear()
+            self.device.errors.push(-223, f"Too much data; {err}")
+            raise
+        for message in messages:
             out.extend(self.device.handle_message(message))
         self.device.wire_time(len(out))
         return bytes(out)
+
+    def clear(self) -> None:
+        """Forget any partial message (a device clear)."""
+        self._framer.clear()

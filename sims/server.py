@@ -31,12 +31,15 @@ from dataclasses import dataclass, field
 
 from sims.board import BoardTwin
 from sims.chip import ChipModel
-from sims.scpi import ScpiDevice, Session
+from sims.scpi import MessageTooLarge, ScpiDevice, Session
 from sims.smu import SmuTwin
 from sims.temperature import TemperatureTwin
 
 FAULT_KINDS = ("delay", "drop", "garble", "disconnect")
 DELAY_S = 0.2
+MAX_CONNECTIONS = 16  # per device: a rig has a handful of clients, never hundreds
+IDLE_TIMEOUT_S = 600.0  # a TCP client silent this long is disconnected (it may reconnect)
+SERIAL_FLUSH_IDLE_S = 0.2  # after an oversized message, a pty discards input until quiet this long
 
 
 class FaultInjector:
@@ -97,8 +100,17 @@ class TwinRig:
 
 
 def _respond(rig: TwinRig, session: Session, data: bytes) -> tuple[bytes, str | None]:
+    """The reply to ``data`` after fault injection. Raises ``MessageTooLarge`` for a client
+    that exceeded the framing limits (the session is then cleared, -223 queued)."""
     with rig.lock:
-        reply = session.feed(data)
+        try:
+            reply = session.feed(data)
+        except MessageTooLarge:
+            raise
+        except Exception as err:  # noqa: BLE001 - nothing a client writes may stop the server
+            session.clear()
+            session.device.errors.push(-300, f"Device-specific error; {type(err).__name__}"[:200])
+            return b"", None
     if not reply:
         return reply, None
     fault = rig.faults.draw()
@@ -116,6 +128,7 @@ class _Handler(socketserver.BaseRequestHandler):
         server: _TcpServer = self.server  # type: ignore[assignment]
         session = Session(server.device)
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.settimeout(server.idle_timeout_s)
         with server.connections_lock:
             server.connections.add(self.request)
         try:
@@ -132,7 +145,15 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             if not data:
                 return
-            reply, fault = _respond(server.rig, session, data)
+            try:
+                reply, fault = _respond(server.rig, session, data)
+            except MessageTooLarge as err:
+                try:  # say why before hanging up: the client sees it as its reply
+                    self.request.sendall(f'-223,"Too much data; {err}; connection closed"\n'.encode())
+                    self.request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             if fault == "disconnect":
                 self.request.shutdown(socket.SHUT_RDWR)
                 return
@@ -147,13 +168,32 @@ class _TcpServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, rig: TwinRig, device: ScpiDevice, host: str, port: int) -> None:
+    def __init__(self, rig: TwinRig, device: ScpiDevice, host: str, port: int,
+                 max_connections: int = MAX_CONNECTIONS, idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.rig = rig
         self.device = device
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self._accepted = 0  # connections accepted and not yet finished (handler threads)
         super().__init__((host, port), _Handler)
+
+    def verify_request(self, request, client_address) -> bool:
+        """Refuse a connection past the cap before a thread is spent on it."""
+        with self.connections_lock:
+            if self._accepted >= self.max_connections:
+                return False
+            self._accepted += 1
+            return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self._accepted -= 1
 
     def drop_connections(self) -> None:
         with self.connections_lock:
@@ -199,9 +239,28 @@ class PtyEndpoint:
                 data = os.read(self._master, 65536)
             except OSError:
                 return
-            reply, _ = _respond(self.rig, session, data)
+            try:
+                reply, _ = _respond(self.rig, session, data)
+            except MessageTooLarge:
+                self._flush_until_quiet()  # a serial line cannot hang up: drop what is in flight
+                continue
             if reply:
-                os.write(self._master, reply)
+                try:
+                    os.write(self._master, reply)
+                except OSError:
+                    return
+
+    def _flush_until_quiet(self) -> None:
+        """Discard input until the line has been quiet for ``SERIAL_FLUSH_IDLE_S``, so the
+        rest of an oversized message is not taken for commands."""
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], SERIAL_FLUSH_IDLE_S)
+            if not ready:
+                return
+            try:
+                os.read(self._master, 65536)
+            except OSError:
+                return
 
     def unplug(self) -> None:
         """The adapter is pulled: the pty is gone (its client's next read or write fails)."""
@@ -229,8 +288,10 @@ class RigServer:
     """Serves every device of a rig on TCP (and optionally a pty) until ``close``."""
 
     def __init__(self, rig: TwinRig, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-                 pty: bool = True, pty_links: str | None = None) -> None:
+                 pty: bool = True, pty_links: str | None = None, max_connections: int = MAX_CONNECTIONS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         self.rig = rig
+        self._limits = {"max_connections": max_connections, "idle_timeout_s": idle_timeout_s}
         self.tcp: dict[str, _TcpServer] = {}
         self.ptys: dict[str, PtyEndpoint] = {}
         for name, device in rig.devices.items():
@@ -240,7 +301,7 @@ class RigServer:
                 self.ptys[name] = PtyEndpoint(rig, device, link)
 
     def _listen(self, device: ScpiDevice, host: str, port: int) -> _TcpServer:
-        server = _TcpServer(self.rig, device, host, port)
+        server = _TcpServer(self.rig, device, host, port, **self._limits)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         return server
 

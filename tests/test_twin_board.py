@@ -115,7 +115,7 @@ def test_program_row_and_array_apply_one_pulse_per_cell(twin, chip):
     "message, code",
     [
         (b"PROG:ROW 0," + block(np.zeros(11)), -224),  # wrong length
-        (b"PROG:ARR " + block(np.zeros(16 * 12 + 1)), -224),
+        (b"PROG:ARR " + block(np.zeros(16 * 12 + 1)), -223),  # larger than any block the board takes
         (b"PROG:ARR " + block(np.full(16 * 12, 3001)), -222),  # beyond SET limit
         (b"PROG:ARR " + block(np.full(16 * 12, -4001)), -222),  # beyond RESET limit
         (b"PROG:CELL 0,0,5000", -222),
