@@ -130,6 +130,7 @@ def _spread(metric: str, values: np.ndarray) -> float:
 
 def compare(store: Store, run_a: str, run_b: str, alpha: float = 1e-3, max_change: float = 0.2) -> list[Comparison]:
     """B regressed on a metric when its distribution differs (p < alpha) and is worse by > max_change."""
+    store.manifest(run_a), store.manifest(run_b)  # both exist (and are run ids, not paths)
     a, b = _distributions(store, run_a), _distributions(store, run_b)
     shared = [m for m in a if m in b and len(a[m]) > 1 and len(b[m]) > 1]
     if not shared:

@@ -398,7 +398,10 @@ def export_model(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text + "\n")
+        try:
+            out.write_text(text + "\n")
+        except OSError as err:
+            _fail(f"--out {str(out)!r}: cannot write: {err.strerror or err}", 2)
         typer.echo(f"noise model of run {run_id} written to {out}")
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from drivers.safety import SafeOperatingArea
 from labctl.errors import UsageError
+from labctl.names import check_chip_name, is_chip_name
 
 MAX_TWIN_SIDE = 1024
 USER_CONFIG = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "labctl" / "lab.toml"
@@ -169,6 +170,9 @@ def load_config(explicit: str | Path | None = None) -> tuple[LabConfig, str]:
         raise UsageError(f"{path}: {describe_validation_error(err)}") from None
     except UsageError as err:  # raised by a validator (e.g. twin.size)
         raise UsageError(f"{path}: {err}") from None
+    for name in config.chips:
+        if not is_chip_name(name):
+            check_chip_name(name, f"{path}: [chips.{name!r}]")
     chips = {**BUILTIN.chips, **config.chips}
     return LabConfig(chips=chips), str(path)
 

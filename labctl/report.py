@@ -111,7 +111,11 @@ def _mvm_plot(plt, mvm, out: Path) -> list[tuple[str, str]]:
 
 def write_report(store: Store, run_id: str, out: Path) -> Path:
     manifest = store.manifest(run_id)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {str(out)!r}: cannot make the report directory: "
+                         f"{err.strerror or err}") from None
     plt = _figure()
     plots: list[tuple[str, str]] = []
     cells = _optional(store, "cells", run_id)
@@ -128,14 +132,28 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
     return page
 
 
+def _number(value: Any, spec: str) -> str:
+    """A manifest edited by hand may hold anything where a number belongs: show it as it is."""
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _list_of_dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
 def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     e = html.escape
-    summary = manifest.get("summary", {})
+    summary = manifest.get("summary") if isinstance(manifest.get("summary"), dict) else {}
     facts = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
     checks = "".join(
-        f"<tr><td>{e(c['name'])}</td><td>{c['value']:.4g}</td><td>{e(c['comparison'])} {c['limit']:g}</td>"
-        f"<td>{'pass' if c['passed'] else '<b>FAIL</b>'}</td></tr>" for c in manifest.get("acceptance", []))
+        f"<tr><td>{e(str(c.get('name')))}</td><td>{e(_number(c.get('value'), '.4g'))}</td>"
+        f"<td>{e(str(c.get('comparison')))} {e(_number(c.get('limit'), 'g'))}</td>"
+        f"<td>{'pass' if c.get('passed') is True else '<b>FAIL</b>'}</td></tr>"
+        for c in _list_of_dicts(manifest.get("acceptance")))
     steps = "".join(f"<h3>{e(name)}</h3><pre>{e(json.dumps(figures, indent=1, default=str))}</pre>"
                     for name, figures in manifest.get("steps", {}).items())
     figures = "".join(f'<figure><img src="{e(name)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.errors import UsageError
+from labctl.names import check_run_id, is_run_id
 from labctl.store.fs import StoreFS
 
 TABLES = ("reads", "pulses", "cells", "readout", "mvm", "drift")
@@ -23,11 +24,13 @@ class Store:
         self.fs = StoreFS(root)
 
     def run_file(self, run_id: str, name: str) -> bytes | None:
-        return self.fs.read(self.fs.path("runs", run_id, name))
+        return self.fs.read(self.fs.path("runs", check_run_id(run_id), name))
 
     def manifests(self) -> list[dict[str, Any]]:
         found = []
         for run_id in self.fs.listdir(self.fs.path("runs")):
+            if not is_run_id(run_id):
+                continue  # a staged run, or nothing of labctl's
             try:
                 data = self.run_file(run_id, "manifest.json")
                 if data is not None:
@@ -41,9 +44,12 @@ class Store:
         if data is None:
             raise UsageError(f"no run {run_id!r} in {str(self.root)!r}")
         try:
-            return json.loads(data)
+            manifest = json.loads(data)
         except ValueError as err:
             raise UsageError(f"run {run_id!r}: manifest cannot be read: {err}") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("run_id"), str):
+            raise UsageError(f"run {run_id!r}: manifest is not a labctl manifest (no run_id)")
+        return manifest
 
     def runs(self, chip: str | None = None, since: datetime | None = None):
         """One row per run: id, chip, protocol, status, start, end, passed."""
@@ -68,6 +74,8 @@ class Store:
 
         if name not in TABLES:
             raise UsageError(f"unknown table {name!r}: the store has {', '.join(TABLES)}")
+        if run is not None:
+            check_run_id(run)
         path = self.fs.path(name)
         if not self.fs.listdir(path):
             raise UsageError(f"no {name} table in {str(self.root)!r}")

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import secrets
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from labctl.errors import UsageError
+from labctl.names import check_run_id
+from labctl.store import crashpoints
 from labctl.store.fs import StoreFS
 
 
@@ -27,6 +32,23 @@ def new_run_id(now: datetime | None = None) -> str:
     """Sortable by start time, unique without coordination."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+PROBE_PREFIX = ".labctl-probe-"
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's, alive
+    return True
 
 
 def utc_now() -> str:
@@ -41,15 +63,34 @@ class RunStore:
         self.fs = StoreFS(root)
 
     def check_writable(self) -> None:
-        """Fail before a run starts, not halfway through it."""
-        probe = self.fs.path(f".labctl-probe-{secrets.token_hex(4)}")
+        """Fail before a run starts, not halfway through it.
+
+        The probe file is named after this host and process, so a probe that a kill left
+        behind is recognised (its process is gone) and removed by the next check.
+        """
+        probe = self.fs.path(f"{PROBE_PREFIX}{_host_tag()}-{os.getpid()}")
         try:
             self.fs.makedirs(self.fs.base)
-            self.fs.write_atomic(probe, b"")
+            self._clear_stale_probes()
+            if self.fs.remote:
+                self.fs.write_atomic(probe, b"")  # one PUT
+            else:
+                with open(probe, "wb"):
+                    pass
+            crashpoints.reached("probe")
             self.fs.delete(probe)
         except OSError as err:
             reason = getattr(err, "strerror", None) or str(err)
             raise UsageError(f"data directory {str(self.root)!r} is not writable: {reason}") from None
+
+    def _clear_stale_probes(self) -> None:
+        if self.fs.remote:
+            return
+        stale = re.compile(rf"\.+labctl-probe-{re.escape(_host_tag())}-(\d+)\b")
+        for name in self.fs.listdir(self.fs.base):
+            match = stale.match(name)
+            if match and not _process_alive(int(match[1])):
+                self.fs.delete(self.fs.path(name))
 
     def create_run(self, chip: str, manifest: dict[str, Any], prepare: Callable[[Run], None] | None = None) -> Run:
         """A new run, visible only once ``prepare`` has written what a resume needs and the
@@ -81,7 +122,7 @@ class RunStore:
         return run
 
     def manifest_path(self, run_id: str) -> str:
-        return self.fs.path("runs", run_id, "manifest.json")
+        return self.fs.path("runs", check_run_id(run_id), "manifest.json")
 
 
 class Run:

@@ -31,9 +31,10 @@ def lab_toml(server, chip: str, *, board: str = "tcp", timeout_s: float = 1.0, t
     return "\n".join(lines) + "\n" + extra
 
 
-def labctl(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
+def labctl(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     """``labctl`` as a user runs it: its own process, no configuration but what is given."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LABCTL_CONFIG", "LABCTL_DATA")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LABCTL_CONFIG", "LABCTL_DATA", "LABCTL_CRASH_AT")}
+    env.update(env_extra or {})
     return subprocess.Popen([sys.executable, "-m", "labctl", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **popen)
 

@@ -171,3 +171,19 @@ def test_sigkill_at_random_points_loses_nothing_and_resume_completes(rig, protoc
         check_completed(data, expected)
         assert all(durable_parts(data).get(p) == digest for p, digest in durable.items())
     print(f"{protocol}: {kills} kills over {runs} runs ({dict(outcomes)}), uninterrupted run {duration:.1f} s")
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_a_kill_during_the_data_directory_probe_leaves_nothing_behind(rig, protocol):
+    """The probe's window is too short for random kill times to find: kill there by name."""
+    workdir, config = rig
+    data = workdir / f"{protocol}-probe"
+    common = ["--config", str(config), "-q", "--data", str(data)]
+    killed = labctl([*PROTOCOLS[protocol], *common], workdir, env_extra={"LABCTL_CRASH_AT": "probe"})
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")]  # the probe it left
+    assert manifests(data) == {}  # and no run
+    assert finish(labctl([*PROTOCOLS[protocol], *common], workdir)) in (0, 1)
+    baseline = workdir / f"{protocol}-baseline"
+    check_completed(data, fixed_counts(baseline) if baseline.exists() else fixed_counts(data))
