@@ -45,6 +45,33 @@ def data_root(data: str | Path | None) -> str | Path:
     return str(chosen) if "://" in str(chosen) else Path(chosen)
 
 
+def check(
+    chip: str = "chip0",
+    *,
+    seed: int | None = None,
+    size: str | None = None,
+    targets: str | Path | None = None,
+    weights: str | Path | None = None,
+    protocol: str | Path | None = None,
+    config: str | Path | None = None,
+    builtin: str = "calibrate",
+    drift: dict[str, Any] | None = None,
+) -> tuple[ChipSpec, LoadedProtocol, np.ndarray | None, np.ndarray | None]:
+    """Everything a run checks before it touches an instrument: the chip, the protocol
+    against the chip's limits, the targets or weights. Raises ``UsageError``; a schedule
+    runs it when it is added, so a bad command line fails then, not at 22:00."""
+    if targets is not None and weights is not None:
+        raise UsageError("give --targets or --weights, not both")
+    spec = resolve_chip(chip, seed=seed, size=size, config=config)
+    loaded = load_protocol(protocol, builtin=builtin)
+    if drift:
+        loaded = _with_drift_options(loaded, drift)
+    _check_protocol_limits(loaded, spec)
+    user_targets = read_targets(targets) if targets is not None else None
+    user_weights = read_targets(weights, "weights") if weights is not None else None
+    return spec, loaded, user_targets, user_weights
+
+
 def calibrate(
     chip: str = "chip0",
     *,
@@ -67,15 +94,8 @@ def calibrate(
     ``fresh``. ``keep_rig`` (tests) receives the rig, so a test can inspect the twin.
     """
     started = time.perf_counter()
-    if targets is not None and weights is not None:
-        raise UsageError("give --targets or --weights, not both")
-    spec = resolve_chip(chip, seed=seed, size=size, config=config)
-    loaded = load_protocol(protocol, builtin=builtin)
-    if drift:
-        loaded = _with_drift_options(loaded, drift)
-    _check_protocol_limits(loaded, spec)
-    user_targets = read_targets(targets) if targets is not None else None
-    user_weights = read_targets(weights, "weights") if weights is not None else None
+    spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
+                                                     protocol=protocol, config=config, builtin=builtin, drift=drift)
     store = RunStore(data_root(data))
 
     with chip_lock(spec.name, f"labctl {loaded.protocol.name}") as lock, open_rig(spec) as rig:

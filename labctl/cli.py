@@ -238,9 +238,47 @@ def schedule_add(
 
     if via not in ("auto", "cron", "systemd"):
         _fail(f"--via {via!r}: choose auto, cron or systemd", 2)
+    _run(lambda: _check_scheduled(kind, chip, args))
     entry, installed = _run(lambda: schedule.add(kind, chip, at, daily, via, args, dry_run))
     verb = "would install" if dry_run else "installed"
     typer.echo(f"{verb} schedule {entry.id} ({entry.via}, {entry.when}):\n{installed}")
+
+
+def _check_scheduled(kind: str, chip: str, extra: str) -> None:
+    """Parse the scheduled command line as labctl will at run time, and check its chip,
+    protocol and options, so a typo fails now and not unattended at night."""
+    import shlex
+
+    from labctl import api
+    from labctl.errors import UsageError
+    from labctl.names import check_chip_name
+    from labctl.schedule import KINDS
+
+    if kind not in KINDS:
+        raise UsageError(f"cannot schedule {kind!r}: choose one of {', '.join(KINDS)}")
+    check_chip_name(chip)
+    try:
+        words = shlex.split(extra)
+    except ValueError as err:
+        raise UsageError(f"--args {extra!r}: {err}") from None
+    command = typer.main.get_command(app).commands[kind]  # type: ignore[attr-defined]
+    try:
+        params = command.make_context(kind, [chip, *words]).params
+    except Exception as err:  # click's usage errors (typer may vendor click: matched by shape, not class)
+        if not callable(getattr(err, "format_message", None)):
+            raise
+        raise UsageError(f"--args {extra!r}: {err.format_message()}") from None
+    common = {key: params[key] for key in ("seed", "size", "protocol", "config")}
+    if kind == "drift":
+        if params["resume_run"]:
+            raise UsageError("--args: a schedule starts new runs; --resume is for continuing one by hand")
+        overrides = {"duration_s": parse_duration(params["duration"]), "reads": params["reads"]}
+        if params["temperatures"]:
+            overrides["temperatures_k"] = parse_temperatures(params["temperatures"])
+        api.check(params["chip"], builtin="drift", drift=overrides, **common)
+        return
+    for name in _chip_names(params["chips"], params["all_chips"], params["config"]):
+        api.check(name, targets=params["targets"], weights=params["weights"], **common)
 
 
 @schedule_app.command("list")

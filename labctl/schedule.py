@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from labctl.errors import LabctlError, UsageError
+from labctl.names import check_chip_name
 
 TAG = "# labctl:"
 KINDS = ("calibrate", "drift")
@@ -60,14 +61,20 @@ def choose_via(via: str) -> str:
 
 
 def labctl_command(kind: str, chip: str, extra: str, entry_id: str) -> str:
+    """The shell command a schedule runs: one line, every word quoted for ``sh``."""
     if kind not in KINDS:
         raise UsageError(f"cannot schedule {kind!r}: choose one of {', '.join(KINDS)}")
+    check_chip_name(chip)
     try:
         extra_args = shlex.split(extra)
     except ValueError as err:
         raise UsageError(f"--args {extra!r}: {err}") from None
     log = state_dir() / "logs" / f"{entry_id}.log"
     argv = [sys.executable, "-m", "labctl", kind, chip, "--quiet", *extra_args]
+    for what, text in (("--args", extra), ("the working directory", os.getcwd()), ("the log path", str(log)),
+                       ("the Python interpreter's path", sys.executable)):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise UsageError(f"{what} {text!r} holds a control character: a scheduler entry is one line")
     return (f"cd {shlex.quote(os.getcwd())} && mkdir -p {shlex.quote(str(log.parent))} && "
             f"{shlex.join(argv)} >> {shlex.quote(str(log))} 2>&1")
 
@@ -78,21 +85,55 @@ def next_time(hour: int, minute: int, now: datetime | None = None) -> datetime:
     return when if when > now else when + timedelta(days=1)
 
 
+def cron_escape(command: str) -> str:
+    """crontab(5): an unescaped ``%`` ends the command (the rest becomes its stdin), and
+    cron takes ``\\%`` for a literal one, before the shell sees the line."""
+    return command.replace("%", "\\%")
+
+
 def cron_line(entry_id: str, hour: int, minute: int, daily: bool, command: str) -> str:
     if daily:
-        return f"{minute} {hour} * * * {command} {TAG}{entry_id}"
+        return f"{minute} {hour} * * * {cron_escape(command)} {TAG}{entry_id}"
     when = next_time(hour, minute)
     remove = shlex.join([sys.executable, "-m", "labctl", "schedule", "remove", entry_id, "--via", "cron"])
-    return f"{minute} {hour} {when.day} {when.month} * {command}; {remove} {TAG}{entry_id}"
+    return f"{minute} {hour} {when.day} {when.month} * {cron_escape(f'{command}; {remove}')} {TAG}{entry_id}"
+
+
+def systemd_quote(argument: str) -> str:
+    """One argument of ``ExecStart=`` as systemd.service(5) parses it: a double-quoted word
+    (``\\`` and ``\"`` escaped), ``%%`` for a literal ``%`` (else a specifier) and ``$$``
+    for a literal ``$`` (else an environment variable)."""
+    escaped = argument.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
 
 
 def systemd_units(entry_id: str, hour: int, minute: int, daily: bool, command: str) -> dict[str, str]:
     calendar = f"*-*-* {hour:02d}:{minute:02d}:00" if daily else next_time(hour, minute).strftime("%Y-%m-%d %H:%M:00")
     service = (f"[Unit]\nDescription=labctl scheduled run {entry_id}\n\n[Service]\nType=oneshot\n"
-               f"ExecStart=/bin/sh -c {shlex.quote(command)}\n")
+               f"ExecStart=/bin/sh -c {systemd_quote(command)}\n")
     timer = (f"[Unit]\nDescription=labctl schedule {entry_id}\n\n[Timer]\nOnCalendar={calendar}\nPersistent=true\n\n"
              "[Install]\nWantedBy=timers.target\n")
     return {f"labctl-{entry_id}.service": service, f"labctl-{entry_id}.timer": timer}
+
+
+def verify_units(units: dict[str, str]) -> None:
+    """``systemd-analyze verify`` where it is installed: a unit systemd would reject is
+    refused now, not found broken at 22:00. (System mode: it needs no running manager,
+    and parses a unit exactly as the user manager does.)"""
+    import tempfile
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        for name, body in units.items():
+            Path(directory, name).write_text(body)
+        done = subprocess.run([analyze, "verify", *(str(Path(directory, name)) for name in units)],
+                              capture_output=True, text=True)
+    problems = [line.replace(f"{directory}/", "") for line in (done.stderr + done.stdout).splitlines()
+                if directory in line]
+    if done.returncode != 0 and problems:  # otherwise it could not run here, which says nothing of the unit
+        raise UsageError(f"systemd rejects the unit: {problems[0].strip()}")
 
 
 def _crontab() -> list[str]:
@@ -125,6 +166,7 @@ def add(kind: str, chip: str, at: str, daily: bool, via: str, extra: str, dry_ru
             _write_crontab([*_crontab(), line])
         return Entry(entry_id, via, when, command), line
     units = systemd_units(entry_id, hour, minute, daily, command)
+    verify_units(units)
     text = "\n".join(f"# {name}\n{body}" for name, body in units.items())
     if not dry_run:
         directory = systemd_dir()
