@@ -98,7 +98,7 @@ def calibrate(
                                                      protocol=protocol, config=config, builtin=builtin, drift=drift)
     store = RunStore(data_root(data))
 
-    with chip_lock(spec.name, f"labctl {loaded.protocol.name}") as lock, open_rig(spec) as rig:
+    with chip_lock(spec.name, f"labctl {loaded.protocol.name}", spec.resources) as lock, open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
         rig.heater_on_exit = loaded.protocol.heater_on_exit
@@ -139,7 +139,7 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
                          "nothing to resume (serve the twin with 'labctl sim serve' for resumable runs)")
     protocol = CalibrateProtocol.model_validate(run.manifest["protocol"]["effective"])
     spec = resolve_chip(run.chip, config=config)
-    with chip_lock(spec.name, f"labctl resume {run_id}"), open_rig(spec) as rig:
+    with chip_lock(spec.name, f"labctl resume {run_id}", spec.resources), open_rig(spec) as rig:
         if keep_rig is not None:
             keep_rig.append(rig)
         rig.heater_on_exit = protocol.heater_on_exit

@@ -110,6 +110,11 @@ class ChipSpec:
     cols: int | None = None
 
     @property
+    def resources(self) -> tuple[str, ...]:
+        """Where its instruments are: what a lock on the rig must hold."""
+        return tuple(r for r in (self.config.board, self.config.smu, self.config.temperature) if r)
+
+    @property
     def is_twin(self) -> bool:
         return self.config.twin is not None
 

@@ -66,5 +66,5 @@ class Session:
 def open_session(chip: str, config: str | Path | None = None, seed: int | None = None,
                  size: str | None = None) -> Iterator[Session]:
     spec = resolve_chip(chip, seed=seed, size=size, config=config)
-    with chip_lock(spec.name, "labctl.open_rig"), open_rig(spec) as rig:
+    with chip_lock(spec.name, "labctl.open_rig", spec.resources), open_rig(spec) as rig:
         yield Session(rig)

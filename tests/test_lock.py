@@ -43,7 +43,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over():
     time.sleep(0.1)
     with chip_lock("chipK") as holder:
         assert "doomed" in holder["took_over"]  # the dead holder's note, replaced by ours
-    assert json.loads((lock_dir() / "chipK.lock").read_text() or "{}") == {}
+    assert not any(p.read_text() for p in lock_dir().glob("*.lock"))  # no holder record left
 
 
 def test_calibrate_on_a_busy_chip_is_refused_in_one_line(tmp_path):
