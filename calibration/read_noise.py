@@ -52,13 +52,17 @@ def measure_read_noise(board: Board, readout: Readout, params: ReadNoiseParams, 
     """``observer.on_read(phase, i, rows, codes, g, t_s, kelvin)`` receives every read."""
     board.averaging = params.averaging
     board.read_voltage = readout.read_voltage
-    reads = []
+    mean = squares = None  # Welford's running mean and sum of squared deviations: memory of one read, not all
     for i in range(params.reads):
         codes = board.read_array()
-        g = readout.conductance_us(codes)
+        g = np.asarray(readout.conductance_us(codes), dtype=float)
         if observer is not None:
             t_s, kelvin = board.clock_and_temperature()
             observer.on_read("noise", i, np.arange(codes.shape[0]), codes, g, t_s, kelvin)
-        reads.append(g)
-    stack = np.stack(reads)
-    return ReadNoiseResult(stack.mean(axis=0), stack.std(axis=0, ddof=1), params.averaging, params.bins)
+        if mean is None:
+            mean, squares = g.copy(), np.zeros_like(g)
+            continue
+        delta = g - mean
+        mean += delta / (i + 1)
+        squares += delta * (g - mean)
+    return ReadNoiseResult(mean, np.sqrt(squares / (params.reads - 1)), params.averaging, params.bins)

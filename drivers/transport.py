@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from drivers.errors import InstrumentTimeout, LinkError
+from drivers.errors import InstrumentTimeout, LinkError, ReplyError
 
 DEFAULT_TIMEOUT_S = 2.0
 DRAIN_WINDOW_S = 0.3  # how long a late reply may still trickle in before a retry
+MAX_REPLY_LINE = 1 << 16  # a text reply is a few dozen bytes; an instrument streaming more is broken or hostile
+READ_CHUNK = 4096
 RECONNECT_WINDOW_S = 15.0  # how long a dropped link may stay away (a cable re-seated, a USB adapter re-enumerated)
 
 
@@ -141,7 +143,10 @@ class SerialTransport:
             raise LinkError(f"{self.resource}: write failed: {err}") from None
 
     def read_line(self) -> bytes:
-        line = self._read(lambda: self._port.read_until(b"\n"))
+        # pyserial's timeout bounds the whole read_until; the size bounds the memory
+        line = self._read(lambda: self._port.read_until(b"\n", MAX_REPLY_LINE + 1))
+        if len(line) > MAX_REPLY_LINE:
+            raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
         if not line.endswith(b"\n"):
             raise InstrumentTimeout(f"{self.resource}: no complete reply within {self.timeout_s:g} s"
                                     + (f" (got {line[:40]!r})" if line else ""))
@@ -204,6 +209,7 @@ class VisaTransport:
         self._backend = backend
         self._serial = serial or {}
         self._session: Any = None
+        self._pending = bytearray()  # bytes received on a socket and not yet read
         self._open()
 
     def _open(self) -> None:
@@ -254,19 +260,89 @@ class VisaTransport:
         self._call(lambda: self._session.write_raw(data), "write")
 
     def read_line(self) -> bytes:
-        line = self._call(lambda: self._session.read_raw(), "read")
-        if not line.endswith(b"\n"):
-            raise InstrumentTimeout(f"{self.resource}: reply ended without a newline: {line[:40]!r}")
-        return line
+        return self._read(None)
 
     def read_exact(self, count: int) -> bytes:
-        return self._call(lambda: self._session.read_bytes(count, chunk_size=max(count, 1), break_on_termchar=False), "read")
+        return self._read(count)
+
+    def _read(self, count: int | None) -> bytes:
+        """A line (``count`` None: up to a newline, at most ``MAX_REPLY_LINE`` bytes) or
+        exactly ``count`` bytes, within ``timeout_s`` overall. pyvisa-py's timeout is
+        checked only while nothing arrives, so an instrument that trickles bytes would
+        never time out: a socket is read here directly, anything else in chunks with the
+        deadline checked between them."""
+        deadline = time.monotonic() + self.timeout_s
+        sock = _raw_socket(self._session) if self._is_socket() else None
+        if sock is not None:
+            return self._read_socket(sock, count, deadline)
+        data = bytearray()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    what = "no complete reply" if count is None else f"reply cut short: {len(data)} of {count} bytes"
+                    raise InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s"
+                                            + (f" (got {bytes(data[:40])!r})" if data and count is None else ""))
+                self._session.timeout = max(1, int(remaining * 1000))
+                if count is None:
+                    want = min(READ_CHUNK, MAX_REPLY_LINE + 1 - len(data))
+                    data += self._call(lambda: self._session.read_bytes(want, chunk_size=want,
+                                                                         break_on_termchar=True), "read")
+                    if data.endswith(b"\n"):
+                        return bytes(data)
+                    if len(data) > MAX_REPLY_LINE:
+                        raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+                else:
+                    want = count - len(data)
+                    data += self._call(lambda: self._session.read_bytes(want, chunk_size=min(want, 1 << 20),
+                                                                         break_on_termchar=False), "read")
+                    if len(data) >= count:
+                        return bytes(data)
+        finally:
+            try:
+                self._session.timeout = int(self.timeout_s * 1000)
+            except Exception:  # noqa: BLE001 - a session that failed mid-read is reopened by recover()
+                pass
+
+    def _read_socket(self, sock: Any, count: int | None, deadline: float) -> bytes:
+        import select
+
+        while True:
+            if count is None:
+                end = self._pending.find(b"\n")
+                if 0 <= end < MAX_REPLY_LINE:
+                    line = bytes(self._pending[: end + 1])
+                    del self._pending[: end + 1]
+                    return line
+                if len(self._pending) >= MAX_REPLY_LINE:
+                    self._pending.clear()
+                    raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+            elif len(self._pending) >= count:
+                data = bytes(self._pending[:count])
+                del self._pending[:count]
+                return data
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                what = "no complete reply" if count is None else f"reply cut short: {len(self._pending)} of {count} bytes"
+                raise InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s"
+                                        + (f" (got {bytes(self._pending[:40])!r})" if self._pending and count is None
+                                           else ""))
+            try:
+                ready, _, _ = select.select([sock], [], [], remaining)
+                chunk = sock.recv(1 << 20) if ready else None
+            except OSError as err:
+                raise LinkError(f"{self.resource}: read failed: {err}") from None
+            if chunk == b"":
+                raise LinkError(f"{self.resource}: read failed: the instrument closed the connection")
+            if chunk:
+                self._pending += chunk
 
     def recover(self) -> None:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
         if not self._is_socket():  # a new socket connection starts clean; a serial line must drain
             time.sleep(DRAIN_WINDOW_S)
         self.close()
+        self._pending.clear()
         reconnect(self._open)
 
     def close(self) -> None:
@@ -277,11 +353,19 @@ class VisaTransport:
                 pass
 
 
-def _connected(session: Any) -> bool:
-    """Whether a VISA socket session's TCP connection is up (True when it cannot be told)."""
+def _raw_socket(session: Any) -> Any:
+    """pyvisa-py keeps a socket session's socket as its interface; another backend: None."""
     try:
         sock = session.visalib.sessions[session.session].interface
-    except Exception:  # noqa: BLE001 - another backend: assume so, the first exchange will tell
+    except Exception:  # noqa: BLE001 - another backend, or a closed session
+        return None
+    return sock if hasattr(sock, "recv") else None
+
+
+def _connected(session: Any) -> bool:
+    """Whether a VISA socket session's TCP connection is up (True when it cannot be told)."""
+    sock = _raw_socket(session)
+    if sock is None:  # another backend: assume so, the first exchange will tell
         return True
     try:
         sock.getpeername()
@@ -291,14 +375,12 @@ def _connected(session: Any) -> bool:
 
 
 def _set_nodelay(session: Any) -> None:
-    """TCP_NODELAY on a VISA socket session: pyvisa-py keeps the socket as the session's interface."""
+    """TCP_NODELAY on a VISA socket session, so small commands leave at once."""
     import socket
 
-    try:
-        sock = session.visalib.sessions[session.session].interface
+    sock = _raw_socket(session)
+    if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except Exception:  # noqa: BLE001 - another backend: leave the socket as it is
-        pass
 
 
 class TracedTransport:
