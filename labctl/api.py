@@ -29,6 +29,7 @@ from labctl.errors import RunFailed, UsageError
 from labctl.lock import chip_lock
 from labctl.outcome import CalibrationOutcome, acceptance_checks
 from labctl.protocol import LoadedProtocol, load_protocol
+from labctl.redact import redact_all
 from labctl.recorder import ProgressCallback, StoreRecorder
 from labctl.records import CalibrationRecord, latest_record, save_record
 from labctl.rig import Rig, open_rig
@@ -303,7 +304,7 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any,
         "host": socket.gethostname(),
         "pid": os.getpid(),  # with host: tells a running run from one whose process died
         "user": _user(),
-        "command": sys.argv,
+        "command": redact_all(sys.argv),
         "chip_spec": spec.describe(),
         "seed": spec.config.twin.seed if spec.config.twin else None,
         "preset": spec.config.twin.preset if spec.config.twin else None,

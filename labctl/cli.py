@@ -582,8 +582,10 @@ def _fail(message: str, code: int) -> None:
 
 def one_line(message: str) -> str:
     """An error is one line, whatever a file or an instrument put into it: control
-    characters (a newline, a record separator) are shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    characters (a newline, a record separator) are shown escaped, credentials hidden."""
+    from labctl.redact import redact
+
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in redact(message))
 
 
 class _progress:

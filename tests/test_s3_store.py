@@ -70,3 +70,36 @@ def test_an_unreachable_bucket_is_a_usage_error(s3_uri):
     missing = s3_uri.replace("s3://labdata/", "s3://no-such-bucket/")
     result = runner.invoke(app, ["calibrate", "--size", "8x8", "-q", "--data", missing])
     assert result.exit_code == 2 and "not writable" in result.stderr
+
+
+SECRET = "s3cr3tVALUE"
+
+
+def test_credentials_in_the_uri_are_never_shown_or_stored(s3_uri, tmp_path):
+    import subprocess
+    import sys
+
+    uri = s3_uri.replace("s3://labdata/lab1", f"s3://AKIAEXAMPLE:{SECRET}@labdata/creds")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"AWS_DEFAULT_REGION": "us-east-1"}
+    done = subprocess.run([sys.executable, "-m", "labctl", "calibrate", "--size", "8x8", "--json", "--data", uri],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    assert SECRET not in done.stdout + done.stderr and "AKIAEXAMPLE" not in done.stdout + done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    manifest = labctl.open_store(uri).run_file(run_id, "manifest.json").decode()
+    assert SECRET not in manifest and "AKIAEXAMPLE" not in manifest
+    assert "***" in manifest  # the command line is kept, with its credentials hidden
+
+    missing = uri.replace("labdata/creds", "no-such-bucket/creds")
+    failed = subprocess.run([sys.executable, "-m", "labctl", "runs", "list", "--data", missing],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert failed.returncode == 2 and SECRET not in failed.stderr and "***" in failed.stderr, failed.stderr
+
+
+@pytest.mark.parametrize("text", [f"s3://AKIAEXAMPLE:{SECRET}@bucket/p", f"gs://bucket/p?access_key=AKIAEXAMPLE&secret_key={SECRET}",
+                                  f"error at 'abfs://acct:{SECRET}@c/p?sas_token={SECRET}': refused"])
+def test_redact_hides_keys_in_every_form(text):
+    from labctl.redact import redact
+
+    shown = redact(text)
+    assert SECRET not in shown and "AKIAEXAMPLE" not in shown and "***" in shown

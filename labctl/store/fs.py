@@ -31,7 +31,9 @@ class StoreFS:
             except (ValueError, OSError) as err:
                 from labctl.errors import UsageError
 
-                raise UsageError(f"data location {self.uri!r}: {err}") from None
+                from labctl.redact import redact
+
+                raise UsageError(redact(f"data location {self.uri!r}: {err}")) from None
         else:
             self.fs = pafs.LocalFileSystem()
             self.base = str(Path(str(root).removeprefix("file://")).absolute())
@@ -40,7 +42,9 @@ class StoreFS:
         return "/".join([self.base.rstrip("/"), *parts])
 
     def display(self) -> str:
-        return self.uri if self.remote else self.base
+        from labctl.redact import redact
+
+        return redact(self.uri) if self.remote else self.base
 
     # ---- writing -------------------------------------------------------------------
 

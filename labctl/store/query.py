@@ -13,14 +13,15 @@ from typing import Any
 
 from labctl.errors import UsageError
 from labctl.names import check_run_id, is_run_id
-from labctl.store.fs import StoreFS
+from labctl.redact import redact
+from labctl.store.fs import StoreFS, is_remote
 
 TABLES = ("reads", "pulses", "cells", "readout", "mvm", "drift")
 
 
 class Store:
     def __init__(self, root: Path | str) -> None:
-        self.root = root
+        self.root = redact(str(root)) if is_remote(root) else root  # for messages: no credentials
         self.fs = StoreFS(root)
 
     def run_file(self, run_id: str, name: str) -> bytes | None:

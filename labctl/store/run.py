@@ -25,7 +25,8 @@ from typing import Any
 from labctl.errors import UsageError
 from labctl.names import check_run_id
 from labctl.store import crashpoints
-from labctl.store.fs import StoreFS
+from labctl.redact import redact
+from labctl.store.fs import StoreFS, is_remote
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -59,7 +60,7 @@ class RunStore:
     """A store rooted at a local directory or an object-storage URI (``s3://bucket/prefix``)."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = root  # as the user gave it, for messages and summaries
+        self.root = redact(str(root)) if is_remote(root) else root  # for messages and summaries: no credentials
         self.fs = StoreFS(root)
 
     def check_writable(self) -> None:
