@@ -163,16 +163,12 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
 
 def resumable_run(chip: str, protocol_name: str, data: str | Path | None = None) -> str:
     """The newest unfinished run of this protocol on this chip (for ``drift --resume``)."""
-    fs = RunStore(data_root(data)).fs
-    for run_id in reversed(fs.listdir(fs.path("runs"))):
-        try:
-            manifest = json.loads(fs.read(fs.path("runs", run_id, "manifest.json")) or b"null")
-        except ValueError:
-            continue
-        if (manifest and manifest.get("chip") == chip and manifest.get("status") != "completed"
+    store = RunStore(data_root(data))
+    for run_id, manifest in store.runs_newest_first(chip):
+        if (manifest.get("status") != "completed"
                 and manifest.get("protocol", {}).get("effective", {}).get("name") == protocol_name):
             return run_id
-    raise UsageError(f"no unfinished {protocol_name} run of {chip} to resume in {fs.display()!r}")
+    raise UsageError(f"no unfinished {protocol_name} run of {chip} to resume in {store.fs.display()!r}")
 
 
 def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:

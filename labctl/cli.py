@@ -62,6 +62,22 @@ def main_options(
     ] = False,
 ) -> None:
     """Lab control and calibration for analogue in-memory-computing test chips."""
+    _show_warnings()
+
+
+def _show_warnings() -> None:
+    """labctl's own warnings (a skipped record, a safe state not confirmed) as one
+    ``labctl: warning:`` line each on stderr, whatever stderr is at the time."""
+    import logging
+
+    class WarningLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            print(f"labctl: warning: {one_line(record.getMessage())}", file=sys.stderr, flush=True)
+
+    logger = logging.getLogger("labctl")
+    if not any(type(h).__name__ == "WarningLine" for h in logger.handlers):
+        logger.addHandler(WarningLine(logging.WARNING))
+        logger.propagate = False
 
 
 @app.command(epilog=EXIT_CODES)

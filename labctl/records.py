@@ -9,6 +9,7 @@ conductances it achieved are the run's ``cells`` table. A later run on the same 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from labctl.store.run import Run, RunStore
 
 RECORD_NAME = "calibration.json"
+log = logging.getLogger("labctl.records")
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,50 @@ class CalibrationRecord:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CalibrationRecord:
-        rows, cols = data["geometry"]
-        stuck = np.zeros((rows, cols), dtype=bool)
-        for r, c in data["stuck"]:
-            stuck[r, c] = True
-        mvm = data.get("mvm_correction")
-        return cls(
-            chip=data["chip"], run_id=data["run_id"], created_utc=data["created_utc"],
-            temperature_k=data["temperature_k"], geometry=(rows, cols),
-            readout_gain=np.array(data["readout"]["gain"]), readout_offset_lsb=np.array(data["readout"]["offset_lsb"]),
-            stuck=stuck,
-            mvm_slope=None if mvm is None else np.array(mvm["slope"]),
-            mvm_intercept_ua=None if mvm is None else np.array(mvm["intercept_ua"]),
-        )
+    def from_json(cls, data: Any) -> CalibrationRecord:
+        """A record as stored; ``RecordError`` naming the first thing wrong with it."""
+        try:
+            rows, cols = (int(side) for side in data["geometry"])
+            if rows < 1 or cols < 1:
+                raise RecordError(f"geometry {data['geometry']!r}")
+            gain = _finite(data["readout"]["gain"], (cols,), "readout gain")
+            if (gain <= 0).any():
+                raise RecordError("readout gain not positive")
+            offset = _finite(data["readout"]["offset_lsb"], (cols,), "readout offset")
+            stuck = np.zeros((rows, cols), dtype=bool)
+            for r, c in data["stuck"]:
+                if not (isinstance(r, int) and isinstance(c, int) and 0 <= r < rows and 0 <= c < cols):
+                    raise RecordError(f"stuck cell {[r, c]!r} outside the {rows}x{cols} array")
+                stuck[r, c] = True
+            mvm = data.get("mvm_correction")
+            temperature = float(data["temperature_k"])
+            if not np.isfinite(temperature) or temperature <= 0:
+                raise RecordError(f"temperature {data['temperature_k']!r}")
+            if not all(isinstance(data[key], str) for key in ("chip", "run_id", "created_utc")):
+                raise RecordError("chip, run_id and created_utc must be text")
+            return cls(
+                chip=data["chip"], run_id=data["run_id"], created_utc=data["created_utc"], temperature_k=temperature,
+                geometry=(rows, cols), readout_gain=gain, readout_offset_lsb=offset, stuck=stuck,
+                mvm_slope=None if mvm is None else _finite(mvm["slope"], (cols,), "MVM slope"),
+                mvm_intercept_ua=None if mvm is None else _finite(mvm["intercept_ua"], (cols,), "MVM intercept"),
+            )
+        except RecordError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise RecordError(f"{type(err).__name__}: {err}") from None
+
+
+class RecordError(ValueError):
+    """A stored record that cannot be trusted (edited, corrupt, or from a broken writer)."""
+
+
+def _finite(values: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.shape != shape:
+        raise RecordError(f"{what} has shape {array.shape}, expected {shape}")
+    if not np.isfinite(array).all():
+        raise RecordError(f"{what} is not finite")
+    return array
 
 
 def save_record(run: Run, record: CalibrationRecord) -> None:
@@ -68,16 +100,24 @@ def save_record(run: Run, record: CalibrationRecord) -> None:
 
 
 def latest_record(store: RunStore, chip: str, geometry: tuple[int, int]) -> CalibrationRecord | None:
-    """The newest record of a completed run on this chip and geometry, if any."""
+    """The newest valid record of a run on this chip and geometry that passed its
+    acceptance. A record that fails validation is skipped with a warning and the one
+    before it is used: one bad file must not stop every later calibration."""
     fs = store.fs
-    for run_id in reversed(fs.listdir(fs.path("runs"))):  # run ids sort by start time
-        record, manifest = fs.read(fs.path("runs", run_id, RECORD_NAME)), fs.read(fs.path("runs", run_id, "manifest.json"))
-        if record is None or manifest is None:
+    for run_id, manifest in store.runs_newest_first(chip):
+        if manifest.get("status") != "completed" or manifest.get("passed") is False:
+            continue  # a failed run's record is not one to build on
+        raw = fs.read(fs.path("runs", run_id, RECORD_NAME))
+        if raw is None:
             continue
         try:
-            meta, data = json.loads(manifest), json.loads(record)
-        except ValueError:
+            data = json.loads(raw)
+            if data.get("chip") != chip:
+                continue
+            record = CalibrationRecord.from_json(data)
+        except (ValueError, AttributeError) as err:
+            log.warning("calibration record of run %s skipped, it cannot be used: %s", run_id, err)
             continue
-        if meta.get("status") == "completed" and data.get("chip") == chip and tuple(data["geometry"]) == geometry:
-            return CalibrationRecord.from_json(data)
+        if record.geometry == tuple(geometry):
+            return record
     return None

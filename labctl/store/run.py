@@ -17,13 +17,13 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from labctl.errors import UsageError
-from labctl.names import check_run_id
+from labctl.names import check_run_id, is_run_id
 from labctl.store import crashpoints
 from labctl.redact import redact
 from labctl.store.fs import StoreFS, is_remote
@@ -103,6 +103,8 @@ class RunStore:
         """
         run = Run(self, chip, new_run_id())
         run.manifest.update(manifest)
+        newest = next(self.runs_newest_first(chip), None)
+        run.manifest["sequence"] = (newest[1].get("sequence", 0) if newest else 0) + 1
         final = run.directory
         staging = f".staging-{hashlib.sha256(chip.encode()).hexdigest()[:12]}-"  # any chip name, no prefix clash
         if not self.fs.remote:
@@ -121,6 +123,25 @@ class RunStore:
             raise UsageError(f"data directory {str(self.root)!r}: cannot start a run: "
                              f"{getattr(err, 'strerror', None) or err}") from None
         return run
+
+    def runs_newest_first(self, chip: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """This chip's runs with a readable manifest, newest first: by the chip's run
+        sequence (each run numbered one past the newest before it), not by the clock in
+        the run id, which steps back when the host's clock does. Runs from before the
+        sequence existed come last, in id order."""
+        found = []
+        for run_id in self.fs.listdir(self.fs.path("runs")):
+            if not is_run_id(run_id):
+                continue
+            try:
+                manifest = json.loads(self.fs.read(self.fs.path("runs", run_id, "manifest.json")) or b"null")
+            except ValueError:
+                continue
+            if isinstance(manifest, dict) and manifest.get("chip") == chip:
+                sequence = manifest.get("sequence")
+                found.append(((sequence if isinstance(sequence, int) else 0), run_id, manifest))
+        for _, run_id, manifest in sorted(found, key=lambda item: item[:2], reverse=True):
+            yield run_id, manifest
 
     def manifest_path(self, run_id: str) -> str:
         return self.fs.path("runs", check_run_id(run_id), "manifest.json")

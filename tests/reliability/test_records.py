@@ -1,0 +1,74 @@
+"""Which calibration record a run builds on: the newest valid one of a run that passed,
+newest by the chip's run sequence, not by a clock that may step back."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_hostile_input import labctl_main
+
+import labctl.store.run as store_run
+
+ARGS = ["calibrate", "--size", "8x8", "-q", "--json"]
+
+
+def calibrate(data: Path, *extra: str) -> tuple[int, dict, str]:
+    code, out, err = labctl_main([*ARGS, "--data", str(data), *extra])
+    assert code in (0, 1), err
+    run_id = json.loads(out)["run_id"]
+    manifest = json.loads((data / "runs" / run_id / "manifest.json").read_text())
+    return code, manifest, err
+
+
+def record_path(data: Path, run_id: str) -> Path:
+    return data / "runs" / run_id / "calibration.json"
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda r: r["readout"].update(gain=[math.nan] * len(r["readout"]["gain"])),
+    lambda r: r.update(stuck=[[999, 0]]),
+    lambda r: r.update(geometry="8x8"),
+    lambda r: r["readout"].update(offset_lsb=[0.0]),
+    lambda r: r.pop("readout"),
+])
+def test_a_corrupt_record_is_skipped_with_a_warning_and_the_one_before_used(tmp_path, tamper):
+    data = tmp_path / "d"
+    _, first, _ = calibrate(data)
+    _, second, _ = calibrate(data)
+    assert second["starting_from_record"] == first["run_id"]
+    path = record_path(data, second["run_id"])
+    record = json.loads(path.read_text())
+    tamper(record)
+    path.write_text(json.dumps(record, allow_nan=True))
+    code, third, err = calibrate(data)
+    assert third["starting_from_record"] == first["run_id"]
+    assert f"labctl: warning: calibration record of run {second['run_id']} skipped" in err
+
+
+def test_a_record_of_a_run_that_missed_its_acceptance_is_not_built_on(tmp_path):
+    data = tmp_path / "d"
+    _, good, _ = calibrate(data)
+    strict = tmp_path / "strict.toml"
+    builtin = (Path(__file__).parents[2] / "protocols" / "calibrate.toml").read_text()
+    strict.write_text(builtin.replace("max_error_sigma_us = 0.3", "max_error_sigma_us = 0.000001"))
+    code, failed, _ = calibrate(data, "--protocol", str(strict))
+    assert code == 1 and failed["passed"] is False
+    _, after, _ = calibrate(data)
+    assert after["starting_from_record"] == good["run_id"]
+
+
+def test_the_newest_run_is_the_last_started_even_after_the_clock_stepped_back(tmp_path, monkeypatch):
+    data = tmp_path / "d"
+    _, first, _ = calibrate(data)
+    real = store_run.new_run_id
+    monkeypatch.setattr(store_run, "new_run_id", lambda now=None: real(datetime.now(UTC) - timedelta(days=365)))
+    _, stepped_back, _ = calibrate(data)  # its id sorts before the first run's
+    assert stepped_back["run_id"] < first["run_id"]
+    monkeypatch.setattr(store_run, "new_run_id", real)
+    _, third, _ = calibrate(data)
+    assert third["starting_from_record"] == stepped_back["run_id"]
+    assert [first["sequence"], stepped_back["sequence"], third["sequence"]] == [1, 2, 3]
