@@ -10,6 +10,7 @@ line before it starts instead of hours in, on a full disk or out of memory.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +61,23 @@ def estimate(protocol: CalibrateProtocol, rows: int, cols: int) -> Budget:
                   disk_bytes=read_rows * READ_ROW_DISK_BYTES + pulses * PULSE_ROW_DISK_BYTES, read_rows=read_rows)
 
 
+OVERRIDE = "LABCTL_BUDGET"  # "off": run anyway (the estimate is an upper bound; the user may know better)
+
+
 def check_fits(budget: Budget, source: str, data_root: str | Path) -> None:
     """Refuse (exit 2) what will not fit; where a figure cannot be known, do not guess."""
+    if os.environ.get(OVERRIDE, "").lower() == "off":
+        return
     available = available_memory()
     if available is not None and budget.memory_bytes > available:
         raise UsageError(f"{source}: this run would need about {_size(budget.memory_bytes)} of memory and "
-                         f"{_size(available)} is available: fewer drift reads or temperatures, or a smaller array")
+                         f"{_size(available)} is available: fewer drift reads or temperatures, or a smaller array "
+                         f"({OVERRIDE}=off runs it anyway)")
     free = free_disk(data_root)
     if free is not None and budget.disk_bytes > free:
         raise UsageError(f"{source}: this run may write up to {_size(budget.disk_bytes)} "
-                         f"({budget.read_rows:,} read rows) and {str(data_root)!r} has {_size(free)} free")
+                         f"({budget.read_rows:,} read rows) and {str(data_root)!r} has {_size(free)} free "
+                         f"({OVERRIDE}=off runs it anyway)")
 
 
 def available_memory() -> int | None:

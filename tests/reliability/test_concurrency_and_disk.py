@@ -114,13 +114,15 @@ WHEN_WRITE_VERIFY_STARTS = """
 """
 
 
-def run_in_namespace(tmp_path: Path, config: Path, size: str, trigger: str = "") -> tuple[int, str, Path]:
+def run_in_namespace(tmp_path: Path, config: Path, size: str, trigger: str = "",
+                     budget: str = "off") -> tuple[int, str, Path]:
+    """``budget`` off: the run starts whatever its estimate, so the disk fills mid-run."""
     data, out = tmp_path / "mnt", tmp_path / "out"
     data.mkdir()
     out.mkdir()
     script = IN_NAMESPACE.format(size=size, python=sys.executable, trigger=trigger,
                                  args=f"calibrate chipA --fresh --config {config}")
-    subprocess.run(["unshare", "-rm", "bash", "-c", script], env={**os.environ, "DATA": str(data), "OUT": str(out)},
+    subprocess.run(["unshare", "-rm", "bash", "-c", script], env={**os.environ, "DATA": str(data), "OUT": str(out), "LABCTL_BUDGET": budget},
                    cwd=tmp_path, timeout=300, check=True)
     return int((out / "rc").read_text()), (out / "stderr").read_text(), out / "data"
 
@@ -132,6 +134,14 @@ def assert_intact(data: Path) -> list[Path]:
     leftovers = [p for p in data.rglob("*.tmp")]
     assert leftovers == [], leftovers
     return parts
+
+
+@needs_mount_namespace
+def test_a_disk_too_small_for_the_run_is_refused_before_it_starts(two_rigs, tmp_path):
+    _, config = two_rigs
+    code, err, data = run_in_namespace(tmp_path, config, "480k", budget="on")
+    assert code == 2 and "free" in err and err.strip().count("\n") == 0, err
+    assert manifests(data) == {} and not list(data.glob("*/chip=*"))
 
 
 @needs_mount_namespace
