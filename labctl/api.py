@@ -8,7 +8,6 @@ failure marks it ``failed`` with the reason and keeps what was measured.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import platform
 import socket

@@ -263,20 +263,11 @@ def schedule_add(
 def _check_scheduled(kind: str, chip: str, extra: str) -> None:
     """Parse the scheduled command line as labctl will at run time, and check its chip,
     protocol and options, so a typo fails now and not unattended at night."""
-    import shlex
-
     from labctl import api
     from labctl.errors import UsageError
-    from labctl.names import check_chip_name
-    from labctl.schedule import KINDS
+    from labctl.schedule import scheduled_options
 
-    if kind not in KINDS:
-        raise UsageError(f"cannot schedule {kind!r}: choose one of {', '.join(KINDS)}")
-    check_chip_name(chip)
-    try:
-        words = shlex.split(extra)
-    except ValueError as err:
-        raise UsageError(f"--args {extra!r}: {err}") from None
+    words = scheduled_options(kind, chip, extra)
     command = typer.main.get_command(app).commands[kind]  # type: ignore[attr-defined]
     try:
         params = command.make_context(kind, [chip, *words]).params

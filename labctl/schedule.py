@@ -60,15 +60,20 @@ def choose_via(via: str) -> str:
     raise LabctlError("no scheduler found: neither a systemd user session nor crontab is available")
 
 
-def labctl_command(kind: str, chip: str, extra: str, entry_id: str) -> str:
-    """The shell command a schedule runs: one line, every word quoted for ``sh``."""
+def scheduled_options(kind: str, chip: str, extra: str) -> list[str]:
+    """The options of a scheduled run as words, once its kind and chip name are known safe."""
     if kind not in KINDS:
         raise UsageError(f"cannot schedule {kind!r}: choose one of {', '.join(KINDS)}")
     check_chip_name(chip)
     try:
-        extra_args = shlex.split(extra)
+        return shlex.split(extra)
     except ValueError as err:
         raise UsageError(f"--args {extra!r}: {err}") from None
+
+
+def labctl_command(kind: str, chip: str, extra: str, entry_id: str) -> str:
+    """The shell command a schedule runs: one line, every word quoted for ``sh``."""
+    extra_args = scheduled_options(kind, chip, extra)
     log = state_dir() / "logs" / f"{entry_id}.log"
     argv = [sys.executable, "-m", "labctl", kind, chip, "--quiet", *extra_args]
     for what, text in (("--args", extra), ("the working directory", os.getcwd()), ("the log path", str(log)),

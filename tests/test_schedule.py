@@ -108,15 +108,9 @@ def systemd_exec_words(value: str) -> list[str]:
     words, word, i, quote, started = [], [], 0, None, False
     while i < len(value):
         c = value[i]
-        if c == "%":
-            assert value[i + 1] == "%", f"unescaped specifier %{value[i + 1]} in {value!r}"
-            word.append("%")
-            i += 2
-            started = True
-            continue
-        if c == "$":
-            assert value[i + 1] == "$", f"unescaped variable in {value!r}"
-            word.append("$")
+        if c in "%$":  # a specifier or a variable unless doubled
+            assert value[i + 1] == c, f"unescaped {c}{value[i + 1]} in {value!r}"
+            word.append(c)
             i += 2
             started = True
             continue
