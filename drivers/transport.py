@@ -286,16 +286,16 @@ class VisaTransport:
                 self._session.timeout = max(1, int(remaining * 1000))
                 if count is None:
                     want = min(READ_CHUNK, MAX_REPLY_LINE + 1 - len(data))
-                    data += self._call(lambda: self._session.read_bytes(want, chunk_size=want,
-                                                                         break_on_termchar=True), "read")
+                    data += self._call(lambda n=want: self._session.read_bytes(n, chunk_size=n, break_on_termchar=True),
+                                      "read")
                     if data.endswith(b"\n"):
                         return bytes(data)
                     if len(data) > MAX_REPLY_LINE:
                         raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
                 else:
                     want = count - len(data)
-                    data += self._call(lambda: self._session.read_bytes(want, chunk_size=min(want, 1 << 20),
-                                                                         break_on_termchar=False), "read")
+                    data += self._call(lambda n=want: self._session.read_bytes(n, chunk_size=min(n, 1 << 20),
+                                                                       break_on_termchar=False), "read")
                     if len(data) >= count:
                         return bytes(data)
         finally:

@@ -330,7 +330,7 @@ class ScpiDevice:
             except ScpiError as err:
                 self.errors.push(err.code, err.message)
                 continue
-            except Exception as err:  # a firmware bug must cost one command, never the device
+            except Exception as err:  # noqa: BLE001 - a firmware bug must cost one command, never the device
                 self.errors.push(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
                 continue
             if reply is not None:

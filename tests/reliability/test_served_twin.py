@@ -155,9 +155,7 @@ def test_a_flood_without_newline_does_not_stall_other_clients(server):
                 sent += 65536
         except OSError:
             pass  # dropped once past the cap
-        began = time.monotonic()
-        assert ask(bystander, b"*IDN?\n") == IDN
-        assert time.monotonic() - began < 1.9  # inside a driver's 2 s timeout
+        assert ask(bystander, b"*IDN?\n") == IDN  # within the socket's 2 s timeout, a driver's too
     assert sent < 8 * 2**20
     every_instrument_answers(server)
 
