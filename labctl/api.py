@@ -98,7 +98,8 @@ def calibrate(
     spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
                                                      protocol=protocol, config=config, builtin=builtin, drift=drift)
     store = RunStore(data_root(data))
-    if spec.rows is not None:  # an in-process twin: its size is known before it is built
+    size_known = spec.rows is not None  # an in-process twin: its size is known before it is built
+    if size_known:
         check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
 
     with chip_lock(spec.name, f"labctl {loaded.protocol.name}", spec.resources) as lock, open_rig(spec) as rig:
@@ -107,7 +108,8 @@ def calibrate(
         rig.heater_on_exit = loaded.protocol.heater_on_exit
         spec = rig.spec  # now with the board's geometry
         target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
-        check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)  # the board's size
+        if not size_known:  # a board: its size is what it answered
+            check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
         store.check_writable()
         record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
         adc = rig.board.adc()

@@ -114,17 +114,12 @@ def observed_status(manifest: dict) -> str | None:
     """The manifest's status, except that a run still marked ``running`` whose process is
     gone (killed, or stopped by a disk that would not take the word ``failed``) is
     ``interrupted``: resumable, and not running. Runs of other hosts are taken at their word."""
-    import os
     import socket
+
+    from labctl.store.run import process_alive
 
     status = manifest.get("status")
     pid = manifest.get("pid")
     if status != "running" or not isinstance(pid, int) or manifest.get("host") != socket.gethostname():
         return status
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except PermissionError:
-        pass  # alive, someone else's
-    return status
+    return status if process_alive(pid) else "interrupted"

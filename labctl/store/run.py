@@ -42,7 +42,8 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (signal 0 probes without touching it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,7 +91,7 @@ class RunStore:
         stale = re.compile(rf"\.+labctl-probe-{re.escape(_host_tag())}-(\d+)\b")
         for name in self.fs.listdir(self.fs.base):
             match = stale.match(name)
-            if match and not _process_alive(int(match[1])):
+            if match and not process_alive(int(match[1])):
                 self.fs.delete(self.fs.path(name))
 
     def create_run(self, chip: str, manifest: dict[str, Any], prepare: Callable[[Run], None] | None = None) -> Run:
