@@ -280,9 +280,7 @@ class VisaTransport:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    what = "no complete reply" if count is None else f"reply cut short: {len(data)} of {count} bytes"
-                    raise InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s"
-                                            + (f" (got {bytes(data[:40])!r})" if data and count is None else ""))
+                    raise self._late(count, data)
                 self._session.timeout = max(1, int(remaining * 1000))
                 if count is None:
                     want = min(READ_CHUNK, MAX_REPLY_LINE + 1 - len(data))
@@ -291,7 +289,7 @@ class VisaTransport:
                     if data.endswith(b"\n"):
                         return bytes(data)
                     if len(data) > MAX_REPLY_LINE:
-                        raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+                        raise self._too_long()
                 else:
                     want = count - len(data)
                     data += self._call(lambda n=want: self._session.read_bytes(n, chunk_size=min(n, 1 << 20),
@@ -316,17 +314,14 @@ class VisaTransport:
                     return line
                 if len(self._pending) >= MAX_REPLY_LINE:
                     self._pending.clear()
-                    raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+                    raise self._too_long()
             elif len(self._pending) >= count:
                 data = bytes(self._pending[:count])
                 del self._pending[:count]
                 return data
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                what = "no complete reply" if count is None else f"reply cut short: {len(self._pending)} of {count} bytes"
-                raise InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s"
-                                        + (f" (got {bytes(self._pending[:40])!r})" if self._pending and count is None
-                                           else ""))
+                raise self._late(count, self._pending)
             try:
                 ready, _, _ = select.select([sock], [], [], remaining)
                 chunk = sock.recv(1 << 20) if ready else None
@@ -336,6 +331,14 @@ class VisaTransport:
                 raise LinkError(f"{self.resource}: read failed: the instrument closed the connection")
             if chunk:
                 self._pending += chunk
+
+    def _late(self, count: int | None, got: bytes | bytearray) -> InstrumentTimeout:
+        what = "no complete reply" if count is None else f"reply cut short: {len(got)} of {count} bytes"
+        shown = f" (got {bytes(got[:40])!r})" if got and count is None else ""
+        return InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s{shown}")
+
+    def _too_long(self) -> ReplyError:
+        return ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
 
     def recover(self) -> None:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""

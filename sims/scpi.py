@@ -120,12 +120,10 @@ def find_message_end(buffer: bytes | bytearray) -> int:
 
     Raises ``IncompleteMessage`` when more bytes are needed.
     """
-    framer = MessageFramer(max_text=sys.maxsize, max_block=sys.maxsize)
-    framer._buffer.extend(buffer)
-    end = framer._scan()
-    if end is None:
+    messages = MessageFramer(max_text=sys.maxsize, max_block=sys.maxsize).feed(bytes(buffer))
+    if not messages:
         raise IncompleteMessage
-    return end
+    return len(messages[0])
 
 
 class MessageFramer:
