@@ -44,10 +44,16 @@ class DriftParams(BaseModel):
     settle_tolerance_k: float = Field(0.5, gt=0, le=50)
     settle_poll_s: float = Field(10.0, gt=0, le=3600)
     settle_timeout_s: float = Field(7200.0, gt=0, le=7 * 86400)
+    heater_range: int = Field(3, ge=1, le=3)  # Lake Shore loop 1 range set with every set point: 1 low .. 3 high
     reference_rows: int = Field(16, ge=1, le=4096)  # rows read as the compensation reference
     fit_cells: int = Field(4096, ge=16, le=1_000_000)  # cells used to find each segment's acceleration
     mvm_vectors: int = Field(32, ge=2, le=100_000)
     seed: int = Field(0, ge=0)
+
+
+class SetPointNotReached(RuntimeError):
+    """The chip did not settle at a segment's temperature: its reads would be at the
+    wrong temperature, so the segment is not measured and the step fails."""
 
 
 def log_schedule(first_s: float, duration_s: float, reads: int) -> np.ndarray:
@@ -222,8 +228,13 @@ def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Call
                 while True:
                     now, measured = board.clock_s(), read_temperature()
                     trace.append([now, measured])
-                    if abs(measured - kelvin) <= params.settle_tolerance_k or now >= deadline:
+                    if abs(measured - kelvin) <= params.settle_tolerance_k:
                         break
+                    if now >= deadline:
+                        raise SetPointNotReached(
+                            f"drift segment {k + 1}: the chip reached {measured:.2f} K, not {kelvin:g} K "
+                            f"±{params.settle_tolerance_k:g} K, within settle_timeout_s = {params.settle_timeout_s:g} s "
+                            f"(heater range {params.heater_range}); no reads were taken at it")
                     wait(params.settle_poll_s)
             entries.append({"temperature_k": kelvin, "start_s": board.clock_s() if k else programmed_s,
                             "settle_trace": trace, "times_s": []})

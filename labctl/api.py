@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.drift import SetPointNotReached
 from calibration.readout import Readout
 from calibration.targets import TargetError, check_targets, differential_pairs, ramp
 from drivers.errors import DriverError
@@ -177,7 +178,7 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
     try:
         run_steps(ctx)
         _save_record(ctx)
-    except DriverError as err:
+    except (DriverError, SetPointNotReached) as err:
         run.fail("failed", str(err))
         raise RunFailed(f"run {run.id} failed: {err} (labctl resume {run.id} continues it)") from err
     except OSError as err:

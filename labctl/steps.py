@@ -273,7 +273,7 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
 
     segments = run_segments(
         board, ctx.readout, params, wait,
-        (lambda kelvin: setattr(controller, "set_point_k", kelvin)) if controller is not None else None,
+        (lambda kelvin: _set_point(controller, kelvin, params.heater_range)) if controller is not None else None,
         (lambda: controller.temperature_k) if controller is not None else None,
         journal, save_journal, recorded, on_read, after_segment,
     )
@@ -300,6 +300,13 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         "mvm_raw_worst_fs": comp["raw"]["worst_fs"], "mvm_global_worst_fs": comp["global"]["worst_fs"],
         "mvm_column_worst_fs": comp["column"]["worst_fs"],
     }
+
+
+def _set_point(controller, kelvin: float, heater_range: int) -> None:
+    """The heater range first: an earlier run may have left the heater off (range 0),
+    and then no set point above ambient is ever reached."""
+    controller.heater_range = heater_range
+    controller.set_point_k = kelvin
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
