@@ -177,7 +177,9 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
     run = ctx.run
     try:
         run_steps(ctx)
-        _save_record(ctx)
+        checks = acceptance_checks(ctx.figures, ctx.protocol.acceptance)
+        if all(check.passed for check in checks):
+            _save_record(ctx)  # only a run that met its acceptance leaves a record later runs build on
     except (DriverError, SetPointNotReached) as err:
         run.fail("failed", str(err))
         raise RunFailed(f"run {run.id} failed: {err} (labctl resume {run.id} continues it)") from err
@@ -190,7 +192,6 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
     except BaseException as err:
         run.fail("aborted" if isinstance(err, KeyboardInterrupt) else "failed", repr(err))
         raise
-    checks = acceptance_checks(ctx.figures, ctx.protocol.acceptance)
     outcome = CalibrationOutcome(run.id, run.chip, str(run.store.root), ctx.write_verify, checks, ctx.figures,
                                  ctx.readout_source, time.perf_counter() - started, ctx.temperature_k)
     summary = outcome.summary()

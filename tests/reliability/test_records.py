@@ -57,6 +57,8 @@ def test_a_record_of_a_run_that_missed_its_acceptance_is_not_built_on(tmp_path):
     strict.write_text(builtin.replace("max_error_sigma_us = 0.3", "max_error_sigma_us = 0.000001"))
     code, failed, _ = calibrate(data, "--protocol", str(strict))
     assert code == 1 and failed["passed"] is False
+    assert record_path(data, good["run_id"]).exists()
+    assert not record_path(data, failed["run_id"]).exists()  # nothing a later run could mistake for a record
     _, after, _ = calibrate(data)
     assert after["starting_from_record"] == good["run_id"]
 
