@@ -112,7 +112,8 @@ def calibrate(
         if not size_known:  # a board: its size is what it answered
             check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
         store.check_writable()
-        record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols))
+        identity = rig.chip_identity
+        record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols), identity)
         adc = rig.board.adc()
         t0, temperature = rig.board.clock_and_temperature()
         nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
@@ -234,7 +235,8 @@ def _save_record(ctx: StepContext) -> None:
         return
     stuck = ctx.stuck_map if ctx.stuck_map is not None else np.zeros(ctx.targets.shape, dtype=bool)
     save_record(ctx.run, CalibrationRecord(
-        chip=ctx.run.chip, run_id=ctx.run.id, created_utc=utc_now(), temperature_k=ctx.temperature_k,
+        chip=ctx.run.chip, identity=ctx.rig.chip_identity, run_id=ctx.run.id, created_utc=utc_now(),
+        temperature_k=ctx.temperature_k,
         geometry=ctx.targets.shape, readout_gain=np.asarray(ctx.readout.gain, dtype=float),
         readout_offset_lsb=np.asarray(ctx.readout.offset, dtype=float), stuck=stuck,
         mvm_slope=ctx.mvm_slope, mvm_intercept_ua=ctx.mvm_intercept_ua,
@@ -305,6 +307,7 @@ def _provenance(spec: ChipSpec, loaded: LoadedProtocol, rig: Rig, targets: Any,
         "user": _user(),
         "command": redact_all(sys.argv),
         "chip_spec": spec.describe(),
+        "chip_identity": rig.chip_identity,
         "seed": spec.config.twin.seed if spec.config.twin else None,
         "preset": spec.config.twin.preset if spec.config.twin else None,
         "instruments": rig.snapshot(),

@@ -3,7 +3,12 @@
 A record lives with its run (``runs/<id>/calibration.json``): per-column read-out gain
 and offset, the stuck map, the MVM correction, when and at what temperature. The
 conductances it achieved are the run's ``cells`` table. A later run on the same chip
-(and geometry) starts from the newest record unless asked for a fresh calibration.
+starts from the newest record unless asked for a fresh calibration.
+
+"The same chip" is the physical chip, not the name in ``lab.toml``: a record carries
+the board's identity (maker, model and serial of ``*IDN?``; a twin's serial names its
+preset, seed and size), and a record of another identity is never reused, even under
+the same name: its stuck map and read-out belong to other silicon.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ log = logging.getLogger("labctl.records")
 @dataclass(frozen=True)
 class CalibrationRecord:
     chip: str
+    identity: str  # the board's maker,model,serial: which physical chip
     run_id: str
     created_utc: str
     temperature_k: float
@@ -37,6 +43,7 @@ class CalibrationRecord:
     def as_json(self) -> dict[str, Any]:
         return {
             "chip": self.chip,
+            "identity": self.identity,
             "run_id": self.run_id,
             "created_utc": self.created_utc,
             "temperature_k": self.temperature_k,
@@ -68,10 +75,13 @@ class CalibrationRecord:
             temperature = float(data["temperature_k"])
             if not np.isfinite(temperature) or temperature <= 0:
                 raise RecordError(f"temperature {data['temperature_k']!r}")
-            if not all(isinstance(data[key], str) for key in ("chip", "run_id", "created_utc")):
-                raise RecordError("chip, run_id and created_utc must be text")
+            if "identity" not in data:
+                raise RecordError("it names no chip identity (written before records were keyed by the board's "
+                                  "identity)")
+            if not all(isinstance(data[key], str) for key in ("chip", "identity", "run_id", "created_utc")):
+                raise RecordError("chip, identity, run_id and created_utc must be text")
             return cls(
-                chip=data["chip"], run_id=data["run_id"], created_utc=data["created_utc"], temperature_k=temperature,
+                chip=data["chip"], identity=data["identity"], run_id=data["run_id"], created_utc=data["created_utc"], temperature_k=temperature,
                 geometry=(rows, cols), readout_gain=gain, readout_offset_lsb=offset, stuck=stuck,
                 mvm_slope=None if mvm is None else _finite(mvm["slope"], (cols,), "MVM slope"),
                 mvm_intercept_ua=None if mvm is None else _finite(mvm["intercept_ua"], (cols,), "MVM intercept"),
@@ -99,11 +109,14 @@ def save_record(run: Run, record: CalibrationRecord) -> None:
     run.write_json(RECORD_NAME, record.as_json())
 
 
-def latest_record(store: RunStore, chip: str, geometry: tuple[int, int]) -> CalibrationRecord | None:
-    """The newest valid record of a run on this chip and geometry that passed its
-    acceptance. A record that fails validation is skipped with a warning and the one
-    before it is used: one bad file must not stop every later calibration."""
+def latest_record(store: RunStore, chip: str, geometry: tuple[int, int], identity: str) -> CalibrationRecord | None:
+    """The newest valid record of a run on this physical chip (name, board identity and
+    geometry) that passed its acceptance. A record that fails validation is skipped with
+    a warning and the one before it is used: one bad file must not stop every later
+    calibration. Records of another identity under this name are skipped with one warning."""
     fs = store.fs
+    other: list[tuple[str, str]] = []
+    found = None
     for run_id, manifest in store.runs_newest_first(chip):
         if manifest.get("status") != "completed" or manifest.get("passed") is False:
             continue  # a failed run's record is not one to build on
@@ -118,6 +131,20 @@ def latest_record(store: RunStore, chip: str, geometry: tuple[int, int]) -> Cali
         except (ValueError, AttributeError) as err:
             log.warning("calibration record of run %s skipped, it cannot be used: %s", run_id, err)
             continue
+        if record.identity != identity:
+            other.append((run_id, record.identity))
+            continue
         if record.geometry == tuple(geometry):
-            return record
-    return None
+            found = record
+            break
+    if other:
+        newest_run, newest_identity = other[0]
+        log.warning("%d calibration record(s) of %s belong to another chip and are not reused (newest: run %s, "
+                    "identity %s; this chip is %s)", len(other), chip, newest_run, newest_identity, identity)
+    return found
+
+
+def chip_identity(maker: str, model: str, serial: str) -> str:
+    """What names a physical chip: the board's identity without its firmware version,
+    which an update changes while the silicon stays."""
+    return f"{maker},{model},{serial}"

@@ -29,6 +29,13 @@ class Rig:
     twin: Any = None  # the in-process twin rig, when the chip is simulated here (tests read it)
     heater_on_exit: str = "hold"  # "off": the controller's heater is switched off when the rig closes
 
+    @property
+    def chip_identity(self) -> str:
+        """Which physical chip this is (the board's maker, model and serial): what records are keyed by."""
+        from labctl.records import chip_identity
+
+        return chip_identity(self.identity.maker, self.identity.model, self.identity.serial)
+
     def instruments(self) -> dict[str, Any]:
         found = {"board": self.board, "smu": self.smu, "temperature": self.temperature}
         return {name: inst for name, inst in found.items() if inst is not None}

@@ -74,6 +74,11 @@ class FaultInjector:
         return reply[:at] + b"\xff" + reply[at + 1 :]
 
 
+def twin_serial(preset: str, seed: int, rows: int, cols: int) -> str:
+    """A twin's serial names what makes it one chip and not another: preset, seed and size."""
+    return f"TWIN-{preset.upper()}-S{seed}-{rows}X{cols}"
+
+
 @dataclass
 class TwinRig:
     """One simulated chip and the three instruments around it."""
@@ -89,7 +94,7 @@ class TwinRig:
     def build(cls, preset: str = "pcm", seed: int = 0, rows: int | None = None, cols: int | None = None,
               fault_seed: int = 0) -> TwinRig:
         chip = ChipModel(preset, seed=seed, rows=rows, cols=cols)
-        board = BoardTwin(chip, serial=f"TWIN-{seed}")
+        board = BoardTwin(chip, serial=twin_serial(preset, seed, chip.rows, chip.cols))
         rig = cls(chip, board, SmuTwin(board), TemperatureTwin(chip), FaultInjector(fault_seed))
         board.faults = rig.faults  # SIM:FAULT reaches the injector through the board
         return rig

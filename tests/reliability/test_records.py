@@ -74,3 +74,29 @@ def test_the_newest_run_is_the_last_started_even_after_the_clock_stepped_back(tm
     _, third, _ = calibrate(data)
     assert third["starting_from_record"] == stepped_back["run_id"]
     assert [first["sequence"], stepped_back["sequence"], third["sequence"]] == [1, 2, 3]
+
+
+def test_a_record_belongs_to_one_physical_chip_not_to_a_name(tmp_path):
+    """Two twins under one name (other seed): neither builds on the other's stuck map or read-out."""
+    data = tmp_path / "d"
+    _, seed3, _ = calibrate(data, "--seed", "3")
+    code, seed0, err = calibrate(data)
+    assert seed0["starting_from_record"] is None
+    assert seed0["chip_identity"] != seed3["chip_identity"]
+    assert "belong to another chip and are not reused" in err and seed3["run_id"] in err
+    _, seed0_again, _ = calibrate(data)
+    assert seed0_again["starting_from_record"] == seed0["run_id"]
+    _, seed3_again, _ = calibrate(data, "--seed", "3")
+    assert seed3_again["starting_from_record"] == seed3["run_id"]
+
+
+def test_a_record_without_an_identity_is_not_reused(tmp_path):
+    data = tmp_path / "d"
+    _, first, _ = calibrate(data)
+    path = record_path(data, first["run_id"])
+    record = json.loads(path.read_text())
+    record.pop("identity")
+    path.write_text(json.dumps(record))
+    _, second, err = calibrate(data)
+    assert second["starting_from_record"] is None
+    assert "names no chip identity" in err

@@ -19,7 +19,7 @@ import pytest
 from sims.scpi import MAX_TEXT_BYTES, MessageFramer, MessageTooLarge
 from sims.server import RigServer, TwinRig
 
-IDN = b"LABCTL,ACB-TWIN,TWIN-0,0.1.0\n"
+IDN = b"LABCTL,ACB-TWIN,TWIN-PCM-S0-16X16,0.1.0\n"
 
 
 @pytest.fixture
