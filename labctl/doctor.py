@@ -1,15 +1,27 @@
-"""``labctl doctor``: connect to every instrument of a chip, identify it, check its limits."""
+"""``labctl doctor``: connect to every instrument of a chip, identify it, check its limits.
+
+Each instrument is opened and judged on its own, so a dead SMU is named as the SMU and
+the board and controller are still checked. The doctor only asks: it changes no
+setting and leaves no "safe state" behind, and it takes the chip's lock like a run
+does, so it refuses (naming the run) while a run holds the chip instead of disturbing it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from drivers.board import Board
 from drivers.errors import DriverError
-from labctl.config import resolve_chip
-from labctl.errors import InstrumentFailure
-from labctl.rig import Rig, open_rig
+from drivers.safety import SafeOperatingArea
+from drivers.smu import Keithley2450
+from drivers.temperature import LakeShore335
+from drivers.transport import Transport, open_transport
+from labctl.config import ChipSpec, resolve_chip
+from labctl.lock import chip_lock
+from labctl.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports
 
 
 @dataclass(frozen=True)
@@ -22,29 +34,44 @@ class Finding:
 
 
 def examine(chip: str, config: str | Path | None = None) -> list[Finding]:
+    """One finding per instrument, configured or not; raises ``ChipBusy`` while a run holds the chip."""
     spec = resolve_chip(chip, config=config)
+    with chip_lock(spec.name, "labctl doctor", spec.resources):
+        transports = twin_transports(spec, None)[0] if spec.is_twin else None
+        try:
+            return [_examine_one(spec, name, transports) for name in CHECKS]
+        finally:
+            for transport in (transports or {}).values():
+                transport.close()
+
+
+def _examine_one(spec: ChipSpec, name: str, twin: dict[str, Transport] | None) -> Finding:
+    driver, serial, check = CHECKS[name]
+    if twin is not None:
+        transport = twin[name]
+    else:
+        resource = getattr(spec.config, name)
+        if not resource:
+            return Finding(name, "-", "-", "not configured", name != "board")
+        try:
+            transport = open_transport(resource, spec.config.timeout_s, serial, None, name)
+        except DriverError as err:
+            return Finding(name, resource, "-", f"cannot connect: {err}", False)
     try:
-        with open_rig(spec) as rig:
-            return [_check(rig, name, check) for name, check in CHECKS.items()]
-    except InstrumentFailure as err:
-        return [Finding("board", spec.config.board or "twin", "-", str(err), False)]
+        instrument = driver(transport, soa=spec.soa)
+        instrument.retries = spec.config.retries
+        try:
+            identity = instrument.identify()
+            detail, ok = check(instrument, spec.soa)
+        except DriverError as err:
+            return Finding(name, transport.resource, "-", str(err), False)
+        return Finding(name, transport.resource, identity, detail, ok)
+    finally:
+        if twin is None:
+            transport.close()
 
 
-def _check(rig: Rig, name: str, check: Callable[[Rig], tuple[str, bool]]) -> Finding:
-    instrument = rig.instruments().get(name)
-    if instrument is None:
-        return Finding(name, "-", "-", "not configured", True)
-    resource = instrument.transport.resource
-    try:
-        identity = instrument.identify()
-        detail, ok = check(rig)
-    except DriverError as err:
-        return Finding(name, resource, "-", str(err), False)
-    return Finding(name, resource, identity, detail, ok)
-
-
-def _board(rig: Rig) -> tuple[str, bool]:
-    board, soa = rig.board, rig.spec.soa
+def _board(board: Board, soa: SafeOperatingArea) -> tuple[str, bool]:
     g, adc, limits = board.geometry(), board.adc(), board.pulse_limits()
     volts = board.read_voltage
     ok = volts <= soa.read_voltage_max_v
@@ -53,8 +80,7 @@ def _board(rig: Rig) -> tuple[str, bool]:
             f"{'' if ok else f' above the safe {soa.read_voltage_max_v:g} V'}", ok)
 
 
-def _smu(rig: Rig) -> tuple[str, bool]:
-    smu, soa = rig.smu, rig.spec.soa
+def _smu(smu: Keithley2450, soa: SafeOperatingArea) -> tuple[str, bool]:
     volts, limit, output = smu.source_voltage, smu.current_limit, smu.output_enabled
     problems = []
     if abs(volts) > soa.smu_voltage_max_v:
@@ -65,12 +91,17 @@ def _smu(rig: Rig) -> tuple[str, bool]:
     return (state + ("; " + "; ".join(problems) if problems else ""), not problems)
 
 
-def _temperature(rig: Rig) -> tuple[str, bool]:
-    tc, soa = rig.temperature, rig.spec.soa
-    kelvin, set_point = tc.temperature_k, tc.set_point_k
+def _temperature(tc: LakeShore335, soa: SafeOperatingArea) -> tuple[str, bool]:
+    kelvin, set_point, heater = tc.temperature_k, tc.set_point_k, tc.heater_range
     ok = soa.temperature_min_k <= kelvin <= soa.temperature_max_k
-    return (f"{kelvin:.2f} K (set point {set_point:.2f} K), safe {soa.temperature_min_k:g}-{soa.temperature_max_k:g} K",
-            ok)
+    heater_text = {0: "off", 1: "low", 2: "medium", 3: "high"}.get(heater, str(heater))
+    return (f"{kelvin:.2f} K (set point {set_point:.2f} K, heater {heater_text}), "
+            f"safe {soa.temperature_min_k:g}-{soa.temperature_max_k:g} K", ok)
 
 
-CHECKS: dict[str, Callable[[Rig], tuple[str, bool]]] = {"board": _board, "smu": _smu, "temperature": _temperature}
+Check = Callable[[Any, SafeOperatingArea], tuple[str, bool]]
+CHECKS: dict[str, tuple[type, dict[str, Any] | None, Check]] = {
+    "board": (Board, BOARD_SERIAL, _board),
+    "smu": (Keithley2450, None, _smu),
+    "temperature": (LakeShore335, LAKESHORE_SERIAL, _temperature),
+}

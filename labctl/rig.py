@@ -81,18 +81,7 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
 def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
     config = spec.config
     if config.twin is not None:
-        from sims.server import TwinRig
-
-        twin = TwinRig.build(config.twin.preset, seed=config.twin.seed, rows=spec.rows, cols=spec.cols)
-        transports: dict[str, Transport] = {
-            name: InProcessTransport(device.feed, resource=f"twin://{spec.name}/{name}")
-            for name, device in twin.devices.items()
-        }
-        if trace is not None:
-            from drivers.transport import TracedTransport
-
-            transports = {name: TracedTransport(t, trace, name) for name, t in transports.items()}
-        return transports, twin
+        return twin_transports(spec, trace)
     resources = {"board": (config.board, BOARD_SERIAL), "smu": (config.smu, None),
                  "temperature": (config.temperature, LAKESHORE_SERIAL)}
     opened: dict[str, Transport] = {}
@@ -105,6 +94,23 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
             transport.close()
         raise
     return opened, None
+
+
+def twin_transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
+    """An in-process twin rig built from the chip's twin options, and a transport to each of its devices."""
+    from sims.server import TwinRig
+
+    twin_options = spec.config.twin
+    twin = TwinRig.build(twin_options.preset, seed=twin_options.seed, rows=spec.rows, cols=spec.cols)
+    transports: dict[str, Transport] = {
+        name: InProcessTransport(device.feed, resource=f"twin://{spec.name}/{name}")
+        for name, device in twin.devices.items()
+    }
+    if trace is not None:
+        from drivers.transport import TracedTransport
+
+        transports = {name: TracedTransport(t, trace, name) for name, t in transports.items()}
+    return transports, twin
 
 
 def _safe_state(rig: Rig) -> None:
