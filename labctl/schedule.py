@@ -50,14 +50,26 @@ def systemd_dir() -> Path:
 
 
 def choose_via(via: str) -> str:
-    if via != "auto":
-        return via
-    if shutil.which("systemctl") and subprocess.run(["systemctl", "--user", "show-environment"],
-                                                    capture_output=True).returncode == 0:
-        return "systemd"
-    if shutil.which("crontab"):
-        return "cron"
-    raise LabctlError("no scheduler found: neither a systemd user session nor crontab is available")
+    """The scheduler to use, checked to be usable here: what a dry run says is what the
+    real one does (``auto``: a systemd user session, else crontab)."""
+    if via == "auto":
+        if _systemd_user_session():
+            return "systemd"
+        if shutil.which("crontab"):
+            return "cron"
+        raise LabctlError("no scheduler found: neither a systemd user session (systemctl --user) nor crontab "
+                          "is available on this host")
+    if via == "cron" and not shutil.which("crontab"):
+        raise LabctlError("--via cron: crontab is not installed on this host (or not on PATH)")
+    if via == "systemd" and not _systemd_user_session():
+        raise LabctlError("--via systemd: no systemd user session here ('systemctl --user show-environment' "
+                          "fails); log in with a user session or enable lingering (loginctl enable-linger)")
+    return via
+
+
+def _systemd_user_session() -> bool:
+    return bool(shutil.which("systemctl")) and subprocess.run(
+        ["systemctl", "--user", "show-environment"], capture_output=True).returncode == 0
 
 
 def scheduled_options(kind: str, chip: str, extra: str) -> list[str]:
@@ -163,7 +175,7 @@ def add(kind: str, chip: str, at: str, daily: bool, via: str, extra: str, dry_ru
     hour, minute = parse_at(at)
     entry_id = secrets.token_hex(3)
     command = labctl_command(kind, chip, extra, entry_id)
-    via = choose_via(via) if not dry_run or via != "auto" else ("systemd" if shutil.which("systemctl") else "cron")
+    via = choose_via(via)
     when = f"{'daily at' if daily else 'once at'} {hour:02d}:{minute:02d}"
     if via == "cron":
         line = cron_line(entry_id, hour, minute, daily, command)

@@ -45,7 +45,15 @@ def test_dry_run_prints_a_cron_entry_and_installs_nothing(home):
     assert not (home / "crontab.txt").exists()
 
 
+def fake_systemctl(home, session: bool) -> None:
+    """A `systemctl` whose user session answers (or not, as on a host with no login session)."""
+    fake = home / "bin" / "systemctl"
+    fake.write_text(f"#!/bin/sh\nexit {0 if session else 1}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+
+
 def test_dry_run_prints_systemd_units(home):
+    fake_systemctl(home, session=True)
     result = runner.invoke(app, ["schedule", "add", "calibrate", "chip0", "--at", "06:30", "--daily",
                                  "--via", "systemd", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -69,6 +77,26 @@ def test_cron_add_list_remove_round_trip(home):
     assert removed.exit_code == 0
     assert (home / "crontab.txt").read_text().strip() == "15 3 * * * backup-everything"
     assert "no labctl schedules" in runner.invoke(app, ["schedule", "list", "--via", "cron"]).stdout
+
+
+@pytest.mark.parametrize("dry_run", [["--dry-run"], []])
+@pytest.mark.parametrize("via, present, message", [
+    ("cron", [], "--via cron: crontab is not installed"),
+    ("systemd", ["systemctl-without-session"], "--via systemd: no systemd user session"),
+    ("auto", ["systemctl-without-session"], "no scheduler found"),
+])
+def test_a_dry_run_checks_what_the_real_run_needs(home, monkeypatch, dry_run, via, present, message):
+    """No crontab, no user session: the dry run fails exactly as the real one would, in one line."""
+    empty = home / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    if present:
+        fake_systemctl(home, session=False)
+        (home / "bin" / "systemctl").rename(empty / "systemctl")
+    result = runner.invoke(app, ["schedule", "add", "drift", "chip0", "--at", "22:00", "--via", via, *dry_run])
+    assert result.exit_code == 1 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (home / "crontab.txt").exists() and not (home / ".config" / "systemd").exists()
 
 
 @pytest.mark.parametrize("args, message", [
