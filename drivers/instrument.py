@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from contextlib import contextmanager
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,6 +37,29 @@ def resource_lock(resource: str) -> threading.RLock:
     so every driver and thread talking to an instrument takes turns, query and reply together."""
     with _REGISTRY_LOCK:
         return _RESOURCE_LOCKS.setdefault(resource, threading.RLock())
+
+
+@dataclass
+class LinkStats:
+    """What a flaky link cost: a run's summary says so, instead of just being slow."""
+
+    lost_replies: int = 0  # no reply (or no acknowledgement) within the timeout
+    damaged_replies: int = 0  # a reply that did not parse
+    link_drops: int = 0  # the connection or port failed and was opened again
+    retries: int = 0  # queries sent again
+    time_lost_s: float = 0.0  # from each failed attempt's start to the end of its recovery
+
+    def note_failure(self, err: Exception, started: float) -> None:
+        if isinstance(err, InstrumentTimeout):
+            self.lost_replies += 1
+        elif isinstance(err, LinkError):
+            self.link_drops += 1
+        else:
+            self.damaged_replies += 1
+        self.time_lost_s += time.monotonic() - started
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 
 Limits = tuple[float, float] | Callable[[Any], tuple[float, float]]
@@ -134,6 +159,7 @@ class ScpiInstrument:
         self._lock = resource_lock(transport.resource)
         self.last_command = ""
         self._interrupted = False  # an exchange was cut short: its reply may still be on the wire
+        self.link = LinkStats()
 
     # ---- raw exchange --------------------------------------------------------------
 
@@ -200,6 +226,7 @@ class ScpiInstrument:
         applied); the error queue, asked again, decides."""
         with self._lock, self._guard():
             self.last_command = command
+            started = time.monotonic()
             try:
                 self.transport.write(message)
                 reply = self.transport.read_line().decode("ascii").strip()
@@ -207,6 +234,7 @@ class ScpiInstrument:
             except (InstrumentTimeout, ReplyError, LinkError, UnicodeDecodeError) as err:
                 self._note(f"{command!r}: acknowledgement lost ({err}); asking the error queue")
                 self._recover()
+                self.link.note_failure(err, started)
                 self.check_errors(command)
                 return
         self._raise_if_error(code, text, command)
@@ -217,17 +245,22 @@ class ScpiInstrument:
         for attempt in range(self.retries + 1):
             with self._lock, self._guard():
                 self.last_command = command
+                started = time.monotonic()
                 try:
                     self.transport.write(message)
                     return read()
                 except InstrumentTimeout as err:
                     failure = err
                     self._recover()
+                    self.link.note_failure(err, started)
                     if attempt == 0 and self.has_error_queue and command.upper() not in ERROR_QUERIES:
                         self._raise_queued_error(command)
                 except (ReplyError, LinkError) as err:
                     failure = err
                     self._recover()
+                    self.link.note_failure(err, started)
+            if attempt < self.retries:
+                self.link.retries += 1
             self._note(f"{command!r}: {failure}; " + ("retrying" if attempt < self.retries else "giving up"))
         assert failure is not None
         raise type(failure)(self._context(failure)) from None

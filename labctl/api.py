@@ -194,7 +194,8 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
         run.fail("aborted" if isinstance(err, KeyboardInterrupt) else "failed", repr(err))
         raise
     outcome = CalibrationOutcome(run.id, run.chip, str(run.store.root), ctx.write_verify, checks, ctx.figures,
-                                 ctx.readout_source, time.perf_counter() - started, ctx.temperature_k)
+                                 ctx.readout_source, time.perf_counter() - started, ctx.temperature_k,
+                                 ctx.protocol.name, ctx.rig.link_stats())
     summary = outcome.summary()
     run.finish("completed", summary=summary, acceptance=summary["acceptance"], passed=outcome.passed)
     return outcome

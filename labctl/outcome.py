@@ -60,13 +60,15 @@ class CalibrationOutcome:
     readout_source: str
     wall_time_s: float
     temperature_k: float
+    protocol: str = "calibrate"
+    link: dict[str, Any] | None = None  # what a flaky link cost (Rig.link_stats)
 
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks)
 
     def summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {"run_id": self.run_id, "chip": self.chip}
+        summary: dict[str, Any] = {"run_id": self.run_id, "chip": self.chip, "protocol": self.protocol}
         wv = self.steps.get("write_verify")
         if wv is not None:
             summary.update({
@@ -86,6 +88,7 @@ class CalibrationOutcome:
             "readout": self.readout_source,
             "temperature_k": self.temperature_k,
             "wall_time_s": self.wall_time_s,
+            "link": self.link,
             "data": self.data_root,
             "steps": self.steps,
             "acceptance": [check.as_dict() for check in self.checks],

@@ -40,6 +40,13 @@ class Rig:
         found = {"board": self.board, "smu": self.smu, "temperature": self.temperature}
         return {name: inst for name, inst in found.items() if inst is not None}
 
+    def link_stats(self) -> dict[str, Any]:
+        """Lost and damaged replies, link drops, retries and time lost, in total and per instrument."""
+        per = {name: inst.link.as_dict() for name, inst in self.instruments().items()}
+        total: dict[str, Any] = {key: sum(stats[key] for stats in per.values()) for key in next(iter(per.values()))}
+        total["time_lost_s"] = round(total["time_lost_s"], 3)
+        return {**total, "timeout_s": self.spec.config.timeout_s, "by_instrument": per}
+
     def snapshot(self) -> dict[str, Any]:
         return {name: inst.snapshot() for name, inst in self.instruments().items()}
 

@@ -70,7 +70,7 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     from rich.table import Table
 
     s = outcome.summary()
-    table = Table(title=f"calibrate {s['chip']}  run {s['run_id']}", show_header=False, title_justify="left")
+    table = Table(title=f"{s['protocol']} {s['chip']}  run {s['run_id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     if "cells" in s:
@@ -83,6 +83,9 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table.add_row("read-out", s["readout"])
     table.add_row("temperature", f"{s['temperature_k']:.2f} K")
     table.add_row("wall time", f"{s['wall_time_s']:.2f} s")
+    link = s.get("link")
+    if link and (link["lost_replies"] or link["damaged_replies"] or link["link_drops"]):
+        table.add_row("link", link_line(link))
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
     console.print(table)
 
@@ -100,3 +103,13 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
         mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
         limits.add_row(check.name, f"{check.value:.4g}", f"{check.comparison} {check.limit:g}", mark)
     console.print(limits)
+
+
+def link_line(link: dict[str, Any]) -> str:
+    """Why a run was slow, when the wire was: losses by instrument and the time they cost."""
+    where = ", ".join(f"{name} {stats['lost_replies'] + stats['damaged_replies'] + stats['link_drops']}"
+                      for name, stats in link["by_instrument"].items()
+                      if stats["lost_replies"] + stats["damaged_replies"] + stats["link_drops"])
+    return (f"{link['lost_replies']} lost and {link['damaged_replies']} damaged replies, {link['link_drops']} link "
+            f"drops ({where}); {link['retries']} retries; {link['time_lost_s']:.1f} s of the wall time lost to them "
+            f"(timeout {link['timeout_s']:g} s)")

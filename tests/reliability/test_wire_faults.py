@@ -98,3 +98,28 @@ def test_a_full_calibration_survives_faults_and_a_pulled_cable(tmp_path, board):
         if "recover" in a
     )
     assert reconnect_gap  # the link stayed away about two seconds and the run waited for it
+
+
+def test_the_summary_says_what_a_lossy_link_cost_and_a_loss_costs_one_timeout(tmp_path):
+    """Dropped replies are counted (lost replies, retries, time lost) in the JSON summary
+    and the manifest, and each costs the timeout it waited, not a growing back-off."""
+    rig = TwinRig.build("pcm", seed=3, rows=8, cols=8, fault_seed=2)
+    rig.faults.set("drop", RATE)
+    timeout_s, data = 0.2, tmp_path / "data"
+    with RigServer(rig, pty=False) as server:
+        config = tmp_path / "lab.toml"
+        config.write_text(lab_toml(server, CHIP, board="tcp", timeout_s=timeout_s))
+        process = labctl(["calibrate", CHIP, "--config", str(config), "--data", str(data), "--protocol",
+                          str(lighter_protocol(tmp_path / "protocol.toml")), "--json", "-q"], tmp_path)
+        out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    link = json.loads(out)["link"]
+    dropped = rig.faults.counts["drop"]
+    assert dropped > 5
+    assert link["lost_replies"] == dropped  # every loss noticed and counted, none hidden
+    assert link["retries"] > 0 and link["damaged_replies"] == 0 and link["link_drops"] == 0
+    assert link["timeout_s"] == timeout_s
+    assert dropped * timeout_s <= link["time_lost_s"] <= dropped * (timeout_s + 0.1)
+    assert sum(stats["lost_replies"] for stats in link["by_instrument"].values()) == dropped
+    (run,) = manifests(data).values()
+    assert run["summary"]["link"]["lost_replies"] == dropped
