@@ -25,7 +25,7 @@ from drivers.errors import DriverError
 from labctl import __version__
 from labctl.budget import check_fits, estimate
 from labctl.config import ChipSpec, resolve_chip
-from labctl.errors import RunFailed, UsageError
+from labctl.errors import RunFailed, RunInterrupted, UsageError
 from labctl.lock import chip_lock
 from labctl.outcome import CalibrationOutcome, acceptance_checks
 from labctl.protocol import LoadedProtocol, load_protocol
@@ -139,7 +139,9 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
     """
     started = time.perf_counter()
     store = RunStore(data_root(data))
-    run = Run.open(store, run_id)
+    from labctl.store.query import resolve_run_id
+
+    run = Run.open(store, resolve_run_id(store.fs, run_id, store.fs.display()))
     if run.manifest.get("status") == "completed":
         raise UsageError(f"run {run_id} is already completed")
     if run.manifest.get("chip_spec", {}).get("twin") is not None:
@@ -190,8 +192,13 @@ def _execute(ctx: StepContext, started: float) -> CalibrationOutcome:
         raise RunFailed(f"run {run.id} failed: {reason}; " + (
             f"what was stored is intact and 'labctl resume {run.id}' continues it once there is room"
             if recorded else "its manifest could not be marked failed either; what was stored is intact")) from err
+    except KeyboardInterrupt as err:
+        run.fail("aborted", "interrupted (Ctrl-C or SIGTERM)")
+        how = ("it ran on a twin inside this process, which is gone: start a new run"
+               if ctx.rig.twin is not None else f"'labctl resume {run.id}' continues it")
+        raise RunInterrupted(f"run {run.id} interrupted and marked aborted, the rig left safe; {how}") from err
     except BaseException as err:
-        run.fail("aborted" if isinstance(err, KeyboardInterrupt) else "failed", repr(err))
+        run.fail("failed", repr(err))
         raise
     outcome = CalibrationOutcome(run.id, run.chip, str(run.store.root), ctx.write_verify, checks, ctx.figures,
                                  ctx.readout_source, time.perf_counter() - started, ctx.temperature_k,

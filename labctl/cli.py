@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,6 +36,7 @@ SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Twin only: se
 SizeOption = Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+RunIdArgument = Annotated[str, typer.Argument(help="Run id, a unique prefix or tail of one, or 'latest'.")]
 
 app = typer.Typer(
     name="labctl",
@@ -363,7 +365,7 @@ def drift(
 
 @app.command(epilog=EXIT_CODES)
 def resume(
-    run_id: Annotated[str, typer.Argument(help="The run to continue (see its manifest under runs/).")],
+    run_id: RunIdArgument,
     data: DataOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -405,28 +407,44 @@ def runs_list(
     if frame.empty:
         typer.echo("no runs")
         return
+    rows = [("RUN", "CHIP", "PROTOCOL", "STATUS", "STARTED (UTC)", "ENDED", "RESULT")]
     for row in frame.itertuples():
         ended = "" if row.ended_utc is None or str(row.ended_utc) == "NaT" else f"{row.ended_utc:%H:%M:%S}"
-        passed = {True: "passed", False: "FAILED"}.get(row.passed, "-")
-        typer.echo(f"{row.run_id}  {row.chip:<10} {row.protocol or '-':<10} {row.status:<10} "
-                   f"{row.started_utc:%Y-%m-%d %H:%M:%S} {ended:>8}  {passed}")
+        rows.append((row.run_id, row.chip, row.protocol or "-", row.status or "-",
+                     f"{row.started_utc:%Y-%m-%d %H:%M:%S}", ended, {True: "passed", False: "FAILED"}.get(row.passed, "-")))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(str(value).ljust(width) for value, width in zip(r, widths)).rstrip())
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(help="Run id.")], data: DataOption = None) -> None:
-    """Print a run's manifest: provenance, status, steps and acceptance."""
+def runs_show(run_id: RunIdArgument, data: DataOption = None, as_json: Annotated[
+        bool, typer.Option("--json", help="The whole manifest as JSON (provenance, protocol, every figure).")] = False,
+) -> None:
+    """A run's summary: chip, protocol, status (and why it failed), steps, acceptance, provenance."""
     import json
 
     from labctl import open_store
 
-    manifest = _run(lambda: open_store(data).manifest(run_id))
-    manifest.get("protocol", {}).pop("content", None)
-    typer.echo(json.dumps(manifest, indent=2))
+    def manifest():
+        store = open_store(data)
+        return store.manifest(store.resolve(run_id))
+
+    found = _run(manifest)
+    if as_json:
+        found.get("protocol", {}).pop("content", None)
+        typer.echo(json.dumps(found, indent=2))
+        return
+    from rich.console import Console
+
+    from labctl.run_view import render_manifest
+
+    render_manifest(found, Console())
 
 
 @app.command("export-model", epilog=EXIT_CODES)
 def export_model(
-    run_id: Annotated[str, typer.Argument(help="Run whose measured statistics to export.")],
+    run_id: RunIdArgument,
     fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
     out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     data: DataOption = None,
@@ -439,7 +457,16 @@ def export_model(
 
     if fmt != "json":
         _fail(f"--format {fmt!r}: only json is supported", 2)
-    text = json.dumps(_run(lambda: noise_model(open_store(data), run_id)), indent=2)
+    def export():
+        store = open_store(data)
+        return noise_model(store, store.resolve(run_id))
+
+    model = _run(export)
+    run_id = model["run_id"]
+    if model["run_status"] != "completed" or model["run_passed"] is False:
+        state = "missed its acceptance" if model["run_status"] == "completed" else f"is {model['run_status']}"
+        typer.echo(f"labctl: warning: run {run_id} {state}: its statistics may not describe the chip", err=True)
+    text = json.dumps(model, indent=2)
     if out is None:
         typer.echo(text)
     else:
@@ -452,22 +479,30 @@ def export_model(
 
 @app.command(epilog=EXIT_CODES)
 def report(
-    run_id: Annotated[str, typer.Argument(help="Run to report on.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Directory [default: ./reports/RUN].")] = None,
+    run_id: RunIdArgument,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Directory [default: reports/RUN beside runs/ in a local store, ./reports/RUN for a remote one].")
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """Write PNG plots and an HTML page of a run: maps, errors, pulses, drift, MVM, summary, provenance."""
     from labctl import open_store
     from labctl.report import write_report
 
-    page = _run(lambda: write_report(open_store(data), run_id, out or Path("reports") / run_id))
+    def report_run() -> Path:
+        store = open_store(data)
+        found = store.resolve(run_id)
+        default = Path("reports") / found if store.fs.remote else Path(store.fs.base) / "reports" / found
+        return write_report(store, found, out or default)
+
+    page = _run(report_run)
     typer.echo(f"report written to {page}")
 
 
 @app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")
 def compare(
-    run_a: Annotated[str, typer.Argument(help="Baseline run.")],
-    run_b: Annotated[str, typer.Argument(help="Run to check against it.")],
+    run_a: Annotated[str, typer.Argument(help="Baseline run (id, unique prefix or tail, or 'latest').")],
+    run_b: Annotated[str, typer.Argument(help="Run to check against it (id, unique prefix or tail, or 'latest').")],
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the KS tests.")] = 1e-3,
     max_change: Annotated[float, typer.Option("--max-change", help="Tolerated relative worsening.")] = 0.2,
     data: DataOption = None,
@@ -476,7 +511,21 @@ def compare(
     from labctl import open_store
     from labctl.analysis import compare as compare_runs
 
-    results = _run(lambda: compare_runs(open_store(data), run_a, run_b, alpha, max_change))
+    if not 0 < alpha < 1:
+        _fail(f"--alpha {alpha:g}: a significance level is between 0 and 1 (exclusive)", 2)
+    if not max_change >= 0:
+        _fail(f"--max-change {max_change:g}: must be 0 or more", 2)
+
+    def compared():
+        store = open_store(data)
+        first, second = store.resolve(run_a), store.resolve(run_b)
+        shapes = [store.manifest(found).get("chip_spec", {}).get("geometry") for found in (first, second)]
+        if shapes[0] and shapes[1] and shapes[0] != shapes[1]:
+            typer.echo(f"labctl: warning: run {first} is {shapes[0][1]}x{shapes[0][2]} and run {second} "
+                       f"{shapes[1][1]}x{shapes[1][2]}: their distributions are compared, not their cells", err=True)
+        return compare_runs(store, first, second, alpha, max_change)
+
+    results = _run(compared)
     typer.echo(f"{'metric':<22}{'A':>10}{'B':>10}{'change':>9}{'KS D':>8}{'p':>10}  verdict")
     for r in results:
         verdict = "REGRESSED" if r.regressed else "ok"
@@ -601,6 +650,8 @@ class _progress:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._bar = None
+        self._started = False
+        self._start_lock = threading.Lock()  # chips in parallel report from their own threads
         self._tasks: dict[str, object] = {}
 
     def __enter__(self):
@@ -613,21 +664,25 @@ class _progress:
             TextColumn("{task.description:<13}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("cells in band"),
+            TextColumn("{task.fields[unit]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
-        self._bar.start()
         return self.update
 
     def update(self, step: str, done: int, total: int) -> None:
+        with self._start_lock:  # started at the first step: an error before it leaves no blank line behind
+            if not self._started:
+                self._bar.start()
+                self._started = True
         if step not in self._tasks:
-            self._tasks[step] = self._bar.add_task(step.replace("_", "-"), total=total)
+            unit = "reads" if step.split()[-1] == "drift" else "cells in band"
+            self._tasks[step] = self._bar.add_task(step.replace("_", "-"), total=total, unit=unit)
         self._bar.update(self._tasks[step], completed=done, total=total)
 
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:
+        if self._started:
             self._bar.stop()
 
 
@@ -645,8 +700,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Exit as done:
         code = done.exit_code
-    except typer.Abort:
+    except typer.Abort:  # Ctrl-C outside a run (a run reports its own id and how to resume it)
         code = EXIT_INTERRUPTED
+        typer.echo("labctl: interrupted: no run was in progress, or it is marked aborted and the rig was left safe",
+                   err=True)
     except Exception as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # `labctl` or `labctl runs` alone: the help, as --help
             typer.echo(err.format_message())
@@ -665,8 +722,6 @@ def main() -> None:
                 err=True,
             )
             code = 3
-    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C (and our SIGTERM) into this code, silently
-        typer.echo("labctl: interrupted: any run in progress is marked aborted and the rig was left safe", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

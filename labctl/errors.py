@@ -22,3 +22,9 @@ class InstrumentFailure(LabctlError):
 
 class RunFailed(LabctlError):
     """A run started and could not finish; its manifest says ``failed`` and why."""
+
+
+class RunInterrupted(LabctlError):
+    """Ctrl-C or SIGTERM during a run: it is marked ``aborted`` and the message says how to go on."""
+
+    exit_code = 130

@@ -37,7 +37,7 @@ def _save(plt, fig, path: Path) -> str:
     return path.name
 
 
-def _cell_plots(plt, cells, out: Path) -> list[tuple[str, str]]:
+def _cell_plots(plt, cells, out: Path, tolerance_us: float | None) -> list[tuple[str, str]]:
     rows, cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
     grid = np.full((rows, cols, 2), np.nan)
     grid[cells["row"], cells["col"], 0] = cells["target_us"]
@@ -46,11 +46,18 @@ def _cell_plots(plt, cells, out: Path) -> list[tuple[str, str]]:
     for axis, index, title in ((axes[0], 0, "target (µS)"), (axes[1], 1, "achieved (µS)")):
         image = axis.imshow(grid[:, :, index], cmap="viridis", vmin=0, vmax=np.nanmax(grid))
         axis.set_title(title)
-        fig.colorbar(image, ax=axis)
+        axis.set_xlabel("column")
+        axis.set_ylabel("row")
+        fig.colorbar(image, ax=axis, label="G (µS)")
     plots = [("Conductance map: target and achieved", _save(plt, fig, out / "conductance_map.png"))]
     working = cells[~cells["stuck"]]
     fig, axis = plt.subplots(figsize=(6, 4))
     axis.hist(working["achieved_us"] - working["target_us"], bins=80)
+    if tolerance_us is not None:
+        for sign in (-1, 1):
+            axis.axvline(sign * tolerance_us, color="tab:red", ls="--", lw=1,
+                         label=f"tolerance ±{tolerance_us:g} µS" if sign > 0 else None)
+        axis.legend()
     axis.set_xlabel("achieved − target (µS)")
     axis.set_ylabel("cells")
     plots.append(("Programming error (cells not stuck)", _save(plt, fig, out / "error_histogram.png")))
@@ -66,10 +73,16 @@ def _drift_plots(plt, store: Store, run_id: str, fits, out: Path) -> list[tuple[
     rows, cols = int(fits["row"].max()) + 1, int(fits["col"].max()) + 1
     grid = np.full((rows, cols), np.nan)
     grid[fits["row"], fits["col"]] = fits["nu"]
+    good = fits.loc[fits["r2"] > 0.5, "nu"].to_numpy()
+    low, high = (np.percentile(good, [1, 99]) if good.size else (np.nanmin(grid), np.nanmax(grid)))
+    low = max(float(low), 0.0)  # a few negative ν (noise on stuck or flat cells) must not stretch the scale
+    clipped = int(((grid < low) | (grid > high)).sum())
     fig, axis = plt.subplots(figsize=(5.5, 4.5))
-    image = axis.imshow(grid, cmap="magma")
-    fig.colorbar(image, ax=axis, label="ν")
-    axis.set_title("drift exponent ν")
+    image = axis.imshow(grid, cmap="magma", vmin=low, vmax=high)
+    fig.colorbar(image, ax=axis, label="ν", extend="both")
+    axis.set_xlabel("column")
+    axis.set_ylabel("row")
+    axis.set_title(f"drift exponent ν (1st-99th percentile; {clipped} cells beyond)")
     plots = [("Drift exponent map", _save(plt, fig, out / "nu_map.png"))]
     try:
         programmed = json.loads(store.run_file(run_id, "drift.json") or b"{}")["programmed_s"]
@@ -79,32 +92,48 @@ def _drift_plots(plt, store: Store, run_id: str, fits, out: Path) -> list[tuple[
     manifest = store.manifest(run_id)
     fit_start = manifest["protocol"]["effective"]["drift"]["fit_start_s"]
     reads = store.table("reads", run=run_id, columns=["phase", "t_s", "row", "col", "g_us"])
-    first = sorted(p for p in reads["phase"].unique() if str(p).startswith("drift"))[:1]
-    if first:
-        segment = reads[reads["phase"] == first[0]]
-        picks = fits[fits["r2"] > 0.5].sample(n=min(12, len(fits)), random_state=0)
-        fig, axis = plt.subplots(figsize=(6.5, 4.5))
-        for pick in picks.itertuples():
+    phases = [p for p in reads["phase"].unique() if str(p).startswith("drift-")]
+    phases.sort(key=lambda phase: reads.loc[reads["phase"] == phase, "t_s"].min())  # in the order they ran
+    if not phases:
+        return plots
+    picks = fits[fits["r2"] > 0.5]
+    picks = picks.sample(n=min(8, len(picks)), random_state=0)
+    colours = [plt.get_cmap("tab10")(k % 10) for k in range(len(phases))]
+    fig, axis = plt.subplots(figsize=(7, 4.8))
+    for k, phase in enumerate(phases):
+        segment = reads[reads["phase"] == phase]
+        for n, pick in enumerate(picks.itertuples()):
             cell = segment[(segment["row"] == pick.row) & (segment["col"] == pick.col)]
             since = cell["t_s"] + run_start - programmed
-            line = axis.loglog(since, cell["g_us"], ".", ms=3)[0]
-            fitted = since[since >= fit_start]
-            axis.loglog(fitted, pick.g0_us * (fitted / fit_start) ** -pick.nu, "-", color=line.get_color(), lw=0.8)
-        axis.set_xlabel("time since programming (s)")
-        axis.set_ylabel("G (µS)")
-        axis.set_title(f"drift curves and power-law fits ({first[0]})")
-        plots.append(("Drift curves with power-law fits", _save(plt, fig, out / "drift_curves.png")))
+            axis.loglog(since, cell["g_us"], ".", ms=3, color=colours[k],
+                        label=f"{phase.removeprefix('drift-')} reads" if n == 0 else None)
+            if k == 0:
+                fitted = since[since >= fit_start]
+                axis.loglog(fitted, pick.g0_us * (fitted / fit_start) ** -pick.nu, "-", color="black", lw=0.7,
+                            label="power-law fit" if n == 0 else None)
+    axis.set_xlabel("time since programming (s)")
+    axis.set_ylabel("G (µS)")
+    axis.set_title(f"drift of {len(picks)} cells at {len(phases)} temperature(s)")
+    axis.legend(fontsize=8)
+    plots.append(("Drift curves at every temperature, with the power-law fits of the first",
+                  _save(plt, fig, out / "drift_curves.png")))
     return plots
 
 
-def _mvm_plot(plt, mvm, out: Path) -> list[tuple[str, str]]:
+def _mvm_plot(plt, mvm, out: Path, full_scale_ua: float | None) -> list[tuple[str, str]]:
     held = mvm[mvm["held_out"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].plot(held["expected_ua"], held["measured_ua"], ".", ms=2)
     axes[0].set_xlabel("expected (µA)")
     axes[0].set_ylabel("measured (µA)")
-    axes[1].hist(held["corrected_ua"] - held["expected_ua"], bins=60)
-    axes[1].set_xlabel("corrected − expected (µA)")
+    error = held["corrected_ua"] - held["expected_ua"]
+    if full_scale_ua:  # the same unit as the summary's figures
+        axes[1].hist(100 * error / full_scale_ua, bins=60)
+        axes[1].set_xlabel(f"corrected − expected (% of full scale, {full_scale_ua:.1f} µA)")
+    else:
+        axes[1].hist(error, bins=60)
+        axes[1].set_xlabel("corrected − expected (µA)")
+    axes[1].set_ylabel("outputs")
     return [("MVM: measured against expected, and the corrected error (held-out inputs)",
              _save(plt, fig, out / "mvm_error.png"))]
 
@@ -118,15 +147,16 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
                          f"{err.strerror or err}") from None
     plt = _figure()
     plots: list[tuple[str, str]] = []
+    steps = manifest.get("steps", {}) if isinstance(manifest.get("steps"), dict) else {}
     cells = _optional(store, "cells", run_id)
     if cells is not None:
-        plots += _cell_plots(plt, cells, out)
+        plots += _cell_plots(plt, cells, out, steps.get("write_verify", {}).get("tolerance_us"))
     fits = _optional(store, "drift", run_id)
     if fits is not None:
         plots += _drift_plots(plt, store, run_id, fits, out)
     mvm = _optional(store, "mvm", run_id)
     if mvm is not None:
-        plots += _mvm_plot(plt, mvm, out)
+        plots += _mvm_plot(plt, mvm, out, steps.get("mvm", {}).get("full_scale_ua"))
     page = out / "index.html"
     page.write_text(_html(manifest, plots), encoding="utf-8")
     return page
@@ -144,33 +174,68 @@ def _list_of_dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+def _shown(value: Any) -> str:
+    """Numbers as a person reads them: 4 significant figures, not 0.9981912382353842."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _verdict(passed: Any) -> str:
+    if passed is True:
+        return '<span class="pass">pass</span>'
+    return '<span class="fail">FAIL</span>' if passed is False else "-"
+
+
 def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
+    from labctl.store.query import observed_status
+    from labctl.summary import _step_lines
+
     e = html.escape
     summary = manifest.get("summary") if isinstance(manifest.get("summary"), dict) else {}
     facts = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
-    rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in facts.items())
+    rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(_shown(v))}</td></tr>" for k, v in facts.items())
+    status = str(observed_status(manifest))
+    state = (f'<p class="{"pass" if manifest.get("passed") else "fail"}">status: {e(status)}'
+             f'{"" if manifest.get("passed") is None else (", acceptance met" if manifest.get("passed") else ", acceptance NOT met")}</p>')
+    if manifest.get("error"):
+        state += f'<p class="fail">reason: {e(str(manifest["error"]))}</p>'
     checks = "".join(
         f"<tr><td>{e(str(c.get('name')))}</td><td>{e(_number(c.get('value'), '.4g'))}</td>"
         f"<td>{e(str(c.get('comparison')))} {e(_number(c.get('limit'), 'g'))}</td>"
-        f"<td>{'pass' if c.get('passed') is True else '<b>FAIL</b>'}</td></tr>"
+        f"<td>{_verdict(c.get('passed'))}</td></tr>"
         for c in _list_of_dicts(manifest.get("acceptance")))
-    steps = "".join(f"<h3>{e(name)}</h3><pre>{e(json.dumps(figures, indent=1, default=str))}</pre>"
-                    for name, figures in manifest.get("steps", {}).items())
+    acceptance = (f"<table><tr><th>limit</th><th>value</th><th>required</th><th>result</th></tr>{checks}</table>"
+                  if checks else "<p>not judged: the run did not finish</p>")
+    done = manifest.get("steps", {}) if isinstance(manifest.get("steps"), dict) else {}
+    planned = manifest.get("protocol", {}).get("effective", {}).get("steps", [])
+    steps = ""
+    for name, figures in done.items():
+        try:
+            line = _step_lines(name, figures)
+        except (KeyError, TypeError, ValueError):
+            line = json.dumps(figures, default=str)
+        steps += f"<tr><th>{e(name)}</th><td>{e(line)}</td></tr>"
+    steps += "".join(f'<tr><th>{e(name)}</th><td class="dim">not reached</td></tr>'
+                     for name in planned if name not in done)
     figures = "".join(f'<figure><img src="{e(name)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'
-                      for title, name in plots)
+                      for title, name in plots) or "<p>no measurements to plot</p>"
     provenance = {k: manifest.get(k) for k in ("labctl_version", "host", "user", "python", "platform", "seed",
-                                                "preset", "started_utc", "ended_utc", "status")}
+                                                "preset", "chip_identity", "started_utc", "ended_utc", "status")}
     provenance["protocol"] = {k: v for k, v in manifest.get("protocol", {}).items() if k in ("source", "sha256")}
     provenance["instruments"] = {n: i.get("idn") for n, i in manifest.get("instruments", {}).items()}
+    protocol = manifest.get("protocol", {}).get("effective", {}).get("name", "run")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>labctl run {e(manifest['run_id'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>labctl {e(str(protocol))} {e(manifest['run_id'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}}</style></head>
-<body><h1>Run {e(manifest['run_id'])}: {e(str(manifest.get('chip')))}</h1>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} img{{max-width:100%}}
+.pass{{color:#1a7f37;font-weight:bold}} .fail{{color:#cf222e;font-weight:bold}} .dim{{color:#888}}</style></head>
+<body><h1>{e(str(protocol))} {e(str(manifest.get('chip')))}: run {e(manifest['run_id'])}</h1>
+{state}
 <h2>Summary</h2><table>{rows}</table>
-<h2>Acceptance</h2><table><tr><th>limit</th><th>value</th><th>required</th><th>result</th></tr>{checks}</table>
+<h2>Acceptance</h2>{acceptance}
+<h2>Steps</h2><table>{steps}</table>
 <h2>Plots</h2>{figures}
-<h2>Steps</h2>{steps}
 <h2>Provenance</h2><pre>{e(json.dumps(provenance, indent=1, default=str))}</pre>
 </body></html>
 """

@@ -89,20 +89,34 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
     console.print(table)
 
-    steps = Table(title="steps", title_justify="left", show_header=False)
-    steps.add_column(style="bold")
-    steps.add_column()
-    for step, figures in s["steps"].items():
-        steps.add_row(step, _step_lines(step, figures))
-    console.print(steps)
+    console.print(steps_table(s["steps"]))
+    console.print(acceptance_table(s["acceptance"]))
 
-    limits = Table(title="acceptance", title_justify="left")
+
+def steps_table(steps: dict[str, dict[str, Any]], pending: list[str] | None = None) -> Any:
+    """One line per step with its figures; ``pending`` steps are listed as not reached."""
+    from rich.table import Table
+
+    table = Table(title="steps", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for step, figures in steps.items():
+        table.add_row(step, _step_lines(step, figures))
+    for step in pending or []:
+        table.add_row(step, "[dim]not reached[/dim]")
+    return table
+
+
+def acceptance_table(checks: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="acceptance", title_justify="left")
     for column in ("limit", "value", "required", "result"):
-        limits.add_column(column)
-    for check in outcome.checks:
-        mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
-        limits.add_row(check.name, f"{check.value:.4g}", f"{check.comparison} {check.limit:g}", mark)
-    console.print(limits)
+        table.add_column(column)
+    for check in checks:
+        mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
+        table.add_row(check["name"], f"{check['value']:.4g}", f"{check['comparison']} {check['limit']:g}", mark)
+    return table
 
 
 def link_line(link: dict[str, Any]) -> str:

@@ -200,9 +200,13 @@ def test_a_signal_mid_run_leaves_the_smu_off_and_the_run_aborted_and_resumable(s
     assert process.poll() is None, "the run ended before the SMU was on"
     process.send_signal(sig)
     assert process.wait(timeout=60) == 130
-    assert "interrupted" in process.stderr.read()
+    stderr = process.stderr.read()
     assert watcher.output_enabled is False and watcher.source_voltage == 0.0
     (manifest,) = (data / "runs").glob("*/manifest.json")
+    run_id = manifest.parent.name
+    assert stderr.strip().splitlines() == [  # one line: which run, and how to go on
+        f"labctl: error: run {run_id} interrupted and marked aborted, the rig left safe; "
+        f"'labctl resume {run_id}' continues it"]
     assert json.loads(manifest.read_text())["status"] == "aborted"
     resumed = subprocess.run(
         [sys.executable, "-m", "labctl", "resume", manifest.parent.name, "--config", str(config), "-q", "--json",

@@ -34,7 +34,7 @@ def test_runs_list_and_show(store):
     listed = runner.invoke(app, ["runs", "list", "--data", str(data)])
     assert listed.exit_code == 0 and all(run in listed.stdout for run in ids)
     assert runner.invoke(app, ["runs", "list", "--data", str(data), "--chip", "nope"]).stdout.strip() == "no runs"
-    shown = json.loads(runner.invoke(app, ["runs", "show", ids[0], "--data", str(data)]).stdout)
+    shown = json.loads(runner.invoke(app, ["runs", "show", ids[0], "--data", str(data), "--json"]).stdout)
     assert shown["run_id"] == ids[0] and shown["status"] == "completed"
     bad = runner.invoke(app, ["runs", "list", "--data", str(data), "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since" in bad.stderr

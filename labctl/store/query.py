@@ -40,6 +40,10 @@ class Store:
                 continue
         return found
 
+    def resolve(self, text: str) -> str:
+        """The run a user means: an id, ``latest``, or a unique prefix or tail of an id."""
+        return resolve_run_id(self.fs, text, str(self.root))
+
     def manifest(self, run_id: str) -> dict[str, Any]:
         data = self.run_file(run_id, "manifest.json")
         if data is None:
@@ -98,6 +102,34 @@ class Store:
         if self.fs.remote:
             raise UsageError("for a store on object storage, query it with DuckDB's httpfs extension directly")
         return duckdb.sql(f"select * from read_parquet('{self.fs.path(name)}/**/*.parquet', hive_partitioning=true)")
+
+
+def resolve_run_id(fs: StoreFS, text: str, where: str) -> str:
+    """``latest`` is the run started last (any chip); otherwise an exact id, or the one id
+    that starts (or ends, the random tail) with ``text``. Ambiguity names the candidates."""
+    ids = [run_id for run_id in fs.listdir(fs.path("runs")) if is_run_id(run_id)]
+    if text == "latest":
+        dated = []
+        for run_id in ids:
+            try:
+                manifest = json.loads(fs.read(fs.path("runs", run_id, "manifest.json")) or b"null")
+            except ValueError:
+                continue
+            if isinstance(manifest, dict):
+                dated.append((str(manifest.get("started_utc", "")), run_id))
+        if not dated:
+            raise UsageError(f"no runs in {where!r}, so no latest run")
+        return max(dated)[1]
+    check_run_id(text)
+    if text in ids:
+        return text
+    matches = sorted(run_id for run_id in ids if run_id.startswith(text) or run_id.endswith(text))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run {text!r} in {where!r} (see 'labctl runs list')")
+    shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+    raise UsageError(f"run id {text!r} is ambiguous in {where!r}: it matches {shown}")
 
 
 def open_store(root: Path | str | None = None) -> Store:
