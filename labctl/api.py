@@ -65,6 +65,8 @@ def check(
     if targets is not None and weights is not None:
         raise UsageError("give --targets or --weights, not both")
     spec = resolve_chip(chip, seed=seed, size=size, config=config)
+    if protocol is None and builtin == "calibrate":
+        protocol = spec.config.calibrate_protocol  # the chip's own choice, when lab.toml makes one
     loaded = load_protocol(protocol, builtin=builtin)
     if drift:
         loaded = _with_drift_options(loaded, drift)

@@ -581,7 +581,7 @@ def rigs(config: ConfigOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from labctl.config import load_config
+    from labctl.config import load_config, window_of
 
     lab, source = _run(lambda: load_config(config))
     table = Table(title=f"rigs ({source})", title_justify="left")
@@ -594,7 +594,8 @@ def rigs(config: ConfigOption = None) -> None:
             smu = temperature = "twin"
         else:
             board, smu, temperature = chip.board or "-", chip.smu or "-", chip.temperature or "-"
-        table.add_row(name, board, smu, temperature, f"{chip.window_us[0]:g}-{chip.window_us[1]:g}")
+        low, high = window_of(chip)
+        table.add_row(name, board, smu, temperature, f"{low:g}-{high:g}")
     Console().print(table)
 
 

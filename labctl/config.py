@@ -73,7 +73,8 @@ class ChipConfig(BaseModel):
     board: str | None = None
     smu: str | None = None
     temperature: str | None = None
-    window_us: tuple[float, float] = (0.0, 25.0)
+    window_us: tuple[float, float] | None = None  # targets allowed, µS; default: a twin's preset range, else 0-25
+    calibrate_protocol: str | None = None  # what `labctl calibrate` runs here without --protocol: a file or a built-in name
     timeout_s: float = Field(2.0, gt=0, le=600)
     retries: int = Field(4, ge=0, le=20)  # a lost or damaged reply is asked for again this many times
     trace: str | None = None  # a file to log every exchange to
@@ -87,9 +88,9 @@ class ChipConfig(BaseModel):
             raise ValueError("an in-process twin brings its own SMU and temperature controller")
         if self.twin is not None and self.twin.size is not None:
             parse_size(self.twin.size, "twin.size")
-        low, high = self.window_us
+        low, high = self.window_us or (0.0, 1.0)
         if not 0 <= low < high:
-            raise ValueError(f"window_us {list(self.window_us)} must be [low, high] with 0 <= low < high")
+            raise ValueError(f"window_us {list(self.window_us or [])} must be [low, high] with 0 <= low < high")
         return self
 
 
@@ -120,7 +121,7 @@ class ChipSpec:
 
     @property
     def window_us(self) -> tuple[float, float]:
-        return self.config.window_us
+        return window_of(self.config)
 
     @property
     def soa(self) -> SafeOperatingArea:
@@ -129,6 +130,20 @@ class ChipSpec:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "geometry": [1, self.rows, self.cols] if self.rows else None,
                 **self.config.model_dump(mode="json")}
+
+
+DEFAULT_WINDOW_US = (0.0, 25.0)
+
+
+def window_of(chip: ChipConfig) -> tuple[float, float]:
+    """The conductances targets may ask for: as configured, else a twin's preset range."""
+    if chip.window_us is not None:
+        return chip.window_us
+    if chip.twin is not None:
+        from sims.presets import PRESETS
+
+        return (0.0, PRESETS[chip.twin.preset].g_max_us)
+    return DEFAULT_WINDOW_US
 
 
 BUILTIN = LabConfig(chips={"chip0": ChipConfig(twin=TwinOptions())})

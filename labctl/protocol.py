@@ -101,6 +101,8 @@ def builtin_protocol_dir() -> Path:
 
 def load_protocol(path: Path | str | None = None, builtin: str = "calibrate") -> LoadedProtocol:
     """Read and validate a protocol; every problem becomes one ``UsageError`` line."""
+    if path is not None and _names_a_builtin(str(path)):
+        path = builtin_protocol_dir() / f"{path}.toml"
     source = Path(path) if path is not None else builtin_protocol_dir() / f"{builtin}.toml"
     try:
         text = source.read_text(encoding="utf-8")
@@ -117,6 +119,15 @@ def load_protocol(path: Path | str | None = None, builtin: str = "calibrate") ->
     except ValidationError as err:
         raise UsageError(f"{source}: {describe_validation_error(err)}") from None
     return LoadedProtocol(protocol, str(source), text)
+
+
+def builtin_names() -> list[str]:
+    return sorted(path.stem for path in builtin_protocol_dir().glob("*.toml"))
+
+
+def _names_a_builtin(text: str) -> bool:
+    """``calibrate-rram`` is the built-in of that name unless a file by that name exists here."""
+    return "/" not in text and not text.endswith(".toml") and not Path(text).exists() and text in builtin_names()
 
 
 def describe_validation_error(err: ValidationError) -> str:

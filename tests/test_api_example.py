@@ -38,3 +38,27 @@ def test_open_rig_checks_targets():
     with labctl.open_rig("chip0", size="8x8") as rig:
         with pytest.raises(UsageError, match="window"):
             rig.program([[30.0] * 8] * 8)
+
+
+def test_readme_lab_toml_example_runs_as_printed(tmp_path):
+    """The README's lab.toml: its twin chip calibrates and passes; `rigs` shows each window as configured."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"### Rigs: `lab.toml`.*?```toml\n(.*?)```", text, re.S)
+    assert block, "README lost its lab.toml example"
+    config = tmp_path / "lab.toml"
+    config.write_text(block[1])
+    runner = CliRunner()
+    rigs = runner.invoke(app, ["rigs", "--config", str(config)], env={"COLUMNS": "200"})
+    sim1 = next(line for line in rigs.stdout.splitlines() if "sim1" in line)
+    assert "0-50" in sim1  # the rram preset's range, as `sim describe --preset rram` gives it
+    done = runner.invoke(app, ["calibrate", "sim1", "--config", str(config), "-q", "--json",
+                               "--data", str(tmp_path / "d")])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["protocol"] == "calibrate-rram" and summary["passed"]
