@@ -20,26 +20,37 @@ EXIT_CODES = (
     "Exit codes: 0 success; 1 acceptance limits failed, or an instrument or the run failed; "
     "2 bad input (nothing started); 3 internal error."
 )
+EXIT_CODES_READING = "Exit codes: 0 success; 2 bad input (an unknown run, a file that cannot be written); 3 internal error."
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
+    typer.Option("--config", metavar="FILE", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
 ]
 DataOption = Annotated[
     Optional[str],  # a path or an object-storage URI: a Path would fold the "//" of s3://
-    typer.Option("--data", help="Run store: a directory or a URI such as s3://bucket/prefix "
+    typer.Option("--data", metavar="DIR|URI", help="Run store: a directory or a URI such as s3://bucket/prefix "
                                 "[default: $LABCTL_DATA or ./labdata]."),
 ]
 FreshOption = Annotated[
     bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
 ]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Twin only: seed the simulated chip is made with.")]
-SizeOption = Annotated[Optional[str], typer.Option("--size", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Twin only: seed the simulated chip is made with.")]
+SizeOption = Annotated[Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-RunIdArgument = Annotated[str, typer.Argument(help="Run id, a unique prefix or tail of one, or 'latest'.")]
+RunIdArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run id, a unique prefix or tail of one, or 'latest'.")]
 
+def _arguments_by_metavar_only() -> None:
+    """typer prints an argument's Python type beside its metavar (``[CHIP]... <list[str]>``),
+    which means nothing to a user; every argument here has a metavar that says it all."""
+    from typer.core import TyperArgument
+
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+
+_arguments_by_metavar_only()
 app = typer.Typer(
     name="labctl",
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Lab control and calibration for analogue in-memory-computing test chips.\n\n"
     "With no configuration, chip0 is the built-in software twin of a 256x256 PCM crossbar.",
     no_args_is_help=True,
@@ -85,20 +96,20 @@ def _show_warnings() -> None:
 @app.command(epilog=EXIT_CODES)
 def calibrate(
     chips: Annotated[
-        Optional[list[str]], typer.Argument(help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin.")
+        Optional[list[str]], typer.Argument(metavar="[CHIP]...", help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin.")
     ] = None,
     all_chips: Annotated[bool, typer.Option("--all", help="Every chip the configuration knows.")] = False,
     targets: Annotated[
         Optional[Path],
-        typer.Option("--targets", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."),
+        typer.Option("--targets", metavar="FILE", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."),
     ] = None,
     weights: Annotated[
         Optional[Path],
-        typer.Option("--weights", help="Signed weights (rows x cols/2) mapped to differential column pairs."),
+        typer.Option("--weights", metavar="FILE", help="Signed weights (rows x cols/2) mapped to differential column pairs."),
     ] = None,
     fresh: FreshOption = False,
     protocol: Annotated[
-        Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in calibrate.")
+        Optional[Path], typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in calibrate.")
     ] = None,
     data: DataOption = None,
     config: ConfigOption = None,
@@ -134,14 +145,16 @@ def calibrate(
 
 
 def _chip_names(chips: list[str] | None, all_chips: bool, config: Path | None) -> list[str]:
-    from labctl.config import load_config
+    from labctl.config import configured_chip_names
+    from labctl.errors import UsageError
 
     if all_chips and chips:
-        from labctl.errors import UsageError
-
         raise UsageError("give chip names or --all, not both")
     if all_chips:
-        return sorted(load_config(config)[0].chips)
+        names = configured_chip_names(config)
+        if not names:
+            raise UsageError("--all: the configuration names no chips")
+        return names
     names = list(dict.fromkeys(chips or ["chip0"]))
     return names
 
@@ -192,7 +205,7 @@ app.add_typer(sim_app, name="sim")
 
 @sim_app.command("describe")
 def sim_describe(
-    preset: Annotated[str, typer.Option("--preset", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    preset: Annotated[str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")] = "pcm",
     as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as JSON.")] = False,
 ) -> None:
     """Print a preset's device, periphery and thermal parameters (see sims/README.md for the equations)."""
@@ -219,15 +232,15 @@ def sim_describe(
 
 @sim_app.command("serve")
 def sim_serve(
-    preset: Annotated[str, typer.Option("--preset", help="Device preset: pcm, rram or sram-64.")] = "pcm",
-    seed: Annotated[int, typer.Option("--seed", help="Seed the simulated chip is made with.")] = 0,
-    size: Annotated[Optional[str], typer.Option("--size", help="Array size ROWSxCOLS [default: the preset's].")] = None,
+    preset: Annotated[str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed the simulated chip is made with.")] = 0,
+    size: Annotated[Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Array size ROWSxCOLS [default: the preset's].")] = None,
     fault: Annotated[
-        Optional[list[str]], typer.Option("--fault", help="Wire fault KIND:RATE (delay, drop, garble, disconnect).")
+        Optional[list[str]], typer.Option("--fault", metavar="KIND:RATE", help="Wire fault KIND:RATE (delay, drop, garble, disconnect).")
     ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="First TCP port (board; SMU +1, temperature +2); 0: any.")] = 0,
-    chip: Annotated[str, typer.Option("--chip", help="Chip name for the printed lab.toml snippet.")] = "chip1",
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="First TCP port (board; SMU +1, temperature +2); 0: any.")] = 0,
+    chip: Annotated[str, typer.Option("--chip", metavar="NAME", help="Chip name for the printed lab.toml snippet.")] = "chip1",
 ) -> None:
     """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
     from labctl.serve import serve_forever
@@ -238,17 +251,17 @@ def sim_serve(
 
 schedule_app = typer.Typer(help="Scheduled runs (cron or systemd user timers).", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
-ViaOption = Annotated[str, typer.Option("--via", help="auto, cron or systemd.")]
+ViaOption = Annotated[str, typer.Option("--via", metavar="auto|cron|systemd", help="auto, cron or systemd.")]
 
 
 @schedule_app.command("add")
 def schedule_add(
-    kind: Annotated[str, typer.Argument(help="What to run: drift or calibrate.")],
-    chip: Annotated[str, typer.Argument(help="Chip to run it on.")],
-    at: Annotated[str, typer.Option("--at", help="Time of day, HH:MM.")],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="What to run: drift or calibrate.")],
+    chip: Annotated[str, typer.Argument(metavar="CHIP", help="Chip to run it on.")],
+    at: Annotated[str, typer.Option("--at", metavar="HH:MM", help="Time of day, HH:MM.")],
     daily: Annotated[bool, typer.Option("--daily", help="Every day (default: once, at the next HH:MM).")] = False,
     via: ViaOption = "auto",
-    args: Annotated[str, typer.Option("--args", help="Further options for the run, e.g. \"--duration 8h\".")] = "",
+    args: Annotated[str, typer.Option("--args", metavar="OPTIONS", help="Further options for the run, e.g. \"--duration 8h\".")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be installed; install nothing.")] = False,
 ) -> None:
     """Schedule a run: a crontab entry or a systemd user timer; it logs to a file and stores a run."""
@@ -303,7 +316,7 @@ def schedule_list(via: ViaOption = "auto") -> None:
 
 
 @schedule_app.command("remove")
-def schedule_remove(entry_id: Annotated[str, typer.Argument(help="Schedule id from 'schedule list'.")],
+def schedule_remove(entry_id: Annotated[str, typer.Argument(metavar="ID", help="Schedule id from 'schedule list'.")],
                     via: ViaOption = "auto") -> None:
     """Remove a scheduled run."""
     from labctl import schedule
@@ -322,14 +335,14 @@ def _format_value(value: object) -> str:
 
 @app.command(epilog=EXIT_CODES)
 def drift(
-    chip: Annotated[str, typer.Argument(help="Chip to characterise; chip0 is the built-in twin.")] = "chip0",
-    duration: Annotated[str, typer.Option("--duration", help="Time per temperature: 12h, 90m, 3600s, 2d.")] = "12h",
-    reads: Annotated[int, typer.Option("--reads", help="Array reads per temperature, log-spaced.")] = 60,
+    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip to characterise; chip0 is the built-in twin.")] = "chip0",
+    duration: Annotated[str, typer.Option("--duration", metavar="TIME", help="Time per temperature: 12h, 90m, 3600s, 2d.")] = "12h",
+    reads: Annotated[int, typer.Option("--reads", metavar="N", help="Array reads per temperature, log-spaced.")] = 60,
     temperatures: Annotated[
-        Optional[str], typer.Option("--temperatures", help="Kelvin, comma-separated, e.g. 300,330,360.")
+        Optional[str], typer.Option("--temperatures", metavar="K[,K...]", help="Kelvin, comma-separated, e.g. 300,330,360.")
     ] = None,
     protocol: Annotated[
-        Optional[Path], typer.Option("--protocol", help="Protocol TOML to run instead of the built-in drift.")
+        Optional[Path], typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in drift.")
     ] = None,
     data: DataOption = None,
     config: ConfigOption = None,
@@ -385,8 +398,8 @@ app.add_typer(runs_app, name="runs")
 
 @runs_app.command("list")
 def runs_list(
-    chip: Annotated[Optional[str], typer.Option("--chip", help="Only this chip's runs.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only runs started since (YYYY-MM-DD[THH:MM]).")] = None,
+    chip: Annotated[Optional[str], typer.Option("--chip", metavar="NAME", help="Only this chip's runs.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="DATE", help="Only runs started since (YYYY-MM-DD[THH:MM]).")] = None,
     data: DataOption = None,
 ) -> None:
     """List runs: id, chip, protocol, status, start, end, passed."""
@@ -442,11 +455,11 @@ def runs_show(run_id: RunIdArgument, data: DataOption = None, as_json: Annotated
     render_manifest(found, Console())
 
 
-@app.command("export-model", epilog=EXIT_CODES)
+@app.command("export-model", epilog=EXIT_CODES_READING)
 def export_model(
     run_id: RunIdArgument,
-    fmt: Annotated[str, typer.Option("--format", help="Output format (json).")] = "json",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="json", help="Output format (json).")] = "json",
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH", help="Write to this file instead of stdout.")] = None,
     data: DataOption = None,
 ) -> None:
     """Export a chip's measured noise model (programming error, drift, read noise, stuck rate, ADC) for training."""
@@ -477,11 +490,10 @@ def export_model(
         typer.echo(f"noise model of run {run_id} written to {out}")
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES_READING)
 def report(
     run_id: RunIdArgument,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Directory [default: reports/RUN beside runs/ in a local store, ./reports/RUN for a remote one].")
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH", help="Directory [default: reports/RUN beside runs/ in a local store, ./reports/RUN for a remote one].")
     ] = None,
     data: DataOption = None,
 ) -> None:
@@ -501,10 +513,10 @@ def report(
 
 @app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")
 def compare(
-    run_a: Annotated[str, typer.Argument(help="Baseline run (id, unique prefix or tail, or 'latest').")],
-    run_b: Annotated[str, typer.Argument(help="Run to check against it (id, unique prefix or tail, or 'latest').")],
-    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the KS tests.")] = 1e-3,
-    max_change: Annotated[float, typer.Option("--max-change", help="Tolerated relative worsening.")] = 0.2,
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Baseline run (id, unique prefix or tail, or 'latest').")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Run to check against it (id, unique prefix or tail, or 'latest').")],
+    alpha: Annotated[float, typer.Option("--alpha", metavar="P", help="Significance level of the KS tests.")] = 1e-3,
+    max_change: Annotated[float, typer.Option("--max-change", metavar="FRACTION", help="Tolerated relative worsening.")] = 0.2,
     data: DataOption = None,
 ) -> None:
     """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests."""
@@ -575,7 +587,7 @@ def _print_outcome(outcome, as_json: bool) -> None:
         raise typer.Exit(EXIT_ACCEPTANCE)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog=EXIT_CODES_READING)
 def rigs(config: ConfigOption = None) -> None:
     """List the chips the configuration knows and how each is reached."""
     from rich.console import Console
@@ -599,9 +611,10 @@ def rigs(config: ConfigOption = None) -> None:
     Console().print(table)
 
 
-@app.command(epilog=EXIT_CODES)
+@app.command(epilog="Exit codes: 0 every instrument answered and is within its limits; 1 one did not (its row "
+                     "says FAIL), or a run holds the chip; 2 bad input; 3 internal error.")
 def doctor(
-    chip: Annotated[str, typer.Argument(help="Chip whose instruments to check.")] = "chip0",
+    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip whose instruments to check.")] = "chip0",
     config: ConfigOption = None,
 ) -> None:
     """Connect to every instrument of a chip, identify it, check its limits, and print a table."""

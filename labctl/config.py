@@ -197,6 +197,16 @@ def load_config(explicit: str | Path | None = None) -> tuple[LabConfig, str]:
     return LabConfig(chips=chips), str(path)
 
 
+def configured_chip_names(explicit: str | Path | None = None) -> list[str]:
+    """The chips ``--all`` means: those the lab.toml names (the built-in twin only when
+    there is no lab.toml, or it names chip0 itself)."""
+    lab, source = load_config(explicit)
+    if source == "built-in":
+        return sorted(lab.chips)
+    named = tomllib.loads(Path(source).read_text(encoding="utf-8")).get("chips", {})
+    return sorted(named)
+
+
 def resolve_chip(name: str, seed: int | None = None, size: str | None = None,
                  config: str | Path | None = None) -> ChipSpec:
     """The chip called ``name``, with twin-only overrides applied."""

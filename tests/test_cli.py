@@ -274,3 +274,27 @@ def test_an_instrument_failing_mid_run_marks_the_run_failed_and_exits_1(tmp_path
     manifest = json.loads((tmp_path / "runs" / run_id / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "ADC fault" in manifest["error"]
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_an_error_is_exactly_one_line_with_nothing_after_it():
+    """Not even the blank line a progress display leaves when it stops."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "labctl", "calibrate", "nosuch"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("labctl: error: unknown chip 'nosuch'") and done.stderr.count("\n") == 1
+    assert done.stderr.endswith("\n")
+
+
+@pytest.mark.parametrize("command", [["-h"], ["calibrate", "-h"], ["runs", "show", "-h"]])
+def test_short_help_and_no_python_type_names(command):
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0 and "Usage:" in result.stdout
+    assert "<list[str]>" not in result.stdout and "<str>" not in result.stdout and "<path>" not in result.stdout
+
+
+def test_the_acceptance_footer_is_only_on_commands_with_acceptance_limits():
+    assert "acceptance" in runner.invoke(app, ["calibrate", "--help"]).stdout
+    for command in (["report", "--help"], ["rigs", "--help"], ["export-model", "--help"], ["doctor", "--help"]):
+        assert "acceptance" not in runner.invoke(app, command).stdout, command
