@@ -156,8 +156,8 @@ def _bare_write_verify_seconds(size: int, iterations: int) -> float:
     """The floor under write-verify: as many array pulses and averaged array reads, straight into the twin."""
     import numpy as np
 
-    import sims
-    from drivers.framing import encode_block
+    import labctl_sims as sims
+    from labctl_drivers.framing import encode_block
 
     board = sims.BoardTwin(sims.ChipModel("pcm", seed=0, rows=size, cols=size))
     program = b"PROG:ARR " + encode_block(np.full((size, size), 900))
@@ -173,10 +173,10 @@ def calibration(quick: bool) -> list[Row]:
     """The default calibration's accuracy, against the reference model's one-shot programming error."""
     import numpy as np
 
-    from calibration.targets import ramp
+    from labctl_calibration.targets import ramp
     from labctl import api
-    from sims import physics
-    from sims.presets import PRESETS
+    from labctl_sims import physics
+    from labctl_sims.presets import PRESETS
 
     size = 64 if quick else 256
     with tempfile.TemporaryDirectory() as data:

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from labctl import api
-from sims.server import TwinRig
+from labctl_sims.server import TwinRig
 
 
 def figures(size: int = 256, reads: int = 60, hours: float = 12.0) -> dict[str, float]:

@@ -13,8 +13,8 @@ import timeit
 
 import numpy as np
 
-import sims
-from drivers.framing import encode_block
+import labctl_sims as sims
+from labctl_drivers.framing import encode_block
 
 
 def seconds_per_call(fn, number: int) -> float:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from drivers import Board, InProcessTransport, SerialTransport, VisaTransport
-from sims.server import RigServer, TwinRig
+from labctl_drivers import Board, InProcessTransport, SerialTransport, VisaTransport
+from labctl_sims.server import RigServer, TwinRig
 
 
 def rate(fn, seconds: float) -> float:

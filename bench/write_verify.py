@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from calibration.readout import Readout
-from calibration.targets import ramp
-from calibration.write_verify import WriteVerify, WriteVerifyParams
-from drivers import Board, VisaTransport
-from drivers.testing import CountingTransport
-from sims.server import RigServer, TwinRig
+from labctl_calibration.readout import Readout
+from labctl_calibration.targets import ramp
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams
+from labctl_drivers import Board, VisaTransport
+from labctl_drivers.testing import CountingTransport
+from labctl_sims.server import RigServer, TwinRig
 
 
 class PerCellBoard:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.readout import Readout
-from drivers.board import Board
+from labctl_calibration.readout import Readout
+from labctl_drivers.board import Board
 
 BOLTZMANN_EV = 8.617333262e-5
 

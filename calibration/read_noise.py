@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.readout import Readout
-from drivers.board import Board
+from labctl_calibration.readout import Readout
+from labctl_drivers.board import Board
 
 
 class ReadNoiseParams(BaseModel):

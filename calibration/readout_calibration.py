@@ -18,11 +18,11 @@ from typing import Annotated
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calibration.readout import Readout
-from calibration.write_verify import WriteVerify, WriteVerifyObserver, WriteVerifyParams
-from drivers.board import Board
-from drivers.errors import DriverError
-from drivers.smu import Keithley2450
+from labctl_calibration.readout import Readout
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyObserver, WriteVerifyParams
+from labctl_drivers.board import Board
+from labctl_drivers.errors import DriverError
+from labctl_drivers.smu import Keithley2450
 
 
 class ReadoutCalibrationParams(BaseModel):

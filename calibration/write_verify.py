@@ -26,8 +26,8 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from calibration.readout import Readout
-from drivers.board import Board
+from labctl_calibration.readout import Readout
+from labctl_drivers.board import Board
 
 SET, RESET = 0, 1
 STUCK_TRAVEL_US = 1.0  # net movement that tells a cell that moved from one that never could

@@ -1,11 +1,11 @@
 """Instrument drivers and the transports they speak through."""
 
-from drivers.board import AdcInfo, Board, Geometry, Identity, PulseLimits
-from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LimitError, LinkError, ReplyError
-from drivers.safety import SafeOperatingArea
-from drivers.smu import Keithley2450
-from drivers.temperature import LakeShore335
-from drivers.transport import InProcessTransport, SerialTransport, TracedTransport, Transport, VisaTransport, open_transport
+from labctl_drivers.board import AdcInfo, Board, Geometry, Identity, PulseLimits
+from labctl_drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LimitError, LinkError, ReplyError
+from labctl_drivers.safety import SafeOperatingArea
+from labctl_drivers.smu import Keithley2450
+from labctl_drivers.temperature import LakeShore335
+from labctl_drivers.transport import InProcessTransport, SerialTransport, TracedTransport, Transport, VisaTransport, open_transport
 
 __all__ = [
     "AdcInfo",

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from drivers.errors import ReplyError
-from drivers.framing import encode_block
-from drivers.instrument import ScpiInstrument, control
-from drivers.safety import SafeOperatingArea, check_range, refuse
-from drivers.transport import Transport
+from labctl_drivers.errors import ReplyError
+from labctl_drivers.framing import encode_block
+from labctl_drivers.instrument import ScpiInstrument, control
+from labctl_drivers.safety import SafeOperatingArea, check_range, refuse
+from labctl_drivers.transport import Transport
 
 READ_VOLTAGE_MAX_V = 0.3  # PROTOCOL.md: 0 < V <= 0.3
 

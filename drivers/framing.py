@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.errors import ReplyError
+from labctl_drivers.errors import ReplyError
 
 INT16 = np.dtype("<i2")
 

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LinkError, ReplyError
-from drivers.framing import INT16, decode_values, encode_block, read_block
-from drivers.safety import check_range, refuse
-from drivers.transport import Transport
+from labctl_drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LinkError, ReplyError
+from labctl_drivers.framing import INT16, decode_values, encode_block, read_block
+from labctl_drivers.safety import check_range, refuse
+from labctl_drivers.transport import Transport
 
 MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
 ERROR_QUERIES = {"SYST:ERR?", ":SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from drivers.errors import LimitError
+from labctl_drivers.errors import LimitError
 
 log = logging.getLogger("labctl.safety")
 

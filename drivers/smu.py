@@ -7,9 +7,9 @@ by the chip's safe operating area before they reach the wire.
 
 from __future__ import annotations
 
-from drivers.instrument import ScpiInstrument, control
-from drivers.safety import SafeOperatingArea
-from drivers.transport import Transport
+from labctl_drivers.instrument import ScpiInstrument, control
+from labctl_drivers.safety import SafeOperatingArea
+from labctl_drivers.transport import Transport
 
 
 def _on_off(value: bool) -> str:

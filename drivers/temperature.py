@@ -6,9 +6,9 @@ every setting is range-checked here, against the chip's safe temperature range.
 
 from __future__ import annotations
 
-from drivers.instrument import ScpiInstrument, control, measurement
-from drivers.safety import SafeOperatingArea, check_range
-from drivers.transport import Transport
+from labctl_drivers.instrument import ScpiInstrument, control, measurement
+from labctl_drivers.safety import SafeOperatingArea, check_range
+from labctl_drivers.transport import Transport
 
 SERIAL_SETTINGS = {"baudrate": 57600, "bytesize": 7, "parity": "O", "stopbits": 1}
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from drivers.transport import InProcessTransport, ReplyBuffer
+from labctl_drivers.transport import InProcessTransport, ReplyBuffer
 
 Exchange = tuple[bytes, bytes | None]  # (command without "\n", reply without "\n" or None)
 

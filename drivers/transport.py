@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from drivers.errors import InstrumentTimeout, LinkError, ReplyError
+from labctl_drivers.errors import InstrumentTimeout, LinkError, ReplyError
 
 DEFAULT_TIMEOUT_S = 2.0
 DRAIN_WINDOW_S = 0.3  # how long a late reply may still trickle in before a retry

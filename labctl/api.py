@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from calibration.drift import SetPointNotReached
-from calibration.readout import Readout
-from calibration.targets import TargetError, check_targets, differential_pairs, ramp
-from drivers.errors import DriverError
+from labctl_calibration.drift import SetPointNotReached
+from labctl_calibration.readout import Readout
+from labctl_calibration.targets import TargetError, check_targets, differential_pairs, ramp
+from labctl_drivers.errors import DriverError
 from labctl import __version__
 from labctl.budget import check_fits, estimate
 from labctl.config import ChipSpec, resolve_chip
@@ -228,7 +228,7 @@ def _with_drift_options(loaded: LoadedProtocol, overrides: dict[str, Any]) -> Lo
 
     from pydantic import ValidationError
 
-    from calibration.drift import DriftParams
+    from labctl_calibration.drift import DriftParams
     from labctl.protocol import describe_validation_error
 
     try:

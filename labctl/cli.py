@@ -211,7 +211,7 @@ def sim_describe(
     """Print a preset's device, periphery and thermal parameters (see sims/README.md for the equations)."""
     import json
 
-    from sims.presets import PRESETS
+    from labctl_sims.presets import PRESETS
 
     if preset not in PRESETS:
         _fail(f"unknown preset {preset!r}: known presets are {', '.join(sorted(PRESETS))}", 2)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drivers.safety import SafeOperatingArea
+from labctl_drivers.safety import SafeOperatingArea
 from labctl.errors import UsageError
 from labctl.names import check_chip_name, is_chip_name
 
@@ -140,7 +140,7 @@ def window_of(chip: ChipConfig) -> tuple[float, float]:
     if chip.window_us is not None:
         return chip.window_us
     if chip.twin is not None:
-        from sims.presets import PRESETS
+        from labctl_sims.presets import PRESETS
 
         return (0.0, PRESETS[chip.twin.preset].g_max_us)
     return DEFAULT_WINDOW_US
@@ -235,7 +235,7 @@ def resolve_chip(name: str, seed: int | None = None, size: str | None = None,
 def _twin_geometry(twin: TwinOptions) -> tuple[int, int]:
     if twin.size is not None:
         return parse_size(twin.size)
-    from sims.presets import PRESETS
+    from labctl_sims.presets import PRESETS
 
     _, rows, cols = PRESETS[twin.preset].geometry
     return rows, cols

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.board import Board
-from drivers.errors import DriverError
-from drivers.safety import SafeOperatingArea
-from drivers.smu import Keithley2450
-from drivers.temperature import LakeShore335
-from drivers.transport import Transport, open_transport
+from labctl_drivers.board import Board
+from labctl_drivers.errors import DriverError
+from labctl_drivers.safety import SafeOperatingArea
+from labctl_drivers.smu import Keithley2450
+from labctl_drivers.temperature import LakeShore335
+from labctl_drivers.transport import Transport, open_transport
 from labctl.config import ChipSpec, resolve_chip
 from labctl.lock import chip_lock
 from labctl.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from calibration.write_verify import WriteVerifyResult
+from labctl_calibration.write_verify import WriteVerifyResult
 from labctl.protocol import Acceptance
 
 

@@ -15,12 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from calibration.drift import DriftParams
-from calibration.health import HealthParams
-from calibration.mvm import MvmParams
-from calibration.read_noise import ReadNoiseParams
-from calibration.readout_calibration import ReadoutCalibrationParams
-from calibration.write_verify import WriteVerifyParams
+from labctl_calibration.drift import DriftParams
+from labctl_calibration.health import HealthParams
+from labctl_calibration.mvm import MvmParams
+from labctl_calibration.read_noise import ReadNoiseParams
+from labctl_calibration.readout_calibration import ReadoutCalibrationParams
+from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
 STEPS = ("health", "readout", "read_noise", "write_verify", "mvm", "drift")

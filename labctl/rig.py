@@ -7,12 +7,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from drivers.board import Board, Identity
-from drivers.errors import DriverError
-from drivers.smu import Keithley2450
-from drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
-from drivers.temperature import LakeShore335
-from drivers.transport import InProcessTransport, Transport, open_transport
+from labctl_drivers.board import Board, Identity
+from labctl_drivers.errors import DriverError
+from labctl_drivers.smu import Keithley2450
+from labctl_drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
+from labctl_drivers.temperature import LakeShore335
+from labctl_drivers.transport import InProcessTransport, Transport, open_transport
 from labctl.config import ChipSpec, with_geometry
 from labctl.errors import InstrumentFailure
 
@@ -105,7 +105,7 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
 
 def twin_transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
     """An in-process twin rig built from the chip's twin options, and a transport to each of its devices."""
-    from sims.server import TwinRig
+    from labctl_sims.server import TwinRig
 
     twin_options = spec.config.twin
     twin = TwinRig.build(twin_options.preset, seed=twin_options.seed, rows=spec.rows, cols=spec.cols)
@@ -114,7 +114,7 @@ def twin_transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Tr
         for name, device in twin.devices.items()
     }
     if trace is not None:
-        from drivers.transport import TracedTransport
+        from labctl_drivers.transport import TracedTransport
 
         transports = {name: TracedTransport(t, trace, name) for name, t in transports.items()}
     return transports, twin

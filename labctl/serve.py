@@ -11,7 +11,7 @@ from labctl.errors import UsageError
 
 
 def parse_fault(text: str) -> tuple[str, float]:
-    from sims.server import FAULT_KINDS
+    from labctl_sims.server import FAULT_KINDS
 
     kind, sep, rate = text.partition(":")
     try:
@@ -49,8 +49,8 @@ def snippet(chip: str, server) -> str:
 
 def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], host: str, port: int,
                   chip: str) -> None:
-    from sims.presets import PRESETS
-    from sims.server import RigServer, TwinRig
+    from labctl_sims.presets import PRESETS
+    from labctl_sims.server import RigServer, TwinRig
 
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}: known presets are {', '.join(sorted(PRESETS))}")

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from calibration.mvm import MvmParams, MvmResult, check_mvm
-from calibration.readout import Readout
-from calibration.readout_calibration import ReadoutCalibrationParams, calibrate_readout
-from calibration.write_verify import WriteVerify, WriteVerifyParams, WriteVerifyResult
+from labctl_calibration.mvm import MvmParams, MvmResult, check_mvm
+from labctl_calibration.readout import Readout
+from labctl_calibration.readout_calibration import ReadoutCalibrationParams, calibrate_readout
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams, WriteVerifyResult
 from labctl.config import resolve_chip
 from labctl.errors import UsageError
 from labctl.lock import chip_lock
@@ -50,7 +50,7 @@ class Session:
 
     def program(self, targets_us: np.ndarray, params: WriteVerifyParams | None = None) -> WriteVerifyResult:
         """Write-verify the array to ``targets_us`` (checked against the chip's window)."""
-        from calibration.targets import TargetError, check_targets
+        from labctl_calibration.targets import TargetError, check_targets
 
         try:
             targets = check_targets(targets_us, (self._rig.spec.rows, self._rig.spec.cols), self._rig.spec.window_us)

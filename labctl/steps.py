@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from calibration.drift import DriftFit, Segment, compensation, fit_drift, run_segments
-from calibration.health import HealthResult, check_health
-from calibration.mvm import MvmResult, check_mvm
-from calibration.read_noise import ReadNoiseResult, measure_read_noise
-from calibration.readout import Readout
-from calibration.readout_calibration import ReadoutCalibration, calibrate_readout
-from calibration.write_verify import WriteVerify, WriteVerifyResult
+from labctl_calibration.drift import DriftFit, Segment, compensation, fit_drift, run_segments
+from labctl_calibration.health import HealthResult, check_health
+from labctl_calibration.mvm import MvmResult, check_mvm
+from labctl_calibration.read_noise import ReadNoiseResult, measure_read_noise
+from labctl_calibration.readout import Readout
+from labctl_calibration.readout_calibration import ReadoutCalibration, calibrate_readout
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyResult
 from labctl.errors import InstrumentFailure
 from labctl.protocol import CalibrateProtocol
 from labctl.recorder import StoreRecorder

@@ -6,8 +6,8 @@ send a real board. Tests may read its hidden ground truth through
 its sources, in ``sims/README.md``.
 """
 
-from sims.board import BoardTwin
-from sims.chip import ChipModel, GroundTruth
-from sims.presets import PRESETS, DeviceParams
+from labctl_sims.board import BoardTwin
+from labctl_sims.chip import ChipModel, GroundTruth
+from labctl_sims.presets import PRESETS, DeviceParams
 
 __all__ = ["BoardTwin", "ChipModel", "DeviceParams", "GroundTruth", "PRESETS"]

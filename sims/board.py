@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sims.chip import ChipModel
-from sims.scpi import (
+from labctl_sims.chip import ChipModel
+from labctl_sims.scpi import (
     Param,
     ScpiDevice,
     ScpiError,

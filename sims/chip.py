@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sims import physics
-from sims.noise import NoisePool
-from sims.presets import PRESETS, DeviceParams
-from sims.thermal import ThermalModel
+from labctl_sims import physics
+from labctl_sims.noise import NoisePool
+from labctl_sims.presets import PRESETS, DeviceParams
+from labctl_sims.thermal import ThermalModel
 
 ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
 PULSE_OVERHEAD_S = 200e-9  # per row, around each pulse

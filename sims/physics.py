@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sims.presets import AIHWKIT_PROG_G_MAX_US, DeviceParams
+from labctl_sims.presets import AIHWKIT_PROG_G_MAX_US, DeviceParams
 
 BOLTZMANN_EV = 8.617333262e-5
 REFERENCE_WIDTH_NS = 100.0

@@ -29,11 +29,11 @@ import time
 import tty
 from dataclasses import dataclass, field
 
-from sims.board import BoardTwin
-from sims.chip import ChipModel
-from sims.scpi import MessageTooLarge, ScpiDevice, Session
-from sims.smu import SmuTwin
-from sims.temperature import TemperatureTwin
+from labctl_sims.board import BoardTwin
+from labctl_sims.chip import ChipModel
+from labctl_sims.scpi import MessageTooLarge, ScpiDevice, Session
+from labctl_sims.smu import SmuTwin
+from labctl_sims.temperature import TemperatureTwin
 
 FAULT_KINDS = ("delay", "drop", "garble", "disconnect")
 DELAY_S = 0.2

@@ -7,8 +7,8 @@ NPLC power-line cycles and clamping at its current limit as a real SMU does.
 
 from __future__ import annotations
 
-from sims.board import BoardTwin
-from sims.scpi import Param, ScpiDevice, ScpiError, as_float, as_text, expect_count, in_range
+from labctl_sims.board import BoardTwin
+from labctl_sims.scpi import Param, ScpiDevice, ScpiError, as_float, as_text, expect_count, in_range
 
 LINE_FREQUENCY_HZ = 50.0
 OPEN_CIRCUIT_NOISE_A = 1e-12

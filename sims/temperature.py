@@ -6,8 +6,8 @@ heat nothing (B reads the ambient). The heater range bounds how hot it can get.
 
 from __future__ import annotations
 
-from sims.chip import ChipModel
-from sims.scpi import Param, ScpiDevice, ScpiError, as_float, as_int, as_text, expect_count, in_range
+from labctl_sims.chip import ChipModel
+from labctl_sims.scpi import Param, ScpiDevice, ScpiError, as_float, as_int, as_text, expect_count, in_range
 
 LOOPS = (1, 2)
 MAX_SET_POINT_K = 500.0

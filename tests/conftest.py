@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sims
-from drivers import Board, InProcessTransport
+import labctl_sims as sims
+from labctl_drivers import Board, InProcessTransport
 
 
 @pytest.fixture(autouse=True)

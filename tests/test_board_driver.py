@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import block
 
-from drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError, SafeOperatingArea
-from drivers.testing import expected_protocol
+from labctl_drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError, SafeOperatingArea
+from labctl_drivers.testing import expected_protocol
 
 # with a safe area wider than the board's own limits, the board's PROG:LIM? decides
 WIDE = SafeOperatingArea(set_max_mv=32767, reset_max_mv=32767, width_max_ns=10000)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration.targets import TargetError, differential_pairs
+from labctl_calibration.targets import TargetError, differential_pairs
 from labctl import api
-from sims import physics
+from labctl_sims import physics
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +124,10 @@ def test_parquet_targets(tmp_path):
 
 
 def test_health_flags_stuck_cells_and_no_working_cell():
-    from calibration.health import HealthParams, check_health
-    from calibration.readout import Readout
-    from drivers import Board, InProcessTransport
-    from sims.server import TwinRig
+    from labctl_calibration.health import HealthParams, check_health
+    from labctl_calibration.readout import Readout
+    from labctl_drivers import Board, InProcessTransport
+    from labctl_sims.server import TwinRig
 
     rig = TwinRig.build(rows=128, cols=128, seed=5)
     board = Board(InProcessTransport(rig.board.feed))

@@ -236,7 +236,7 @@ def test_subprocess_help_and_version(tmp_path):
 def test_help_does_not_import_heavy_libraries(tmp_path):
     code = (
         "import sys\nfrom labctl.cli import app\n"
-        "heavy = [m for m in ('numpy', 'pandas', 'pyarrow', 'sims') if m in sys.modules]\n"
+        "heavy = [m for m in ('numpy', 'pandas', 'pyarrow', 'labctl_sims') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -259,8 +259,8 @@ def test_sim_describe_unknown_preset_is_a_usage_error():
 
 
 def test_an_instrument_failing_mid_run_marks_the_run_failed_and_exits_1(tmp_path, monkeypatch):
-    from calibration import write_verify
-    from drivers import InstrumentError
+    from labctl_calibration import write_verify
+    from labctl_drivers import InstrumentError
 
     def broken(self, targets, **_):
         self.board.read_array()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from drivers import InProcessTransport
-from drivers.instrument import ScpiInstrument, resource_lock
-from sims.scpi import ScpiDevice, as_text, expect_count
+from labctl_drivers import InProcessTransport
+from labctl_drivers.instrument import ScpiInstrument, resource_lock
+from labctl_sims.scpi import ScpiDevice, as_text, expect_count
 
 
 class Echo(ScpiDevice):

@@ -182,7 +182,7 @@ def test_sim_serve_bad_fault_is_a_usage_error(fault):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_mid_run_leaves_the_smu_off_and_the_run_aborted_and_resumable(served, sig):
-    from drivers import Keithley2450, VisaTransport
+    from labctl_drivers import Keithley2450, VisaTransport
 
     workdir, config, _ = served
     snippet = config.read_text()

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from labctl.cli import app
 from labctl.lock import chip_lock
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 runner = CliRunner()
 

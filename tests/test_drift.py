@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from calibration.drift import fit_power_law, log_schedule
+from labctl_calibration.drift import fit_power_law, log_schedule
 from labctl import api
 from labctl.cli import app
-from sims import physics
+from labctl_sims import physics
 
 runner = CliRunner()
 

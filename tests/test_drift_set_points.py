@@ -14,7 +14,7 @@ import pytest
 
 from labctl import api
 from labctl.errors import RunFailed
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 DRIFT = {"duration_s": 600.0, "reads": 4, "temperatures_k": (300.0, 330.0)}
 

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from drivers import Board, InProcessTransport, Keithley2450, LakeShore335, LimitError, SafeOperatingArea
-from drivers.errors import DriverError
-from sims.server import TwinRig
+from labctl_drivers import Board, InProcessTransport, Keithley2450, LakeShore335, LimitError, SafeOperatingArea
+from labctl_drivers.errors import DriverError
+from labctl_sims.server import TwinRig
 
 ROWS, COLS = 4, 5
 

@@ -20,3 +20,27 @@ def test_installed_package_carries_its_protocols():
     if "site-packages" in package.parts or "dist-packages" in package.parts:
         assert builtin_protocol_dir() == package / "_protocols"
     assert (builtin_protocol_dir() / "calibrate.toml").is_file()
+
+
+def test_nothing_with_a_generic_name_is_installed():
+    """`sims`, `drivers` and `calibration` would clash with other packages in a lab's environment."""
+    from importlib.metadata import distribution
+
+    files = distribution("labctl").files or []
+    top = {str(f).split("/")[0] for f in files if not str(f).startswith("..")}
+    assert not top & {"sims", "drivers", "calibration"}, top
+    modules = {name.removesuffix(".py").removesuffix(".pth") for name in top
+               if not name.endswith(".dist-info") and name != "__pycache__"}
+    # a wheel: the four packages; an editable install: the import hook and hatch's path file
+    assert modules <= {"labctl", "labctl_drivers", "labctl_calibration", "labctl_sims", "_labctl_renamed",
+                       "_editable_impl_labctl"}, top
+
+
+def test_the_renamed_packages_import_under_their_installed_names():
+    import labctl_calibration.drift
+    import labctl_drivers
+    import labctl_sims
+
+    assert labctl_drivers.Board.__module__ == "labctl_drivers.board"
+    assert labctl_sims.ChipModel.__module__.startswith("labctl_sims.")
+    assert labctl_calibration.drift.DriftParams.__module__ == "labctl_calibration.drift"

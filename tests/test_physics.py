@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sims import physics
-from sims.presets import PCM, PRESETS
+from labctl_sims import physics
+from labctl_sims.presets import PCM, PRESETS
 
 P = PCM.__class__(**{**PCM.describe(), "stuck_low_rate": 0.0, "stuck_high_rate": 0.0})
 SHAPE = (4000,)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.readout_calibration import ReadoutCalibrationParams, calibrate_readout, fit_columns
-from calibration.write_verify import WriteVerifyParams
-from drivers import Board, InProcessTransport, Keithley2450
-from sims.server import TwinRig
+from labctl_calibration.readout_calibration import ReadoutCalibrationParams, calibrate_readout, fit_columns
+from labctl_calibration.write_verify import WriteVerifyParams
+from labctl_drivers import Board, InProcessTransport, Keithley2450
+from labctl_sims.server import TwinRig
 
 
 @pytest.mark.parametrize("seed", [0, 1])

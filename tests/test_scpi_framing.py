@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import block
 
-from sims.scpi import IncompleteMessage, find_message_end
+from labctl_sims.scpi import IncompleteMessage, find_message_end
 
 
 def test_message_end_skips_blocks_holding_newlines_and_semicolons():

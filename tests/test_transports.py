@@ -13,10 +13,10 @@ import threading
 import numpy as np
 import pytest
 
-from calibration.readout import Readout
-from calibration.targets import ramp
-from calibration.write_verify import WriteVerify, WriteVerifyParams
-from drivers import (
+from labctl_calibration.readout import Readout
+from labctl_calibration.targets import ramp
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams
+from labctl_drivers import (
     Board,
     InProcessTransport,
     InstrumentError,
@@ -30,7 +30,7 @@ from drivers import (
     TracedTransport,
     VisaTransport,
 )
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 TRANSPORTS = ["inproc", "pty-pyserial", "tcp-pyvisa"]
 

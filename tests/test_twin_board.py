@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import block, parse_block
 
-import sims
+import labctl_sims as sims
 
 
 def error(twin) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sims
-from calibration.targets import ramp
-from sims import physics
-from sims.presets import PRESETS
+import labctl_sims as sims
+from labctl_calibration.targets import ramp
+from labctl_sims import physics
+from labctl_sims.presets import PRESETS
 
 LEVELS = np.linspace(2.5, 22.5, 8)
 SIZE = 128

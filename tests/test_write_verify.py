@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import calibration
-import sims
-from calibration.readout import Readout
-from calibration.targets import TargetError, check_targets, ramp
-from calibration.write_verify import WriteVerify, WriteVerifyParams
-from drivers import Board
-from drivers.testing import CountingTransport
+import labctl_calibration as calibration
+import labctl_sims as sims
+from labctl_calibration.readout import Readout
+from labctl_calibration.targets import TargetError, check_targets, ramp
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams
+from labctl_drivers import Board
+from labctl_drivers.testing import CountingTransport
 
 
 class Recorder:
@@ -157,7 +157,7 @@ def test_calibration_never_imports_the_twin():
                 names = [node.module or ""]
             else:
                 continue
-            assert not any(n.split(".")[0] == "sims" for n in names), path
+            assert not any(n.split(".")[0] == "labctl_sims" for n in names), path
 
 
 def test_unreachable_targets_and_stuck_cells_are_reported_not_looped_on():

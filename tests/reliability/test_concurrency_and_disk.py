@@ -26,7 +26,7 @@ import pytest
 from harness import lab_toml, labctl, manifests
 
 from labctl.store.query import observed_status
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 
 @pytest.fixture(scope="module")

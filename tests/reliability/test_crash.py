@@ -27,7 +27,7 @@ import pytest
 from harness import CAMPAIGN, lab_toml, labctl, manifests
 
 from labctl import open_store
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 CHIP = "chipK"
 KILLS = 20 * CAMPAIGN  # per protocol

@@ -25,7 +25,7 @@ from harness import CAMPAIGN
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from drivers.transport import ReplyBuffer
+from labctl_drivers.transport import ReplyBuffer
 
 # a warning would be a second line on a user's stderr: here it fails the example
 pytestmark = pytest.mark.filterwarnings("error::UserWarning", "error::RuntimeWarning")
@@ -278,7 +278,7 @@ class HostileWire(ReplyBuffer):
 
 
 def driver_calls():
-    import drivers
+    import labctl_drivers as drivers
 
     def board(wire):
         return drivers.Board(wire)
@@ -301,7 +301,7 @@ def driver_calls():
 @FUZZ
 @given(call=st.sampled_from(sorted(driver_calls())), answers=st.lists(replies, max_size=8))
 def test_any_reply_gives_a_value_or_a_typed_driver_error(call, answers):
-    from drivers.errors import DriverError
+    from labctl_drivers.errors import DriverError
 
     try:
         result = driver_calls()[call](HostileWire(answers))
@@ -321,10 +321,10 @@ def test_any_reply_gives_a_value_or_a_typed_driver_error(call, answers):
 @pytest.fixture
 def wire_tap(monkeypatch):
     """Everything that reached the twin's chip, SMU and temperature controller."""
-    import sims.chip
-    import sims.smu
-    import sims.temperature
-    from sims.scpi import as_float
+    import labctl_sims.chip
+    import labctl_sims.smu
+    import labctl_sims.temperature
+    from labctl_sims.scpi import as_float
 
     seen: dict[str, list[float]] = {"set_mv": [], "reset_mv": [], "width_ns": [], "read_v": [], "probe_v": [],
                                     "smu_limit_a": [], "set_point_k": []}
@@ -344,13 +344,13 @@ def wire_tap(monkeypatch):
         seen["reset_mv"].append(float(-amplitude.min(initial=0)))
         seen["width_ns"].append(float(width_ns))
 
-    tap(sims.chip.ChipModel, "program", pulses)
-    tap(sims.chip.ChipModel, "read_codes", lambda array, rows, v_read, averages: seen["read_v"].append(v_read))
-    tap(sims.chip.ChipModel, "mvm_codes", lambda array, codes, v_read, averages=1: seen["read_v"].append(v_read))
-    tap(sims.chip.ChipModel, "probe_current_ua",
+    tap(labctl_sims.chip.ChipModel, "program", pulses)
+    tap(labctl_sims.chip.ChipModel, "read_codes", lambda array, rows, v_read, averages: seen["read_v"].append(v_read))
+    tap(labctl_sims.chip.ChipModel, "mvm_codes", lambda array, codes, v_read, averages=1: seen["read_v"].append(v_read))
+    tap(labctl_sims.chip.ChipModel, "probe_current_ua",
         lambda array, row, col, volts, integration_s: seen["probe_v"].append(abs(volts)))
-    tap(sims.smu.SmuTwin, "_current_limit", lambda params: seen["smu_limit_a"].append(as_float(params[0], "")))
-    tap(sims.temperature.TemperatureTwin, "_set_point", lambda params: seen["set_point_k"].append(
+    tap(labctl_sims.smu.SmuTwin, "_current_limit", lambda params: seen["smu_limit_a"].append(as_float(params[0], "")))
+    tap(labctl_sims.temperature.TemperatureTwin, "_set_point", lambda params: seen["set_point_k"].append(
         as_float(params[-1], "")))
     return seen
 

@@ -12,8 +12,8 @@ import tty
 
 import pytest
 
-from drivers.errors import DriverError
-from drivers.transport import MAX_REPLY_LINE, SerialTransport, VisaTransport
+from labctl_drivers.errors import DriverError
+from labctl_drivers.transport import MAX_REPLY_LINE, SerialTransport, VisaTransport
 
 TIMEOUT_S = 1.0
 GUARD_S = 20.0  # far beyond the deadline: only a read that never ends comes near it

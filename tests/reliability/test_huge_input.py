@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from calibration.read_noise import ReadNoiseParams, measure_read_noise
-from calibration.readout import Readout
+from labctl_calibration.read_noise import ReadNoiseParams, measure_read_noise
+from labctl_calibration.readout import Readout
 from labctl.budget import Budget, check_fits, estimate
 from labctl.errors import UsageError
 from labctl.protocol import CalibrateProtocol

@@ -13,7 +13,7 @@ from test_hostile_input import labctl_main
 
 from labctl.config import resolve_chip
 from labctl.lock import ChipBusy, chip_lock, lock_dir, resource_key
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 
 @pytest.mark.parametrize(("a", "b"), [

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from sims.scpi import MAX_TEXT_BYTES, MessageFramer, MessageTooLarge
-from sims.server import RigServer, TwinRig
+from labctl_sims.scpi import MAX_TEXT_BYTES, MessageFramer, MessageTooLarge
+from labctl_sims.server import RigServer, TwinRig
 
 IDN = b"LABCTL,ACB-TWIN,TWIN-PCM-S0-16X16,0.1.0\n"
 

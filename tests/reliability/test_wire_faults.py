@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from harness import lab_toml, labctl, manifests
 
-from sims.server import RigServer, TwinRig
+from labctl_sims.server import RigServer, TwinRig
 
 CHIP = "chipW"
 RATE = 0.05
