@@ -233,7 +233,8 @@ def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Call
                     if now >= deadline:
                         raise SetPointNotReached(
                             f"drift segment {k + 1}: the chip reached {measured:.2f} K, not {kelvin:g} K "
-                            f"±{params.settle_tolerance_k:g} K, within settle_timeout_s = {params.settle_timeout_s:g} s "
+                            f"±{params.settle_tolerance_k:g} K, within settle_timeout_s = "
+                            f"{params.settle_timeout_s:g} s "
                             f"(heater range {params.heater_range}); no reads were taken at it")
                     wait(params.settle_poll_s)
             entries.append({"temperature_k": kelvin, "start_s": board.clock_s() if k else programmed_s,

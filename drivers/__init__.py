@@ -5,7 +5,14 @@ from labctl_drivers.errors import DriverError, InstrumentError, InstrumentTimeou
 from labctl_drivers.safety import SafeOperatingArea
 from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import LakeShore335
-from labctl_drivers.transport import InProcessTransport, SerialTransport, TracedTransport, Transport, VisaTransport, open_transport
+from labctl_drivers.transport import (
+    InProcessTransport,
+    SerialTransport,
+    TracedTransport,
+    Transport,
+    VisaTransport,
+    open_transport,
+)
 
 __all__ = [
     "AdcInfo",

@@ -20,24 +20,38 @@ EXIT_CODES = (
     "Exit codes: 0 success; 1 acceptance limits failed, or an instrument or the run failed; "
     "2 bad input (nothing started); 3 internal error."
 )
-EXIT_CODES_READING = "Exit codes: 0 success; 2 bad input (an unknown run, a file that cannot be written); 3 internal error."
+EXIT_CODES_READING = (
+    "Exit codes: 0 success; 2 bad input (an unknown run, a file that cannot be written); 3 internal error."
+)
 ConfigOption = Annotated[
     Optional[Path],
-    typer.Option("--config", metavar="FILE", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."),
+    typer.Option(
+        "--config", metavar="FILE", help="lab.toml [default: $LABCTL_CONFIG, ./lab.toml, ~/.config/labctl/lab.toml]."
+    ),
 ]
 DataOption = Annotated[
     Optional[str],  # a path or an object-storage URI: a Path would fold the "//" of s3://
-    typer.Option("--data", metavar="DIR|URI", help="Run store: a directory or a URI such as s3://bucket/prefix "
-                                "[default: $LABCTL_DATA or ./labdata]."),
+    typer.Option(
+        "--data",
+        metavar="DIR|URI",
+        help="Run store: a directory or a URI such as s3://bucket/prefix [default: $LABCTL_DATA or ./labdata].",
+    ),
 ]
 FreshOption = Annotated[
     bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
 ]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", metavar="N", help="Twin only: seed the simulated chip is made with.")]
-SizeOption = Annotated[Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")]
+SeedOption = Annotated[
+    Optional[int], typer.Option("--seed", metavar="N", help="Twin only: seed the simulated chip is made with.")
+]
+SizeOption = Annotated[
+    Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Twin only: array size ROWSxCOLS, e.g. 64x64.")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-RunIdArgument = Annotated[str, typer.Argument(metavar="RUN", help="Run id, a unique prefix or tail of one, or 'latest'.")]
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, a unique prefix or tail of one, or 'latest'.")
+]
+
 
 def _arguments_by_metavar_only() -> None:
     """typer prints an argument's Python type beside its metavar (``[CHIP]... <list[str]>``),
@@ -96,20 +110,26 @@ def _show_warnings() -> None:
 @app.command(epilog=EXIT_CODES)
 def calibrate(
     chips: Annotated[
-        Optional[list[str]], typer.Argument(metavar="[CHIP]...", help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin.")
+        Optional[list[str]],
+        typer.Argument(metavar="[CHIP]...", help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin."),
     ] = None,
     all_chips: Annotated[bool, typer.Option("--all", help="Every chip the configuration knows.")] = False,
     targets: Annotated[
         Optional[Path],
-        typer.Option("--targets", metavar="FILE", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."),
+        typer.Option(
+            "--targets", metavar="FILE", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."
+        ),
     ] = None,
     weights: Annotated[
         Optional[Path],
-        typer.Option("--weights", metavar="FILE", help="Signed weights (rows x cols/2) mapped to differential column pairs."),
+        typer.Option(
+            "--weights", metavar="FILE", help="Signed weights (rows x cols/2) mapped to differential column pairs."
+        ),
     ] = None,
     fresh: FreshOption = False,
     protocol: Annotated[
-        Optional[Path], typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in calibrate.")
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in calibrate."),
     ] = None,
     data: DataOption = None,
     config: ConfigOption = None,
@@ -133,8 +153,18 @@ def calibrate(
         _run(lambda: [resolve_chip(name, config=config) for name in names])
 
     def one(chip: str, progress) -> object:
-        return api.calibrate(chip, seed=seed, size=size, targets=targets, weights=weights, protocol=protocol,
-                             data=data, config=config, fresh=fresh, progress=progress)
+        return api.calibrate(
+            chip,
+            seed=seed,
+            size=size,
+            targets=targets,
+            weights=weights,
+            protocol=protocol,
+            data=data,
+            config=config,
+            fresh=fresh,
+            progress=progress,
+        )
 
     if len(names) == 1:
         with _progress(enabled=not quiet) as progress:
@@ -170,6 +200,7 @@ def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) ->
     outcomes: dict[str, object] = {}
     errors: dict[str, LabctlError] = {}
     with _progress(enabled=not quiet) as progress:
+
         def labelled(chip: str):
             return None if progress is None else (lambda step, done, total: progress(f"{chip} {step}", done, total))
 
@@ -181,10 +212,19 @@ def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) ->
                 except LabctlError as err:
                     errors[chip] = err
     if as_json:
-        typer.echo(json.dumps(_finite({
-            "runs": [outcome.summary() for outcome in outcomes.values()],
-            "errors": {chip: {"error": str(err), "exit_code": err.exit_code} for chip, err in errors.items()},
-        }), indent=2))
+        typer.echo(
+            json.dumps(
+                _finite(
+                    {
+                        "runs": [outcome.summary() for outcome in outcomes.values()],
+                        "errors": {
+                            chip: {"error": str(err), "exit_code": err.exit_code} for chip, err in errors.items()
+                        },
+                    }
+                ),
+                indent=2,
+            )
+        )
     else:
         from rich.console import Console
 
@@ -205,7 +245,9 @@ app.add_typer(sim_app, name="sim")
 
 @sim_app.command("describe")
 def sim_describe(
-    preset: Annotated[str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    preset: Annotated[
+        str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")
+    ] = "pcm",
     as_json: Annotated[bool, typer.Option("--json", help="Print the parameters as JSON.")] = False,
 ) -> None:
     """Print a preset's device, periphery and thermal parameters (see sims/README.md for the equations)."""
@@ -232,21 +274,31 @@ def sim_describe(
 
 @sim_app.command("serve")
 def sim_serve(
-    preset: Annotated[str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")] = "pcm",
+    preset: Annotated[
+        str, typer.Option("--preset", metavar="NAME", help="Device preset: pcm, rram or sram-64.")
+    ] = "pcm",
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed the simulated chip is made with.")] = 0,
-    size: Annotated[Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Array size ROWSxCOLS [default: the preset's].")] = None,
+    size: Annotated[
+        Optional[str], typer.Option("--size", metavar="ROWSxCOLS", help="Array size ROWSxCOLS [default: the preset's].")
+    ] = None,
     fault: Annotated[
-        Optional[list[str]], typer.Option("--fault", metavar="KIND:RATE", help="Wire fault KIND:RATE (delay, drop, garble, disconnect).")
+        Optional[list[str]],
+        typer.Option("--fault", metavar="KIND:RATE", help="Wire fault KIND:RATE (delay, drop, garble, disconnect)."),
     ] = None,
     host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="First TCP port (board; SMU +1, temperature +2); 0: any.")] = 0,
-    chip: Annotated[str, typer.Option("--chip", metavar="NAME", help="Chip name for the printed lab.toml snippet.")] = "chip1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="First TCP port (board; SMU +1, temperature +2); 0: any.")
+    ] = 0,
+    chip: Annotated[
+        str, typer.Option("--chip", metavar="NAME", help="Chip name for the printed lab.toml snippet.")
+    ] = "chip1",
 ) -> None:
     """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
     from labctl.serve import serve_forever
 
-    _run(lambda: serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port,
-                               chip=chip))
+    _run(
+        lambda: serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port, chip=chip)
+    )
 
 
 schedule_app = typer.Typer(help="Scheduled runs (cron or systemd user timers).", no_args_is_help=True)
@@ -261,7 +313,9 @@ def schedule_add(
     at: Annotated[str, typer.Option("--at", metavar="HH:MM", help="Time of day, HH:MM.")],
     daily: Annotated[bool, typer.Option("--daily", help="Every day (default: once, at the next HH:MM).")] = False,
     via: ViaOption = "auto",
-    args: Annotated[str, typer.Option("--args", metavar="OPTIONS", help="Further options for the run, e.g. \"--duration 8h\".")] = "",
+    args: Annotated[
+        str, typer.Option("--args", metavar="OPTIONS", help='Further options for the run, e.g. "--duration 8h".')
+    ] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be installed; install nothing.")] = False,
 ) -> None:
     """Schedule a run: a crontab entry or a systemd user timer; it logs to a file and stores a run."""
@@ -316,8 +370,10 @@ def schedule_list(via: ViaOption = "auto") -> None:
 
 
 @schedule_app.command("remove")
-def schedule_remove(entry_id: Annotated[str, typer.Argument(metavar="ID", help="Schedule id from 'schedule list'.")],
-                    via: ViaOption = "auto") -> None:
+def schedule_remove(
+    entry_id: Annotated[str, typer.Argument(metavar="ID", help="Schedule id from 'schedule list'.")],
+    via: ViaOption = "auto",
+) -> None:
     """Remove a scheduled run."""
     from labctl import schedule
 
@@ -335,14 +391,20 @@ def _format_value(value: object) -> str:
 
 @app.command(epilog=EXIT_CODES)
 def drift(
-    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip to characterise; chip0 is the built-in twin.")] = "chip0",
-    duration: Annotated[str, typer.Option("--duration", metavar="TIME", help="Time per temperature: 12h, 90m, 3600s, 2d.")] = "12h",
+    chip: Annotated[
+        str, typer.Argument(metavar="[CHIP]", help="Chip to characterise; chip0 is the built-in twin.")
+    ] = "chip0",
+    duration: Annotated[
+        str, typer.Option("--duration", metavar="TIME", help="Time per temperature: 12h, 90m, 3600s, 2d.")
+    ] = "12h",
     reads: Annotated[int, typer.Option("--reads", metavar="N", help="Array reads per temperature, log-spaced.")] = 60,
     temperatures: Annotated[
-        Optional[str], typer.Option("--temperatures", metavar="K[,K...]", help="Kelvin, comma-separated, e.g. 300,330,360.")
+        Optional[str],
+        typer.Option("--temperatures", metavar="K[,K...]", help="Kelvin, comma-separated, e.g. 300,330,360."),
     ] = None,
     protocol: Annotated[
-        Optional[Path], typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in drift.")
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in drift."),
     ] = None,
     data: DataOption = None,
     config: ConfigOption = None,
@@ -368,8 +430,19 @@ def drift(
             return api.resume(run_id, data=data, config=config, progress=progress)
         seconds = parse_duration(duration)
         kelvins = parse_temperatures(temperatures) if temperatures else None
-        return api.run_drift(chip, duration_s=seconds, reads=reads, temperatures_k=kelvins, seed=seed, size=size,
-                             protocol=protocol, data=data, config=config, fresh=fresh, progress=progress)
+        return api.run_drift(
+            chip,
+            duration_s=seconds,
+            reads=reads,
+            temperatures_k=kelvins,
+            seed=seed,
+            size=size,
+            protocol=protocol,
+            data=data,
+            config=config,
+            fresh=fresh,
+            progress=progress,
+        )
 
     with _progress(enabled=not quiet) as progress:
         outcome = _run(run)
@@ -399,7 +472,9 @@ app.add_typer(runs_app, name="runs")
 @runs_app.command("list")
 def runs_list(
     chip: Annotated[Optional[str], typer.Option("--chip", metavar="NAME", help="Only this chip's runs.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", metavar="DATE", help="Only runs started since (YYYY-MM-DD[THH:MM]).")] = None,
+    since: Annotated[
+        Optional[str], typer.Option("--since", metavar="DATE", help="Only runs started since (YYYY-MM-DD[THH:MM]).")
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """List runs: id, chip, protocol, status, start, end, passed."""
@@ -423,16 +498,29 @@ def runs_list(
     rows = [("RUN", "CHIP", "PROTOCOL", "STATUS", "STARTED (UTC)", "ENDED", "RESULT")]
     for row in frame.itertuples():
         ended = "" if row.ended_utc is None or str(row.ended_utc) == "NaT" else f"{row.ended_utc:%H:%M:%S}"
-        rows.append((row.run_id, row.chip, row.protocol or "-", row.status or "-",
-                     f"{row.started_utc:%Y-%m-%d %H:%M:%S}", ended, {True: "passed", False: "FAILED"}.get(row.passed, "-")))
+        rows.append(
+            (
+                row.run_id,
+                row.chip,
+                row.protocol or "-",
+                row.status or "-",
+                f"{row.started_utc:%Y-%m-%d %H:%M:%S}",
+                ended,
+                {True: "passed", False: "FAILED"}.get(row.passed, "-"),
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(str(value).ljust(width) for value, width in zip(r, widths)).rstrip())
 
 
 @runs_app.command("show")
-def runs_show(run_id: RunIdArgument, data: DataOption = None, as_json: Annotated[
-        bool, typer.Option("--json", help="The whole manifest as JSON (provenance, protocol, every figure).")] = False,
+def runs_show(
+    run_id: RunIdArgument,
+    data: DataOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The whole manifest as JSON (provenance, protocol, every figure).")
+    ] = False,
 ) -> None:
     """A run's summary: chip, protocol, status (and why it failed), steps, acceptance, provenance."""
     import json
@@ -459,7 +547,9 @@ def runs_show(run_id: RunIdArgument, data: DataOption = None, as_json: Annotated
 def export_model(
     run_id: RunIdArgument,
     fmt: Annotated[str, typer.Option("--format", metavar="json", help="Output format (json).")] = "json",
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", metavar="PATH", help="Write to this file instead of stdout.")
+    ] = None,
     data: DataOption = None,
 ) -> None:
     """Export a chip's measured noise model (programming error, drift, read noise, stuck rate, ADC) for training."""
@@ -470,6 +560,7 @@ def export_model(
 
     if fmt != "json":
         _fail(f"--format {fmt!r}: only json is supported", 2)
+
     def export():
         store = open_store(data)
         return noise_model(store, store.resolve(run_id))
@@ -493,7 +584,13 @@ def export_model(
 @app.command(epilog=EXIT_CODES_READING)
 def report(
     run_id: RunIdArgument,
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH", help="Directory [default: reports/RUN beside runs/ in a local store, ./reports/RUN for a remote one].")
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            metavar="PATH",
+            help="Directory [default: reports/RUN beside runs/ in a local store, ./reports/RUN for a remote one].",
+        ),
     ] = None,
     data: DataOption = None,
 ) -> None:
@@ -513,10 +610,16 @@ def report(
 
 @app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")
 def compare(
-    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="Baseline run (id, unique prefix or tail, or 'latest').")],
-    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Run to check against it (id, unique prefix or tail, or 'latest').")],
+    run_a: Annotated[
+        str, typer.Argument(metavar="RUN_A", help="Baseline run (id, unique prefix or tail, or 'latest').")
+    ],
+    run_b: Annotated[
+        str, typer.Argument(metavar="RUN_B", help="Run to check against it (id, unique prefix or tail, or 'latest').")
+    ],
     alpha: Annotated[float, typer.Option("--alpha", metavar="P", help="Significance level of the KS tests.")] = 1e-3,
-    max_change: Annotated[float, typer.Option("--max-change", metavar="FRACTION", help="Tolerated relative worsening.")] = 0.2,
+    max_change: Annotated[
+        float, typer.Option("--max-change", metavar="FRACTION", help="Tolerated relative worsening.")
+    ] = 0.2,
     data: DataOption = None,
 ) -> None:
     """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests."""
@@ -533,16 +636,21 @@ def compare(
         first, second = store.resolve(run_a), store.resolve(run_b)
         shapes = [store.manifest(found).get("chip_spec", {}).get("geometry") for found in (first, second)]
         if shapes[0] and shapes[1] and shapes[0] != shapes[1]:
-            typer.echo(f"labctl: warning: run {first} is {shapes[0][1]}x{shapes[0][2]} and run {second} "
-                       f"{shapes[1][1]}x{shapes[1][2]}: their distributions are compared, not their cells", err=True)
+            typer.echo(
+                f"labctl: warning: run {first} is {shapes[0][1]}x{shapes[0][2]} and run {second} "
+                f"{shapes[1][1]}x{shapes[1][2]}: their distributions are compared, not their cells",
+                err=True,
+            )
         return compare_runs(store, first, second, alpha, max_change)
 
     results = _run(compared)
     typer.echo(f"{'metric':<22}{'A':>10}{'B':>10}{'change':>9}{'KS D':>8}{'p':>10}  verdict")
     for r in results:
         verdict = "REGRESSED" if r.regressed else "ok"
-        typer.echo(f"{r.metric:<22}{r.spread_a:>10.4g}{r.spread_b:>10.4g}{100 * r.change:>8.1f}%"
-                   f"{r.ks:>8.3f}{r.p_value:>10.2g}  {verdict}")
+        typer.echo(
+            f"{r.metric:<22}{r.spread_a:>10.4g}{r.spread_b:>10.4g}{100 * r.change:>8.1f}%"
+            f"{r.ks:>8.3f}{r.p_value:>10.2g}  {verdict}"
+        )
     if any(r.regressed for r in results):
         raise typer.Exit(1)
 
@@ -611,8 +719,10 @@ def rigs(config: ConfigOption = None) -> None:
     Console().print(table)
 
 
-@app.command(epilog="Exit codes: 0 every instrument answered and is within its limits; 1 one did not (its row "
-                     "says FAIL), or a run holds the chip; 2 bad input; 3 internal error.")
+@app.command(
+    epilog="Exit codes: 0 every instrument answered and is within its limits; 1 one did not (its row "
+    "says FAIL), or a run holds the chip; 2 bad input; 3 internal error."
+)
 def doctor(
     chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip whose instruments to check.")] = "chip0",
     config: ConfigOption = None,
@@ -716,8 +826,9 @@ def main() -> None:
         code = done.exit_code
     except typer.Abort:  # Ctrl-C outside a run (a run reports its own id and how to resume it)
         code = EXIT_INTERRUPTED
-        typer.echo("labctl: interrupted: no run was in progress, or it is marked aborted and the rig was left safe",
-                   err=True)
+        typer.echo(
+            "labctl: interrupted: no run was in progress, or it is marked aborted and the rig was left safe", err=True
+        )
     except Exception as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # `labctl` or `labctl runs` alone: the help, as --help
             typer.echo(err.format_message())

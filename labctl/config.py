@@ -74,7 +74,7 @@ class ChipConfig(BaseModel):
     smu: str | None = None
     temperature: str | None = None
     window_us: tuple[float, float] | None = None  # targets allowed, µS; default: a twin's preset range, else 0-25
-    calibrate_protocol: str | None = None  # what `labctl calibrate` runs here without --protocol: a file or a built-in name
+    calibrate_protocol: str | None = None  # `labctl calibrate` without --protocol: a file or a built-in's name
     timeout_s: float = Field(2.0, gt=0, le=600)
     retries: int = Field(4, ge=0, le=20)  # a lost or damaged reply is asked for again this many times
     trace: str | None = None  # a file to log every exchange to

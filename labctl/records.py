@@ -81,7 +81,8 @@ class CalibrationRecord:
             if not all(isinstance(data[key], str) for key in ("chip", "identity", "run_id", "created_utc")):
                 raise RecordError("chip, identity, run_id and created_utc must be text")
             return cls(
-                chip=data["chip"], identity=data["identity"], run_id=data["run_id"], created_utc=data["created_utc"], temperature_k=temperature,
+                chip=data["chip"], identity=data["identity"], run_id=data["run_id"], created_utc=data["created_utc"],
+                temperature_k=temperature,
                 geometry=(rows, cols), readout_gain=gain, readout_offset_lsb=offset, stuck=stuck,
                 mvm_slope=None if mvm is None else _finite(mvm["slope"], (cols,), "MVM slope"),
                 mvm_intercept_ua=None if mvm is None else _finite(mvm["intercept_ua"], (cols,), "MVM intercept"),

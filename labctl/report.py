@@ -11,6 +11,7 @@ import numpy as np
 
 from labctl.errors import UsageError
 from labctl.store.query import Store
+from labctl.summary import shown_number
 
 
 def _figure():
@@ -162,14 +163,6 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
     return page
 
 
-def _number(value: Any, spec: str) -> str:
-    """A manifest edited by hand may hold anything where a number belongs: show it as it is."""
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def _list_of_dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
@@ -189,20 +182,20 @@ def _verdict(passed: Any) -> str:
 
 def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     from labctl.store.query import observed_status
-    from labctl.summary import _step_lines
+    from labctl.summary import step_line
 
     e = html.escape
     summary = manifest.get("summary") if isinstance(manifest.get("summary"), dict) else {}
     facts = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     rows = "".join(f"<tr><th>{e(str(k))}</th><td>{e(_shown(v))}</td></tr>" for k, v in facts.items())
     status = str(observed_status(manifest))
-    state = (f'<p class="{"pass" if manifest.get("passed") else "fail"}">status: {e(status)}'
-             f'{"" if manifest.get("passed") is None else (", acceptance met" if manifest.get("passed") else ", acceptance NOT met")}</p>')
+    verdict = {None: "", True: ", acceptance met", False: ", acceptance NOT met"}.get(manifest.get("passed"), "")
+    state = f'<p class="{"pass" if manifest.get("passed") else "fail"}">status: {e(status)}{verdict}</p>'
     if manifest.get("error"):
         state += f'<p class="fail">reason: {e(str(manifest["error"]))}</p>'
     checks = "".join(
-        f"<tr><td>{e(str(c.get('name')))}</td><td>{e(_number(c.get('value'), '.4g'))}</td>"
-        f"<td>{e(str(c.get('comparison')))} {e(_number(c.get('limit'), 'g'))}</td>"
+        f"<tr><td>{e(str(c.get('name')))}</td><td>{e(shown_number(c.get('value'), '.4g'))}</td>"
+        f"<td>{e(str(c.get('comparison')))} {e(shown_number(c.get('limit'), 'g'))}</td>"
         f"<td>{_verdict(c.get('passed'))}</td></tr>"
         for c in _list_of_dicts(manifest.get("acceptance")))
     acceptance = (f"<table><tr><th>limit</th><th>value</th><th>required</th><th>result</th></tr>{checks}</table>"
@@ -211,11 +204,7 @@ def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     planned = manifest.get("protocol", {}).get("effective", {}).get("steps", [])
     steps = ""
     for name, figures in done.items():
-        try:
-            line = _step_lines(name, figures)
-        except (KeyError, TypeError, ValueError):
-            line = json.dumps(figures, default=str)
-        steps += f"<tr><th>{e(name)}</th><td>{e(line)}</td></tr>"
+        steps += f"<tr><th>{e(name)}</th><td>{e(step_line(name, figures))}</td></tr>"
     steps += "".join(f'<tr><th>{e(name)}</th><td class="dim">not reached</td></tr>'
                      for name in planned if name not in done)
     figures = "".join(f'<figure><img src="{e(name)}" alt="{e(title)}"><figcaption>{e(title)}</figcaption></figure>'

@@ -45,11 +45,12 @@ def render_manifest(manifest: dict[str, Any], console: Any) -> None:
     if link and (link["lost_replies"] or link["damaged_replies"] or link["link_drops"]):
         table.add_row("link", link_line(link))
     console.print(table)
-    steps = manifest.get("steps", {})
+    steps = manifest.get("steps") if isinstance(manifest.get("steps"), dict) else {}
     planned = protocol.get("effective", {}).get("steps", [])
     console.print(steps_table(steps, [step for step in planned if step not in steps]))
-    if manifest.get("acceptance"):
-        console.print(acceptance_table(manifest["acceptance"]))
+    acceptance = manifest.get("acceptance")
+    if isinstance(acceptance, list) and acceptance:
+        console.print(acceptance_table(acceptance))
     console.print(f"[dim]everything: labctl runs show {manifest['run_id']} --json; "
                   f"plots: labctl report {manifest['run_id']}[/dim]")
 

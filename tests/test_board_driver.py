@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from conftest import block
 
-from labctl_drivers import Board, InstrumentError, InstrumentTimeout, LimitError, PulseLimits, ReplyError, SafeOperatingArea
+from labctl_drivers import (
+    Board,
+    InstrumentError,
+    InstrumentTimeout,
+    LimitError,
+    PulseLimits,
+    ReplyError,
+    SafeOperatingArea,
+)
 from labctl_drivers.testing import expected_protocol
 
 # with a safe area wider than the board's own limits, the board's PROG:LIM? decides
