@@ -200,6 +200,27 @@ def compensation(board: Board, readout: Readout, baseline_us: np.ndarray, now_us
 Recorded = Callable[[int, int], "tuple[float, np.ndarray] | None"]
 
 
+def settle(board: Board, kelvin: float, set_temperature: Callable[[float], None], read_temperature: Callable[[], float],
+           wait: Callable[[float], None], params: DriftParams, what: str, consequence: str) -> list[list[float]]:
+    """Ask for ``kelvin`` and poll until the chip is within tolerance; returns the (board
+    time, kelvin) trace. Not reached within the timeout: ``SetPointNotReached``, since
+    anything measured then would be labelled with a temperature the chip never had."""
+    set_temperature(kelvin)
+    deadline = board.clock_s() + params.settle_timeout_s
+    trace: list[list[float]] = []
+    while True:
+        now, measured = board.clock_s(), read_temperature()
+        trace.append([now, measured])
+        if abs(measured - kelvin) <= params.settle_tolerance_k:
+            return trace
+        if now >= deadline:
+            raise SetPointNotReached(
+                f"{what}: the chip reached {measured:.2f} K, not {kelvin:g} K ±{params.settle_tolerance_k:g} K, "
+                f"within settle_timeout_s = {params.settle_timeout_s:g} s (heater range {params.heater_range}); "
+                f"{consequence}")
+        wait(params.settle_poll_s)
+
+
 def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Callable[[float], None],
                  set_temperature: Callable[[float], None] | None, read_temperature: Callable[[], float] | None,
                  journal: dict, save_journal: Callable[[], None], recorded: Recorded,
@@ -223,20 +244,8 @@ def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Call
         if k >= len(entries):
             trace: list[list[float]] = []
             if set_temperature is not None and read_temperature is not None:
-                set_temperature(kelvin)
-                deadline = board.clock_s() + params.settle_timeout_s
-                while True:
-                    now, measured = board.clock_s(), read_temperature()
-                    trace.append([now, measured])
-                    if abs(measured - kelvin) <= params.settle_tolerance_k:
-                        break
-                    if now >= deadline:
-                        raise SetPointNotReached(
-                            f"drift segment {k + 1}: the chip reached {measured:.2f} K, not {kelvin:g} K "
-                            f"±{params.settle_tolerance_k:g} K, within settle_timeout_s = "
-                            f"{params.settle_timeout_s:g} s "
-                            f"(heater range {params.heater_range}); no reads were taken at it")
-                    wait(params.settle_poll_s)
+                trace = settle(board, kelvin, set_temperature, read_temperature, wait, params,
+                               f"drift segment {k + 1}", "no reads were taken at it")
             entries.append({"temperature_k": kelvin, "start_s": board.clock_s() if k else programmed_s,
                             "settle_trace": trace, "times_s": []})
             save_journal()

@@ -23,7 +23,7 @@ from labctl_calibration.readout_calibration import ReadoutCalibrationParams
 from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
-STEPS = ("health", "readout", "read_noise", "write_verify", "mvm", "drift")
+STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "mvm", "drift")
 
 
 class TargetPattern(BaseModel):
@@ -61,8 +61,8 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
-    steps: tuple[Literal["health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = Field(
-        STEPS[:5], min_length=1)  # a protocol that runs nothing is a mistake, not a run
+    steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = Field(
+        STEPS[1:6], min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
     readout: ReadoutCalibrationParams = ReadoutCalibrationParams()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl_calibration.drift import DriftFit, Segment, compensation, fit_drift, run_segments
+from labctl_calibration.drift import DriftFit, Segment, compensation, fit_drift, run_segments, settle
 from labctl_calibration.health import HealthResult, check_health
 from labctl_calibration.mvm import MvmResult, check_mvm
 from labctl_calibration.read_noise import ReadNoiseResult, measure_read_noise
@@ -112,6 +112,22 @@ def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -
         if name in arrays:
             setattr(ctx, name, arrays[name])
     return ctx
+
+
+def _settle(ctx: StepContext) -> dict[str, Any]:
+    """Bring the chip to the temperature it is measured at before anything is programmed
+    (a drift run: its first temperature). An earlier run may have left it hot, and a
+    chip programmed at 330 K and then read at 300 K is not the reference it claims to be."""
+    params, controller = ctx.protocol.drift, ctx.rig.temperature
+    kelvin = params.temperatures_k[0]
+    if controller is None:  # nothing to set: the drift step refuses temperatures away from the chip's own
+        return {"temperature_k": kelvin, "measured_k": ctx.temperature_k, "controller": False}
+    trace = settle(ctx.rig.board, kelvin, lambda k: _set_point(controller, k, params.heater_range),
+                   lambda: controller.temperature_k, _waiter(ctx.rig), params, "settling before programming",
+                   "nothing was programmed")
+    _, ctx.temperature_k = ctx.rig.board.clock_and_temperature()
+    return {"temperature_k": kelvin, "measured_k": trace[-1][1], "settle_s": trace[-1][0] - trace[0][0],
+            "controller": True}
 
 
 def _health(ctx: StepContext) -> dict[str, Any]:
@@ -334,6 +350,6 @@ def _waiter(rig: Rig) -> Callable[[float], None]:
 
 
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
-    "health": _health, "readout": _readout, "read_noise": _read_noise,
+    "settle": _settle, "health": _health, "readout": _readout, "read_noise": _read_noise,
     "write_verify": _write_verify, "mvm": _mvm, "drift": _drift,
 }

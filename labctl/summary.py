@@ -25,6 +25,10 @@ def _finite(value: Any) -> Any:
 
 
 def _step_lines(step: str, figures: dict[str, Any]) -> str:
+    if step == "settle":
+        how = (f"settled in {figures['settle_s']:.0f} s" if figures["controller"]
+               else "no temperature controller: as found")
+        return f"chip at {figures['measured_k']:.2f} K for {figures['temperature_k']:g} K ({how}) before programming"
     if step == "health":
         text = f"{figures['dead_cells']} dead cells flagged, board sensor {figures['board_temperature_k']:.2f} K"
         if "controller_temperature_k" in figures:

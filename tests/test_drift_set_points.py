@@ -44,6 +44,12 @@ def test_a_second_drift_run_turns_the_heater_back_on(tmp_path):
         found = segment_temperatures(data, outcome.run_id)
         assert found["drift-300K"] == pytest.approx(300.0, abs=0.5)
         assert found["drift-330K"] == pytest.approx(330.0, abs=0.5)
+        # programmed at the reference temperature, not at the 330 K the last run left behind
+        assert outcome.steps["settle"]["measured_k"] == pytest.approx(300.0, abs=0.5)
+        assert outcome.temperature_k == pytest.approx(300.0, abs=0.5)
+        programming = pd.read_parquet(data / "reads", filters=[("run", "==", outcome.run_id)],
+                                      columns=["phase", "temperature_k"])
+        assert programming[programming["phase"] == "verify"]["temperature_k"].max() < 300.6
 
 
 def test_a_set_point_out_of_the_heaters_reach_fails_the_run_with_the_reason(tmp_path):
