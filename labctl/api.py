@@ -35,17 +35,10 @@ from labctl.records import CalibrationRecord, latest_record, save_record
 from labctl.rig import Rig, open_rig
 from labctl.protocol import CalibrateProtocol
 from labctl.steps import StepContext, checkpoint, restore_context, run_steps
+from labctl.store.query import resolve_run_id
+from labctl.store.root import data_root
 from labctl.store.run import Run, RunStore, utc_now
 from labctl.targets_file import read_targets
-
-DEFAULT_DATA = "labdata"
-
-
-def data_root(data: str | Path | None) -> str | Path:
-    """A local path or an object-storage URI, as given (``--data``, ``$LABCTL_DATA``, ``./labdata``)."""
-    chosen = data or os.environ.get("LABCTL_DATA") or DEFAULT_DATA
-    return str(chosen) if "://" in str(chosen) else Path(chosen)
-
 
 def check(
     chip: str = "chip0",
@@ -141,8 +134,6 @@ def resume(run_id: str, *, data: str | Path | None = None, config: str | Path | 
     """
     started = time.perf_counter()
     store = RunStore(data_root(data))
-    from labctl.store.query import resolve_run_id
-
     run = Run.open(store, resolve_run_id(store.fs, run_id, store.fs.display()))
     if run.manifest.get("status") == "completed":
         raise UsageError(f"run {run_id} is already completed")

@@ -134,7 +134,7 @@ def resolve_run_id(fs: StoreFS, text: str, where: str) -> str:
 
 def open_store(root: Path | str | None = None) -> Store:
     """The run store at ``root`` (default: ``$LABCTL_DATA`` or ``./labdata``)."""
-    from labctl.api import data_root
+    from labctl.store.root import data_root
 
     store = Store(data_root(root))
     if not store.fs.listdir(store.fs.base):
