@@ -32,6 +32,6 @@ def open_rig(chip: str = "chip0", *, config: Any = None, seed: int | None = None
     routines as functions on numpy arrays. The chip is locked while the rig is open and
     left safe (SMU off) when it closes.
     """
-    from labctl.session import open_session
+    from labctl.rigs.session import open_session
 
     return open_session(chip, config=config, seed=seed, size=size)

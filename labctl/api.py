@@ -23,22 +23,22 @@ from labctl_calibration.readout import Readout
 from labctl_calibration.targets import TargetError, check_targets, differential_pairs, ramp
 from labctl_drivers.errors import DriverError
 from labctl import __version__
-from labctl.budget import check_fits, estimate
-from labctl.config import ChipSpec, resolve_chip
+from labctl.runs.budget import check_fits, estimate
+from labctl.rigs.config import ChipSpec, resolve_chip
 from labctl.errors import RunFailed, RunInterrupted, UsageError
-from labctl.lock import chip_lock
-from labctl.outcome import CalibrationOutcome, acceptance_checks
-from labctl.protocol import LoadedProtocol, load_protocol
+from labctl.rigs.lock import chip_lock
+from labctl.runs.outcome import CalibrationOutcome, acceptance_checks
+from labctl.runs.protocol import LoadedProtocol, load_protocol
 from labctl.redact import redact_all
-from labctl.recorder import ProgressCallback, StoreRecorder
-from labctl.records import CalibrationRecord, latest_record, save_record
-from labctl.rig import Rig, open_rig
-from labctl.protocol import CalibrateProtocol
-from labctl.steps import StepContext, checkpoint, restore_context, run_steps
+from labctl.runs.recorder import ProgressCallback, StoreRecorder
+from labctl.runs.records import CalibrationRecord, latest_record, save_record
+from labctl.rigs.rig import Rig, open_rig
+from labctl.runs.protocol import CalibrateProtocol
+from labctl.runs.steps import StepContext, checkpoint, restore_context, run_steps
 from labctl.store.query import resolve_run_id
 from labctl.store.root import data_root
 from labctl.store.run import Run, RunStore, utc_now
-from labctl.targets_file import read_targets
+from labctl.runs.targets_file import read_targets
 
 def check(
     chip: str = "chip0",
@@ -220,7 +220,7 @@ def _with_drift_options(loaded: LoadedProtocol, overrides: dict[str, Any]) -> Lo
     from pydantic import ValidationError
 
     from labctl_calibration.drift import DriftParams
-    from labctl.protocol import describe_validation_error
+    from labctl.runs.protocol import describe_validation_error
 
     try:
         params = DriftParams(**{**loaded.protocol.drift.model_dump(), **overrides})

@@ -148,7 +148,7 @@ def calibrate(
 
     names = _run(lambda: _chip_names(chips, all_chips, config))
     if len(names) > 1:  # a name that is no chip is a typo in the command: refused before any chip starts
-        from labctl.config import resolve_chip
+        from labctl.rigs.config import resolve_chip
 
         _run(lambda: [resolve_chip(name, config=config) for name in names])
 
@@ -175,7 +175,7 @@ def calibrate(
 
 
 def _chip_names(chips: list[str] | None, all_chips: bool, config: Path | None) -> list[str]:
-    from labctl.config import configured_chip_names
+    from labctl.rigs.config import configured_chip_names
     from labctl.errors import UsageError
 
     if all_chips and chips:
@@ -195,7 +195,7 @@ def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) ->
     from concurrent.futures import ThreadPoolExecutor
 
     from labctl.errors import LabctlError
-    from labctl.summary import _finite, render
+    from labctl.analysis.summary import _finite, render
 
     outcomes: dict[str, object] = {}
     errors: dict[str, LabctlError] = {}
@@ -294,7 +294,7 @@ def sim_serve(
     ] = "chip1",
 ) -> None:
     """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
-    from labctl.serve import serve_forever
+    from labctl.rigs.serve import serve_forever
 
     _run(
         lambda: serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port, chip=chip)
@@ -319,7 +319,7 @@ def schedule_add(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be installed; install nothing.")] = False,
 ) -> None:
     """Schedule a run: a crontab entry or a systemd user timer; it logs to a file and stores a run."""
-    from labctl import schedule
+    from labctl.runs import schedule
 
     if via not in ("auto", "cron", "systemd"):
         _fail(f"--via {via!r}: choose auto, cron or systemd", 2)
@@ -334,7 +334,7 @@ def _check_scheduled(kind: str, chip: str, extra: str) -> None:
     protocol and options, so a typo fails now and not unattended at night."""
     from labctl import api
     from labctl.errors import UsageError
-    from labctl.schedule import scheduled_options
+    from labctl.runs.schedule import scheduled_options
 
     words = scheduled_options(kind, chip, extra)
     command = typer.main.get_command(app).commands[kind]  # type: ignore[attr-defined]
@@ -360,7 +360,7 @@ def _check_scheduled(kind: str, chip: str, extra: str) -> None:
 @schedule_app.command("list")
 def schedule_list(via: ViaOption = "auto") -> None:
     """Show labctl's scheduled runs."""
-    from labctl import schedule
+    from labctl.runs import schedule
 
     found = _run(lambda: schedule.entries(via))
     if not found:
@@ -375,7 +375,7 @@ def schedule_remove(
     via: ViaOption = "auto",
 ) -> None:
     """Remove a scheduled run."""
-    from labctl import schedule
+    from labctl.runs import schedule
 
     entry = _run(lambda: schedule.remove(entry_id, via))
     typer.echo(f"removed schedule {entry.id} ({entry.via})")
@@ -538,7 +538,7 @@ def runs_show(
         return
     from rich.console import Console
 
-    from labctl.run_view import render_manifest
+    from labctl.analysis.run_view import render_manifest
 
     render_manifest(found, Console())
 
@@ -556,7 +556,7 @@ def export_model(
     import json
 
     from labctl import open_store
-    from labctl.analysis import noise_model
+    from labctl.analysis.statistics import noise_model
 
     if fmt != "json":
         _fail(f"--format {fmt!r}: only json is supported", 2)
@@ -596,7 +596,7 @@ def report(
 ) -> None:
     """Write PNG plots and an HTML page of a run: maps, errors, pulses, drift, MVM, summary, provenance."""
     from labctl import open_store
-    from labctl.report import write_report
+    from labctl.analysis.report import write_report
 
     def report_run() -> Path:
         store = open_store(data)
@@ -624,7 +624,7 @@ def compare(
 ) -> None:
     """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests."""
     from labctl import open_store
-    from labctl.analysis import compare as compare_runs
+    from labctl.analysis.statistics import compare as compare_runs
 
     if not 0 < alpha < 1:
         _fail(f"--alpha {alpha:g}: a significance level is between 0 and 1 (exclusive)", 2)
@@ -682,8 +682,8 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
 
 
 def _print_outcome(outcome, as_json: bool) -> None:
-    from labctl.summary import as_json as summary_json
-    from labctl.summary import render
+    from labctl.analysis.summary import as_json as summary_json
+    from labctl.analysis.summary import render
 
     if as_json:
         typer.echo(summary_json(outcome))
@@ -701,7 +701,7 @@ def rigs(config: ConfigOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from labctl.config import load_config, window_of
+    from labctl.rigs.config import load_config, window_of
 
     lab, source = _run(lambda: load_config(config))
     table = Table(title=f"rigs ({source})", title_justify="left")
@@ -731,7 +731,7 @@ def doctor(
     from rich.console import Console
     from rich.table import Table
 
-    from labctl.doctor import examine
+    from labctl.rigs.doctor import examine
 
     rows = _run(lambda: examine(chip, config))
     table = Table(title=f"doctor {chip}", title_justify="left")

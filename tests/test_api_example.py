@@ -9,7 +9,7 @@ import pytest
 
 import labctl
 from labctl.errors import UsageError
-from labctl.lock import ChipBusy
+from labctl.rigs.lock import ChipBusy
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

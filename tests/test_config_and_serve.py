@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app
-from labctl.config import resolve_chip
+from labctl.rigs.config import resolve_chip
 from labctl.errors import UsageError
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from labctl.cli import app
-from labctl.lock import chip_lock
+from labctl.rigs.lock import chip_lock
 from labctl_sims.server import RigServer, TwinRig
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from labctl.lock import ChipBusy, chip_lock, lock_dir
+from labctl.rigs.lock import ChipBusy, chip_lock, lock_dir
 
 
 def test_a_second_holder_is_refused_with_who_holds_it():
@@ -29,7 +29,7 @@ def test_other_chips_are_independent():
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over():
-    code = ("import time\nfrom labctl.lock import chip_lock\n"
+    code = ("import time\nfrom labctl.rigs.lock import chip_lock\n"
             "with chip_lock('chipK', 'doomed'):\n    print('locked', flush=True)\n    time.sleep(60)\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                                env={**os.environ})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import labctl
-from labctl.protocol import builtin_protocol_dir, load_protocol
+from labctl.runs.protocol import builtin_protocol_dir, load_protocol
 
 
 def test_builtin_protocol_is_found_and_valid():

@@ -173,7 +173,7 @@ HOSTILE_CWD = "lab 100% $HOME %h %3A 'q' \"dq\" \\back"
 
 @pytest.mark.parametrize("daily", [True, False])
 def test_cron_line_runs_exactly_the_command_whatever_the_directory_holds(home, monkeypatch, daily):
-    from labctl import schedule
+    from labctl.runs import schedule
 
     workdir = home / HOSTILE_CWD
     workdir.mkdir()
@@ -191,7 +191,7 @@ def test_cron_line_runs_exactly_the_command_whatever_the_directory_holds(home, m
 
 
 def test_systemd_exec_start_runs_exactly_the_command_whatever_the_directory_holds(home, monkeypatch):
-    from labctl import schedule
+    from labctl.runs import schedule
 
     workdir = home / HOSTILE_CWD
     workdir.mkdir()
@@ -204,7 +204,7 @@ def test_systemd_exec_start_runs_exactly_the_command_whatever_the_directory_hold
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_analyze_accepts_the_units_and_rejects_an_unescaped_specifier(home, monkeypatch):
-    from labctl import schedule
+    from labctl.runs import schedule
     from labctl.errors import UsageError
 
     workdir = home / HOSTILE_CWD

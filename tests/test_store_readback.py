@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import labctl
-from labctl.analysis import ks_two_sample
+from labctl.analysis.statistics import ks_two_sample
 from labctl.cli import app
 
 runner = CliRunner()

@@ -15,9 +15,9 @@ import pytest
 
 from labctl_calibration.read_noise import ReadNoiseParams, measure_read_noise
 from labctl_calibration.readout import Readout
-from labctl.budget import Budget, check_fits, estimate
+from labctl.runs.budget import Budget, check_fits, estimate
 from labctl.errors import UsageError
-from labctl.protocol import CalibrateProtocol
+from labctl.runs.protocol import CalibrateProtocol
 
 MEMORY_LIMIT = 1536 * 2**20  # address space of the labctl under test: a real run of 8x8 needs far less
 

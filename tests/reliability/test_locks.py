@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from test_hostile_input import labctl_main
 
-from labctl.config import resolve_chip
-from labctl.lock import ChipBusy, chip_lock, lock_dir, resource_key
+from labctl.rigs.config import resolve_chip
+from labctl.rigs.lock import ChipBusy, chip_lock, lock_dir, resource_key
 from labctl_sims.server import RigServer, TwinRig
 
 

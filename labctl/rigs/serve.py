@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from labctl.config import parse_size
+from labctl.rigs.config import parse_size
 from labctl.errors import UsageError
 
 

@@ -13,7 +13,7 @@ from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import InProcessTransport, Transport, open_transport
-from labctl.config import ChipSpec, with_geometry
+from labctl.rigs.config import ChipSpec, with_geometry
 from labctl.errors import InstrumentFailure
 
 BOARD_SERIAL = {"baudrate": 921600, "bytesize": 8, "parity": "N", "stopbits": 1}
@@ -32,7 +32,7 @@ class Rig:
     @property
     def chip_identity(self) -> str:
         """Which physical chip this is (the board's maker, model and serial): what records are keyed by."""
-        from labctl.records import chip_identity
+        from labctl.runs.records import chip_identity
 
         return chip_identity(self.identity.maker, self.identity.model, self.identity.serial)
 
@@ -131,7 +131,7 @@ def _safe_state(rig: Rig) -> None:
     import signal
     import threading
 
-    log = logging.getLogger("labctl.rig")
+    log = logging.getLogger("labctl.rigs.rig")
     actions = [("board: probe port open", lambda: rig.board.route_probe(None))]
     if rig.smu is not None:
         actions.append(("smu: 0 V, output off", rig.smu.shutdown))

@@ -23,7 +23,7 @@ import numpy as np
 from labctl.store.run import Run, RunStore
 
 RECORD_NAME = "calibration.json"
-log = logging.getLogger("labctl.records")
+log = logging.getLogger("labctl.runs.records")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl_calibration.write_verify import WriteVerifyResult
-from labctl.protocol import Acceptance
+from labctl.runs.protocol import Acceptance
 
 
 @dataclass(frozen=True)

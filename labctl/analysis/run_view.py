@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from labctl.store.query import observed_status
-from labctl.summary import acceptance_table, link_line, steps_table
+from labctl.analysis.summary import acceptance_table, link_line, steps_table
 
 
 def render_manifest(manifest: dict[str, Any], console: Any) -> None:

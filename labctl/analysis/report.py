@@ -11,7 +11,7 @@ import numpy as np
 
 from labctl.errors import UsageError
 from labctl.store.query import Store
-from labctl.summary import shown_number
+from labctl.analysis.summary import shown_number
 
 
 def _figure():
@@ -182,7 +182,7 @@ def _verdict(passed: Any) -> str:
 
 def _html(manifest: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     from labctl.store.query import observed_status
-    from labctl.summary import step_line
+    from labctl.analysis.summary import step_line
 
     e = html.escape
     summary = manifest.get("summary") if isinstance(manifest.get("summary"), dict) else {}

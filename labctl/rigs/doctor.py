@@ -19,9 +19,9 @@ from labctl_drivers.safety import SafeOperatingArea
 from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import Transport, open_transport
-from labctl.config import ChipSpec, resolve_chip
-from labctl.lock import chip_lock
-from labctl.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports
+from labctl.rigs.config import ChipSpec, resolve_chip
+from labctl.rigs.lock import chip_lock
+from labctl.rigs.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from labctl_calibration.mvm import MvmParams, MvmResult, check_mvm
 from labctl_calibration.readout import Readout
 from labctl_calibration.readout_calibration import ReadoutCalibrationParams, calibrate_readout
 from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams, WriteVerifyResult
-from labctl.config import resolve_chip
+from labctl.rigs.config import resolve_chip
 from labctl.errors import UsageError
-from labctl.lock import chip_lock
-from labctl.rig import Rig, open_rig
+from labctl.rigs.lock import chip_lock
+from labctl.rigs.rig import Rig, open_rig
 
 
 class Session:

@@ -23,10 +23,10 @@ from labctl_calibration.readout import Readout
 from labctl_calibration.readout_calibration import ReadoutCalibration, calibrate_readout
 from labctl_calibration.write_verify import WriteVerify, WriteVerifyResult
 from labctl.errors import InstrumentFailure
-from labctl.protocol import CalibrateProtocol
-from labctl.recorder import StoreRecorder
-from labctl.records import CalibrationRecord
-from labctl.rig import Rig
+from labctl.runs.protocol import CalibrateProtocol
+from labctl.runs.recorder import StoreRecorder
+from labctl.runs.records import CalibrationRecord
+from labctl.rigs.rig import Rig
 from labctl.store.run import Run
 
 

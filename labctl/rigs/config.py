@@ -185,7 +185,7 @@ def load_config(explicit: str | Path | None = None) -> tuple[LabConfig, str]:
     try:
         config = LabConfig.model_validate(data)
     except ValidationError as err:
-        from labctl.protocol import describe_validation_error
+        from labctl.runs.protocol import describe_validation_error
 
         raise UsageError(f"{path}: {describe_validation_error(err)}") from None
     except UsageError as err:  # raised by a validator (e.g. twin.size)

@@ -93,10 +93,11 @@ class LoadedProtocol:
 
 
 def builtin_protocol_dir() -> Path:
-    packaged = Path(__file__).resolve().parent / "_protocols"
+    package = Path(__file__).resolve().parents[1]  # labctl/
+    packaged = package / "_protocols"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "protocols"  # a source checkout
+    return package.parent / "protocols"  # a source checkout
 
 
 def load_protocol(path: Path | str | None = None, builtin: str = "calibrate") -> LoadedProtocol:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.errors import UsageError
-from labctl.protocol import CalibrateProtocol
+from labctl.runs.protocol import CalibrateProtocol
 
 READ_ROW_DISK_BYTES = 10  # one cell read in Parquet: measured 4 B compressed, noise compresses worse
 PULSE_ROW_DISK_BYTES = 12

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from labctl.outcome import CalibrationOutcome
+from labctl.runs.outcome import CalibrationOutcome
 
 
 def as_json(outcome: CalibrationOutcome) -> str:

@@ -1,0 +1,1 @@
+"""Reading runs back for people: statistics (noise model, comparison), reports, summaries."""
