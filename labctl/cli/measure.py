@@ -1,0 +1,230 @@
+"""Commands that measure a chip: calibrate, drift, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from labctl.cli.options import (
+    EXIT_ACCEPTANCE,
+    ConfigOption,
+    DataOption,
+    FreshOption,
+    JsonOption,
+    QuietOption,
+    RunIdArgument,
+    SeedOption,
+    SizeOption,
+    parse_duration,
+    parse_temperatures,
+)
+from labctl.cli.output import StepProgress, one_line, print_outcome, reported
+
+
+def calibrate(
+    chips: Annotated[
+        Optional[list[str]],
+        typer.Argument(metavar="[CHIP]...", help="Chip(s) to calibrate, in parallel; chip0 is the built-in twin."),
+    ] = None,
+    all_chips: Annotated[bool, typer.Option("--all", help="Every chip the configuration knows.")] = False,
+    targets: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--targets", metavar="FILE", help="Target conductances in µS (.npy, .csv or .parquet), one per cell."
+        ),
+    ] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--weights", metavar="FILE", help="Signed weights (rows x cols/2) mapped to differential column pairs."
+        ),
+    ] = None,
+    fresh: FreshOption = False,
+    protocol: Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in calibrate."),
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Calibrate chips: health, read-out, read noise, write-verify to targets, MVM check.
+
+    Every read and pulse is stored as Parquet under the data directory. Several chips run
+    in parallel, each with its own lock, run and progress bar; one failing chip does not
+    stop the others, and the exit code is the worst of theirs.
+    """
+    from labctl import api
+
+    names = reported(lambda: chip_names(chips, all_chips, config))
+    if len(names) > 1:  # a name that is no chip is a typo in the command: refused before any chip starts
+        from labctl.rigs.config import resolve_chip
+
+        reported(lambda: [resolve_chip(name, config=config) for name in names])
+
+    def one(chip: str, progress) -> object:
+        return api.calibrate(
+            chip,
+            seed=seed,
+            size=size,
+            targets=targets,
+            weights=weights,
+            protocol=protocol,
+            data=data,
+            config=config,
+            fresh=fresh,
+            progress=progress,
+        )
+
+    if len(names) == 1:
+        with StepProgress(enabled=not quiet) as progress:
+            outcome = reported(lambda: one(names[0], progress))
+        print_outcome(outcome, as_json)
+        return
+    _calibrate_in_parallel(names, one, as_json, quiet)
+
+
+def chip_names(chips: list[str] | None, all_chips: bool, config: Path | None) -> list[str]:
+    """The chips a calibrate command line names: as given (once each), ``--all``, or chip0."""
+    from labctl.errors import UsageError
+    from labctl.rigs.config import configured_chip_names
+
+    if all_chips and chips:
+        raise UsageError("give chip names or --all, not both")
+    if all_chips:
+        names = configured_chip_names(config)
+        if not names:
+            raise UsageError("--all: the configuration names no chips")
+        return names
+    names = list(dict.fromkeys(chips or ["chip0"]))
+    return names
+
+
+def _calibrate_in_parallel(names: list[str], one, as_json: bool, quiet: bool) -> None:
+    """Each chip in its own thread; the exit code reflects all: 2 bad input, else 1 any failure, else 0."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labctl.analysis.summary import _finite, render
+    from labctl.errors import LabctlError
+
+    outcomes: dict[str, object] = {}
+    errors: dict[str, LabctlError] = {}
+    with StepProgress(enabled=not quiet) as progress:
+
+        def labelled(chip: str):
+            return None if progress is None else (lambda step, done, total: progress(f"{chip} {step}", done, total))
+
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            futures = {chip: pool.submit(one, chip, labelled(chip)) for chip in names}
+            for chip, future in futures.items():
+                try:
+                    outcomes[chip] = future.result()
+                except LabctlError as err:
+                    errors[chip] = err
+    if as_json:
+        typer.echo(
+            json.dumps(
+                _finite(
+                    {
+                        "runs": [outcome.summary() for outcome in outcomes.values()],
+                        "errors": {
+                            chip: {"error": str(err), "exit_code": err.exit_code} for chip, err in errors.items()
+                        },
+                    }
+                ),
+                indent=2,
+            )
+        )
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for outcome in outcomes.values():
+            render(outcome, console)
+    for chip, err in errors.items():
+        typer.echo(f"labctl: error: {chip}: {one_line(str(err))}", err=True)
+    codes = [err.exit_code for err in errors.values()] + [0 if o.passed else EXIT_ACCEPTANCE for o in outcomes.values()]
+    code = 2 if 2 in codes else max(codes)
+    if code:
+        raise typer.Exit(code)
+
+
+def drift(
+    chip: Annotated[
+        str, typer.Argument(metavar="[CHIP]", help="Chip to characterise; chip0 is the built-in twin.")
+    ] = "chip0",
+    duration: Annotated[
+        str, typer.Option("--duration", metavar="TIME", help="Time per temperature: 12h, 90m, 3600s, 2d.")
+    ] = "12h",
+    reads: Annotated[int, typer.Option("--reads", metavar="N", help="Array reads per temperature, log-spaced.")] = 60,
+    temperatures: Annotated[
+        Optional[str],
+        typer.Option("--temperatures", metavar="K[,K...]", help="Kelvin, comma-separated, e.g. 300,330,360."),
+    ] = None,
+    protocol: Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in drift."),
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    fresh: FreshOption = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    resume_run: Annotated[
+        bool, typer.Option("--resume", help="Continue this chip's newest unfinished drift run instead.")
+    ] = False,
+) -> None:
+    """Program a chip, read it at log-spaced times (per temperature), fit drift, check compensation.
+
+    On real hardware it waits in real time; on the twin the same steps advance its virtual
+    clock, so 12 hours take seconds.
+    """
+    from labctl import api
+
+    def run():
+        if resume_run:
+            run_id = api.resumable_run(chip, "drift", data)
+            return api.resume(run_id, data=data, config=config, progress=progress)
+        seconds = parse_duration(duration)
+        kelvins = parse_temperatures(temperatures) if temperatures else None
+        return api.run_drift(
+            chip,
+            duration_s=seconds,
+            reads=reads,
+            temperatures_k=kelvins,
+            seed=seed,
+            size=size,
+            protocol=protocol,
+            data=data,
+            config=config,
+            fresh=fresh,
+            progress=progress,
+        )
+
+    with StepProgress(enabled=not quiet) as progress:
+        outcome = reported(run)
+    print_outcome(outcome, as_json)
+
+
+def resume(
+    run_id: RunIdArgument,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Continue an interrupted run from its last completed step (a drift run from its last read)."""
+    from labctl import api
+
+    with StepProgress(enabled=not quiet) as progress:
+        outcome = reported(lambda: api.resume(run_id, data=data, config=config, progress=progress))
+    print_outcome(outcome, as_json)
+

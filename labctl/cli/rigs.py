@@ -1,0 +1,56 @@
+"""Commands about rigs: the chips lab.toml knows, and a check of each instrument."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from labctl.cli.options import ConfigOption
+from labctl.cli.output import reported
+
+
+def rigs(config: ConfigOption = None) -> None:
+    """List the chips the configuration knows and how each is reached."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from labctl.rigs.config import load_config, window_of
+
+    lab, source = reported(lambda: load_config(config))
+    table = Table(title=f"rigs ({source})", title_justify="left")
+    for column in ("chip", "board", "smu", "temperature", "window µS"):
+        table.add_column(column)
+    for name, chip in sorted(lab.chips.items()):
+        if chip.twin is not None:
+            size = chip.twin.size or "preset size"
+            board = f"twin in process ({chip.twin.preset}, seed {chip.twin.seed}, {size})"
+            smu = temperature = "twin"
+        else:
+            board, smu, temperature = chip.board or "-", chip.smu or "-", chip.temperature or "-"
+        low, high = window_of(chip)
+        table.add_row(name, board, smu, temperature, f"{low:g}-{high:g}")
+    Console().print(table)
+
+
+def doctor(
+    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip whose instruments to check.")] = "chip0",
+    config: ConfigOption = None,
+) -> None:
+    """Connect to every instrument of a chip, identify it, check its limits, and print a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from labctl.rigs.doctor import examine
+
+    rows = reported(lambda: examine(chip, config))
+    table = Table(title=f"doctor {chip}", title_justify="left")
+    for column in ("instrument", "resource", "identity", "check", "result"):
+        table.add_column(column)
+    for row in rows:
+        mark = "[green]ok[/green]" if row.ok else "[red]FAIL[/red]"
+        table.add_row(row.instrument, row.resource, row.identity, row.detail, mark)
+    Console().print(table)
+    if not all(row.ok for row in rows):
+        raise typer.Exit(1)
+
