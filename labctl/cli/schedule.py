@@ -37,14 +37,16 @@ def _check_scheduled(kind: str, chip: str, extra: str) -> None:
     """Parse the scheduled command line as labctl will at run time, and check its chip,
     protocol and options, so a typo fails now and not unattended at night."""
     from labctl import api
-    from labctl.cli.app import app  # the commands as the scheduler will run them
+    from labctl.cli import measure
     from labctl.cli.measure import chip_names
     from labctl.cli.options import parse_duration, parse_temperatures
     from labctl.errors import UsageError
     from labctl.runs.schedule import scheduled_options
 
     words = scheduled_options(kind, chip, extra)
-    command = typer.main.get_command(app).commands[kind]  # type: ignore[attr-defined]
+    parser = typer.Typer()  # the command alone, parsed exactly as `labctl KIND` will parse it
+    parser.command()(getattr(measure, kind))
+    command = typer.main.get_command(parser)
     try:
         params = command.make_context(kind, [chip, *words]).params
     except Exception as err:  # click's usage errors (typer may vendor click: matched by shape, not class)
