@@ -108,9 +108,11 @@ def calibrate(
             check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
         store.check_writable()
         identity = rig.chip_identity
-        record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols), identity)
         adc = rig.board.adc()
         t0, temperature = rig.board.clock_and_temperature()
+        measured_at = (loaded.protocol.drift.temperatures_k[0] if "settle" in loaded.protocol.steps
+                       else temperature)  # a settle step brings the chip there before anything is measured
+        record = None if fresh else latest_record(store, spec.name, (spec.rows, spec.cols), identity, measured_at)
         nominal = Readout(lsb_ua=adc.lsb_ua, read_voltage=loaded.protocol.write_verify.read_voltage)
         contexts: list[StepContext] = []
 

@@ -54,7 +54,7 @@ def test_a_second_drift_run_turns_the_heater_back_on(tmp_path):
 
 def test_a_set_point_out_of_the_heaters_reach_fails_the_run_with_the_reason(tmp_path):
     protocol = tmp_path / "drift.toml"
-    builtin = (Path(api.__file__).resolve().parents[1] / "protocols" / "drift.toml").read_text()
+    builtin = (Path(__file__).parents[1] / "protocols" / "drift.toml").read_text()
     protocol.write_text(builtin.replace("heater_range = 3", "heater_range = 1")  # low: 30 K above ambient at most
                         .replace("settle_timeout_s = 7200.0", "settle_timeout_s = 600.0"))
     data = tmp_path / "data"
@@ -67,3 +67,20 @@ def test_a_set_point_out_of_the_heaters_reach_fails_the_run_with_the_reason(tmp_
     assert manifest["status"] == "failed" and "not 360 K" in manifest["error"]
     assert "drift-360K" not in segment_temperatures(data, run_id)  # nothing measured at the wrong temperature
     assert not (data / "runs" / run_id / "calibration.json").exists()
+
+
+def test_a_record_taken_at_another_temperature_is_not_reused(tmp_path):
+    """A drift run leaves the chip at 330 K; a calibration started then must not apply the
+    read-out and stuck map measured at 300 K."""
+    rig = TwinRig.build("pcm", seed=0, rows=16, cols=16)
+    with RigServer(rig, pty=False) as server:
+        config, data = served_config(tmp_path, server), tmp_path / "data"
+        cool = api.calibrate("rig2", config=config, data=data)
+        warm = api.run_drift("rig2", config=config, data=data, **DRIFT)  # settles at 300 K first: reuses the record
+        hot = api.calibrate("rig2", config=config, data=data)  # the chip is still near 330 K
+    manifests = {run.run_id: json.loads((data / "runs" / run.run_id / "manifest.json").read_text())
+                 for run in (cool, warm, hot)}
+    assert manifests[warm.run_id]["starting_from_record"] == cool.run_id
+    assert hot.temperature_k > 325
+    assert manifests[hot.run_id]["starting_from_record"] is None
+    assert hot.readout_source == f"calibrated in run {hot.run_id}"  # at the temperature it measures at

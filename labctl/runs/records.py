@@ -23,6 +23,7 @@ import numpy as np
 from labctl.store.run import Run, RunStore
 
 RECORD_NAME = "calibration.json"
+RECORD_TEMPERATURE_TOLERANCE_K = 2.0  # a read-out and a stuck map taken hotter or colder than this describe another state
 log = logging.getLogger("labctl.runs.records")
 
 
@@ -110,13 +111,17 @@ def save_record(run: Run, record: CalibrationRecord) -> None:
     run.write_json(RECORD_NAME, record.as_json())
 
 
-def latest_record(store: RunStore, chip: str, geometry: tuple[int, int], identity: str) -> CalibrationRecord | None:
+def latest_record(store: RunStore, chip: str, geometry: tuple[int, int], identity: str,
+                  temperature_k: float) -> CalibrationRecord | None:
     """The newest valid record of a run on this physical chip (name, board identity and
-    geometry) that passed its acceptance. A record that fails validation is skipped with
-    a warning and the one before it is used: one bad file must not stop every later
-    calibration. Records of another identity under this name are skipped with one warning."""
+    geometry), taken within ``RECORD_TEMPERATURE_TOLERANCE_K`` of the temperature the chip
+    will be measured at, by a run that passed its acceptance. A record that fails
+    validation is skipped with a warning and the one before it is used: one bad file must
+    not stop every later calibration. Records of another identity under this name, or of
+    another temperature, are skipped with one warning each kind."""
     fs = store.fs
     other: list[tuple[str, str]] = []
+    elsewhere: list[CalibrationRecord] = []
     found = None
     for run_id, manifest in store.runs_newest_first(chip):
         if manifest.get("status") != "completed" or manifest.get("passed") is False:
@@ -135,13 +140,21 @@ def latest_record(store: RunStore, chip: str, geometry: tuple[int, int], identit
         if record.identity != identity:
             other.append((run_id, record.identity))
             continue
-        if record.geometry == tuple(geometry):
-            found = record
-            break
+        if record.geometry != tuple(geometry):
+            continue
+        if abs(record.temperature_k - temperature_k) > RECORD_TEMPERATURE_TOLERANCE_K:
+            elsewhere.append(record)
+            continue
+        found = record
+        break
     if other:
         newest_run, newest_identity = other[0]
         log.warning("%d calibration record(s) of %s belong to another chip and are not reused (newest: run %s, "
                     "identity %s; this chip is %s)", len(other), chip, newest_run, newest_identity, identity)
+    if elsewhere:
+        log.warning("%d calibration record(s) of %s were taken at another temperature and are not reused (newest: "
+                    "run %s at %.1f K; this run measures at %.1f K)", len(elsewhere), chip, elsewhere[0].run_id,
+                    elsewhere[0].temperature_k, temperature_k)
     return found
 
 

@@ -232,13 +232,16 @@ class Run:
         self.write_manifest()
 
     def finish(self, status: str, **fields: Any) -> None:
+        """The last word of a run. The reserve goes first: a process killed between the
+        two then leaves a run that is still resumable, never a completed one with a
+        ``.reserve`` left behind (and the reserve's room is what the manifest needs)."""
         self.flush()
         self.manifest.update(fields)
         self.manifest["status"] = status
         self.manifest["ended_utc"] = utc_now()
         self.manifest["tables"] = self.table_totals()
-        self.write_manifest()
         self.release_reserve()
+        self.write_manifest()
 
     def fail(self, status: str, error: str) -> bool:
         """Record a run that cannot go on, whatever state the disk is in.
