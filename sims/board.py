@@ -29,7 +29,8 @@ WIDTH_MIN_NS = 10
 WIDTH_MAX_NS = 10000
 READ_VOLT_MAX = 0.3
 AVG_MAX = 256
-DEFAULTS = {"read_volt": 0.2, "averages": 1, "width_ns": 100, "probe": None, "array": 0}
+DEFAULTS = {"read_volt": 0.2, "averages": 1, "width_ns": 100, "probe": None, "array": 0, "mvm_gain": 1}
+CAPABILITIES = ("MVM", "PROBE", "LIST")  # CHIP:CAP?: what this board does beyond reading and programming
 
 
 class BoardTwin(ScpiDevice):
@@ -40,7 +41,7 @@ class BoardTwin(ScpiDevice):
         self.chip = chip
         self.serial = serial
         self.faults = None  # a FaultInjector when served on a real transport
-        self.max_block_bytes = 2 * chip.rows * chip.cols  # PROG:ARR, the largest block it takes
+        self.max_block_bytes = 6 * chip.rows * chip.cols  # PROG:LIST of every cell, the largest block it takes
         self._reset_settings()
         c = self.command
         c("*IDN?", self._idn)
@@ -48,6 +49,7 @@ class BoardTwin(ScpiDevice):
         c("CHIP:GEOMetry?", lambda p: self._no_params(p) or "{},{},{}".format(*chip.shape))
         c("CHIP:ARRay", self._select_array)
         c("CHIP:ARRay?", lambda p: self._no_params(p) or str(self.array))
+        c("CHIP:CAPabilities?", lambda p: self._no_params(p) or ",".join(CAPABILITIES))
         c("SENSe:TEMPerature?", lambda p: self._no_params(p) or f"{chip.sensor_temperature():.4f}")
         c("SYSTem:TIME?", lambda p: self._no_params(p) or f"{chip.clock.now():.9f}")
         c("READ:VOLTage", self._set_read_volt)
@@ -57,12 +59,14 @@ class BoardTwin(ScpiDevice):
         c("READ:CELL?", self._read_cell)
         c("READ:ROW?", self._read_row)
         c("READ:ARRay?", self._read_array)
+        c("READ:ROWS?", self._read_rows)
         c("READ:ADC?", lambda p: self._no_params(p) or f"{chip.adc_bits},{chip.adc_full_scale_ua:g}")
         c("PROGram:WIDTh", self._set_width)
         c("PROGram:WIDTh?", lambda p: self._no_params(p) or str(self.width_ns))
         c("PROGram:CELL", self._program_cell)
         c("PROGram:ROW", self._program_row)
         c("PROGram:ARRay", self._program_array)
+        c("PROGram:LIST", self._program_list)
         c("PROGram:LIMit?", lambda p: self._no_params(p) or f"{SET_MAX_MV},{RESET_MAX_MV},{WIDTH_MAX_NS}")
         c("ROUTe:PROBe", self._route_probe)
         c("ROUTe:PROBe?", self._probe_query)
@@ -70,6 +74,8 @@ class BoardTwin(ScpiDevice):
         c("SIM:SEED?", lambda p: self._no_params(p) or str(chip.seed))
         c("SIM:FAULt", self._fault)
         c("MVM?", self._mvm)
+        c("MVM:GAIN", self._set_mvm_gain)
+        c("MVM:GAIN?", lambda p: self._no_params(p) or str(self.mvm_gain))
 
     def wire_time(self, n_bytes: int) -> None:
         """Bytes take time on the wire: the clock advances by their transfer time."""
@@ -81,6 +87,7 @@ class BoardTwin(ScpiDevice):
         self.width_ns: int = DEFAULTS["width_ns"]
         self.probe: tuple[int, int] | None = DEFAULTS["probe"]
         self.array: int = DEFAULTS["array"]
+        self.mvm_gain: int = DEFAULTS["mvm_gain"]
 
     # ---- identity and settings -----------------------------------------------------
 
@@ -144,6 +151,19 @@ class BoardTwin(ScpiDevice):
         self._no_params(params)
         return self._read(slice(None)).astype("<i2").tobytes()
 
+    def _read_rows(self, params: list[Param]) -> bytes:
+        """The listed rows, in the order listed: verification reads only rows with unfinished cells."""
+        expect_count(params, 1)
+        payload = as_block(params[0], "rows")
+        if not payload or len(payload) % 2:
+            raise ScpiError(-224, f"Illegal parameter value; a row list of {len(payload)} bytes is not int16 rows")
+        rows = np.frombuffer(payload, dtype="<i2").astype(np.intp)
+        if rows.size > self.chip.rows or rows.min() < 0 or rows.max() >= self.chip.rows:
+            raise ScpiError(-222, f"Data out of range; rows must be 0..{self.chip.rows - 1}")
+        if np.unique(rows).size != rows.size:
+            raise ScpiError(-224, "Illegal parameter value; a row is listed twice")
+        return self.chip.read_codes(self.array, rows, self.read_volt, self.averages).astype("<i2").tobytes()
+
     # ---- programming ---------------------------------------------------------------
 
     def _amplitudes(self, payload: bytes, count: int) -> np.ndarray:
@@ -187,7 +207,34 @@ class BoardTwin(ScpiDevice):
         amplitudes = self._amplitudes(as_block(params[0], "amplitudes"), count)
         self._pulse(slice(None), amplitudes.reshape(self.chip.rows, self.chip.cols))
 
+    def _program_list(self, params: list[Param]) -> None:
+        """Sparse pulses, ``row,col,mV`` triples: only the listed cells get a pulse, and the
+        board time is that of the rows they fall in (a row's cells are pulsed together)."""
+        expect_count(params, 1)
+        payload = as_block(params[0], "pulses")
+        if not payload or len(payload) % 6:
+            raise ScpiError(-224, f"Illegal parameter value; a pulse list of {len(payload)} bytes is not "
+                                  "int16 row,col,mV triples")
+        triples = np.frombuffer(payload, dtype="<i2").astype(np.int32).reshape(-1, 3)
+        rows, cols, amplitudes = triples.T
+        if rows.min() < 0 or rows.max() >= self.chip.rows or cols.min() < 0 or cols.max() >= self.chip.cols:
+            raise ScpiError(-222, f"Data out of range; cells must be within {self.chip.rows}x{self.chip.cols}")
+        if np.unique(rows * self.chip.cols + cols).size != len(triples):
+            raise ScpiError(-224, "Illegal parameter value; a cell is listed twice")
+        self._check_amplitudes(amplitudes)
+        pulsed = np.unique(rows)
+        grid = np.zeros((pulsed.size, self.chip.cols), dtype=np.int32)
+        grid[np.searchsorted(pulsed, rows), cols] = amplitudes
+        self.chip.program_rows(self.array, pulsed, grid, self.width_ns)
+
     # ---- compute -------------------------------------------------------------------
+
+    def _set_mvm_gain(self, params: list[Param]) -> None:
+        expect_count(params, 1)
+        gain = as_int(params[0], "MVM gain")
+        if gain < 1 or gain > self.chip.rows or gain & (gain - 1):
+            raise ScpiError(-222, f"Data out of range; MVM gain {gain} is not a power of two in 1..{self.chip.rows}")
+        self.mvm_gain = gain
 
     def _mvm(self, params: list[Param]) -> bytes:
         expect_count(params, 1)
@@ -197,7 +244,8 @@ class BoardTwin(ScpiDevice):
         inputs = np.frombuffer(payload, dtype="<i2")
         if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
             raise ScpiError(-222, "Data out of range; DAC codes must be within -127..127")
-        return self.chip.mvm_codes(self.array, inputs, self.read_volt, self.averages).astype("<i2").tobytes()
+        codes = self.chip.mvm_codes(self.array, inputs, self.read_volt, self.averages, self.mvm_gain)
+        return codes.astype("<i2").tobytes()
 
     # ---- probe routing and twin-only commands --------------------------------------
 

@@ -206,7 +206,7 @@ class ChipModel:
         np.clip(codes, -top, top - 1, out=codes)
         return codes.astype(np.int16)
 
-    def read_codes(self, array: int, rows: slice, v_read: float, averages: int) -> np.ndarray:
+    def read_codes(self, array: int, rows: slice | np.ndarray, v_read: float, averages: int) -> np.ndarray:
         """ADC codes of the given rows: noisy cell currents through each column's ADC.
 
         On-board averaging of n conversions reduces the read noise by √n; the board
@@ -221,13 +221,15 @@ class ChipModel:
         self.advance(g.shape[0] * ROW_READ_TIME_S * averages)
         return self._adc(array, g)
 
-    def mvm_codes(self, array: int, dac_codes: np.ndarray, v_read: float, averages: int = 1) -> np.ndarray:
+    def mvm_codes(self, array: int, dac_codes: np.ndarray, v_read: float, averages: int = 1,
+                  gain: int = 1) -> np.ndarray:
         """Column outputs of a matrix-vector multiply, in ADC codes.
 
         Row i is driven at ``dac_i / 127 · v_read``; each column sums its cells'
         currents (with IR drop when the chip has wire resistance) and the board's MVM
         path divides the sum by the number of rows, so one ADC range serves single-cell
-        reads and full-array MVMs.
+        reads and full-array MVMs; ``gain`` (``MVM:GAIN``) multiplies it back, trading
+        range (clipping) for resolution.
         """
         v_rows = dac_codes.astype(np.float32) * np.float32(v_read / DAC_FULL_CODE)
         index = (array, slice(None))
@@ -239,7 +241,7 @@ class ChipModel:
         column_sigma = np.sqrt(np.einsum("ij,ij->j", sigma, sigma, dtype=np.float64))
         column_ua += column_sigma * self._rng.standard_normal(self.cols)
         self.advance(MVM_TIME_S * averages)
-        return self._adc(array, (column_ua / self.rows).astype(np.float32))
+        return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32))
 
     def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
         """Current through one cell routed to the probe port (what the SMU measures).
@@ -269,6 +271,14 @@ class ChipModel:
             stop = min(start + block, last)
             self._pulse_block((array, slice(start, stop)), amplitude[start - first : stop - first], width_ns)
         self.advance(amplitude.shape[0] * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
+
+    def program_rows(self, array: int, rows: np.ndarray, amplitude_mv: np.ndarray, width_ns: float) -> None:
+        """One pulse per addressed cell of the listed rows (``amplitude_mv`` row by row,
+        0 mV cells left alone); board time is that of the listed rows only."""
+        amplitude = amplitude_mv.astype(np.float32)
+        for k, row in enumerate(rows):
+            self._pulse_block((array, slice(int(row), int(row) + 1)), amplitude[k : k + 1], width_ns)
+        self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         cells = self.cells.region(index)

@@ -115,7 +115,8 @@ def test_program_row_and_array_apply_one_pulse_per_cell(twin, chip):
     "message, code",
     [
         (b"PROG:ROW 0," + block(np.zeros(11)), -224),  # wrong length
-        (b"PROG:ARR " + block(np.zeros(16 * 12 + 1)), -223),  # larger than any block the board takes
+        (b"PROG:ARR " + block(np.zeros(16 * 12 + 1)), -224),  # one amplitude too many
+        (b"PROG:LIST " + block(np.zeros(3 * 16 * 12 + 1)), -223),  # larger than any block the board takes
         (b"PROG:ARR " + block(np.full(16 * 12, 3001)), -222),  # beyond SET limit
         (b"PROG:ARR " + block(np.full(16 * 12, -4001)), -222),  # beyond RESET limit
         (b"PROG:CELL 0,0,5000", -222),
@@ -144,3 +145,91 @@ def test_twin_is_reproducible_from_preset_seed_and_geometry():
 
     assert replies(3) == replies(3)
     assert replies(3) != replies(4)
+
+
+# ---- CHIP:CAP?, READ:ROWS?, PROG:LIST, MVM:GAIN (PROTOCOL.md) -------------------------------
+
+
+def test_capabilities_list_what_the_board_does_beyond_reading_and_programming(twin):
+    assert twin.feed(b"CHIP:CAP?\n") == b"MVM,PROBE,LIST\n"
+
+
+def test_read_rows_returns_the_listed_rows_in_order(twin, chip):
+    twin.feed(b"READ:AVG 256\n")
+    whole = parse_block(twin.feed(b"READ:ARR?\n")).reshape(chip.rows, chip.cols).astype(int)
+    picked = parse_block(twin.feed(b"READ:ROWS? " + block([9, 2, 14]) + b"\n")).reshape(3, chip.cols).astype(int)
+    assert np.abs(picked - whole[[9, 2, 14]]).max() <= 3  # the same rows, within averaged read noise
+    assert error(twin) == 0
+
+
+def test_read_rows_costs_the_time_of_the_rows_it_reads(twin):
+    t0 = float(twin.feed(b"SYST:TIME?\n"))
+    twin.feed(b"READ:ROWS? " + block([1, 2]) + b"\n")
+    t1 = float(twin.feed(b"SYST:TIME?\n"))
+    twin.feed(b"READ:ARR?\n")
+    t2 = float(twin.feed(b"SYST:TIME?\n"))
+    assert 0 < t1 - t0 < (t2 - t1) / 4  # 2 rows of 16
+
+
+@pytest.mark.parametrize("rows, code", [([1, 1], -224), ([16], -222), ([-1], -222)])
+def test_read_rows_refuses_repeated_or_missing_rows(twin, rows, code):
+    assert twin.feed(b"READ:ROWS? " + block(rows) + b"\n") == b""
+    assert error(twin) == code
+
+
+def test_program_list_pulses_only_the_listed_cells(twin, chip):
+    before = chip.ground_truth().conductance_us.copy()
+    twin.feed(b"PROG:LIST " + block([[3, 4, 1500], [11, 0, -2500], [3, 7, 1800]]) + b"\n")
+    assert error(twin) == 0
+    after = chip.ground_truth().conductance_us
+    changed = np.argwhere(after[0] != before[0])
+    assert {tuple(cell) for cell in changed} <= {(3, 4), (11, 0), (3, 7)}
+    assert len(changed) >= 2  # pulses this strong switch a working cell
+
+
+def test_program_list_costs_the_rows_it_touches(twin):
+    t0 = float(twin.feed(b"SYST:TIME?\n"))
+    twin.feed(b"PROG:LIST " + block([[3, 4, 900], [3, 5, 900], [8, 1, 900]]) + b"\n")
+    t1 = float(twin.feed(b"SYST:TIME?\n"))
+    twin.feed(b"PROG:ARR " + block(np.full(16 * 12, 900)) + b"\n")
+    t2 = float(twin.feed(b"SYST:TIME?\n"))
+    assert 0 < t1 - t0 < (t2 - t1) / 4  # two rows of sixteen (and 18 bytes on the wire, not 384)
+
+
+@pytest.mark.parametrize("triples, code", [
+    ([[3, 4, 900], [3, 4, 900]], -224),   # a cell twice
+    ([[16, 0, 900]], -222),               # outside the array
+    ([[0, 12, 900]], -222),
+    ([[0, 0, 3001]], -222),               # beyond the board's SET limit
+    ([[0, 0, -4001]], -222),
+])
+def test_program_list_refuses_bad_lists_and_leaves_the_chip_alone(twin, chip, triples, code):
+    before = chip.ground_truth().conductance_us.copy()
+    twin.feed(b"PROG:LIST " + block(triples) + b"\n")
+    assert error(twin) == code
+    np.testing.assert_array_equal(chip.ground_truth().conductance_us, before)
+
+
+def test_program_list_block_must_hold_whole_triples(twin):
+    twin.feed(b"PROG:LIST " + block([1, 2]) + b"\n")
+    assert error(twin) == -224
+
+
+def test_mvm_gain_scales_the_output_range_and_clips(twin, chip):
+    assert twin.feed(b"MVM:GAIN?\n") == b"1\n"
+    twin.feed(b"READ:AVG 64\n")
+    inputs = block(np.full(chip.rows, 60))
+    offset = parse_block(twin.feed(b"MVM? " + block(np.zeros(chip.rows)) + b"\n")).astype(float)
+    one = parse_block(twin.feed(b"MVM? " + inputs + b"\n")).astype(float) - offset
+    twin.feed(b"MVM:GAIN 4\n")
+    four = parse_block(twin.feed(b"MVM? " + inputs + b"\n")).astype(float)
+    four -= parse_block(twin.feed(b"MVM? " + block(np.zeros(chip.rows)) + b"\n")).astype(float)
+    assert np.median(four / np.maximum(one, 1)) == pytest.approx(4.0, rel=0.1)
+    twin.feed(b"MVM:GAIN 16\n")
+    top = 2 ** (chip.adc_bits - 1)
+    full = parse_block(twin.feed(b"MVM? " + block(np.full(chip.rows, 127)) + b"\n"))
+    assert full.max() <= top - 1
+    for bad in (b"3", b"0", b"32"):
+        twin.feed(b"MVM:GAIN " + bad + b"\n")
+        assert error(twin) == -222, bad
+    assert twin.feed(b"MVM:GAIN?\n") == b"16\n"
