@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl_drivers.errors import ReplyError
+from labctl_drivers.errors import InstrumentError, ReplyError
 from labctl_drivers.framing import encode_block
 from labctl_drivers.instrument import ScpiInstrument, control
 from labctl_drivers.safety import SafeOperatingArea, check_range, refuse
@@ -94,6 +94,7 @@ class Board(ScpiInstrument):
         self._safe_limits = PulseLimits(self.soa.set_max_mv, self.soa.reset_max_mv, self.soa.width_max_ns)
         self._geometry: Geometry | None = None
         self._limits: PulseLimits | None = None
+        self._capabilities: frozenset[str] | None = None
 
     # ---- identity and geometry -----------------------------------------------------
 
@@ -116,6 +117,20 @@ class Board(ScpiInstrument):
         if not (1 <= bits <= 16 and full_scale > 0):
             raise ReplyError(f"{self.name}: nonsensical ADC description {bits:g},{full_scale:g}")
         return AdcInfo(int(bits), full_scale)
+
+    def capabilities(self) -> frozenset[str]:
+        """What the board does beyond reading and programming (``MVM``, ``PROBE``, ``IMVM``,
+        ``LIST``): calibration asks instead of assuming. A board that predates ``CHIP:CAP?``
+        answers ``-113`` and is taken to have none of them."""
+        if self._capabilities is None:
+            try:
+                reply = self.query("CHIP:CAP?")
+            except InstrumentError as err:
+                if err.code != -113:
+                    raise
+                reply = ""
+            self._capabilities = frozenset(part.strip().upper() for part in reply.split(",") if part.strip())
+        return self._capabilities
 
     def pulse_limits(self) -> PulseLimits:
         """The board's hard limits, tightened by the configured safe operating area."""
@@ -175,6 +190,14 @@ class Board(ScpiInstrument):
         g = self.geometry()
         return self.query_block("READ:ARR?", g.rows * g.cols).reshape(g.rows, g.cols)
 
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The listed rows (``READ:ROWS?``, boards listing ``LIST``), in the order listed."""
+        g = self.geometry()
+        listed = self._check_rows(rows)
+        self._require("LIST", "READ:ROWS?")
+        message = b"READ:ROWS? " + encode_block(listed.astype(np.int16))
+        return self.query_block_message(message, "READ:ROWS?", listed.size * g.cols).reshape(listed.size, g.cols)
+
     # ---- programming ---------------------------------------------------------------
 
     def program_cell(self, row: int, col: int, amplitude_mv: int) -> None:
@@ -191,11 +214,50 @@ class Board(ScpiInstrument):
         amplitudes = self._check_amplitudes(amplitudes_mv, self.geometry().shape)
         self.write_block_checked("PROG:ARR", amplitudes)
 
+    def program_list(self, rows: np.ndarray, cols: np.ndarray, amplitudes_mv: np.ndarray) -> None:
+        """Sparse pulses (``PROG:LIST``, boards listing ``LIST``): one per listed cell, 6 bytes
+        each instead of 2 bytes for every cell of the array. Checked whole before the wire."""
+        g = self.geometry()
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        amplitudes = self._check_amplitudes(amplitudes_mv, rows.shape)
+        if rows.ndim != 1 or cols.shape != rows.shape or rows.size == 0:
+            raise refuse(self.name, "a pulse list needs rows, cols and amplitudes of one equal, non-zero length")
+        if rows.min() < 0 or rows.max() >= g.rows or cols.min() < 0 or cols.max() >= g.cols:
+            raise refuse(self.name, f"a listed cell lies outside the {g.rows}x{g.cols} array")
+        if np.unique(rows.astype(np.int64) * g.cols + cols).size != rows.size:
+            raise refuse(self.name, "a cell is listed twice")
+        self._require("LIST", "PROG:LIST")
+        triples = np.stack([rows.astype(np.int16), cols.astype(np.int16), amplitudes], axis=1)
+        self.write_block_checked("PROG:LIST", triples)
+
+    def set_mvm_gain(self, gain: int) -> None:
+        """The MVM path's output range (``MVM:GAIN``): a power of two up to the row count."""
+        rows = self.geometry().rows
+        if not (isinstance(gain, int) and 1 <= gain <= rows and gain & (gain - 1) == 0):
+            raise refuse(self.name, f"MVM gain {gain!r} is not a power of two in 1..{rows}")
+        self.write_checked(f"MVM:GAIN {gain}")
+
     def set_pulse_width(self, width_ns: int) -> None:
         check_range(self.name, "pulse width", width_ns, 10, self.pulse_limits().width_max_ns, " ns")
         self.pulse_width_ns = width_ns
 
     # ---- checks before the wire ----------------------------------------------------
+
+    def _require(self, capability: str, command: str) -> None:
+        if capability not in self.capabilities():
+            raise refuse(self.name, f"{command} needs a board that lists {capability} in CHIP:CAP?; this one lists "
+                                    f"{','.join(sorted(self.capabilities())) or 'nothing'}")
+
+    def _check_rows(self, rows: np.ndarray) -> np.ndarray:
+        g = self.geometry()
+        listed = np.asarray(rows)
+        if listed.ndim != 1 or listed.size == 0 or not np.issubdtype(listed.dtype, np.integer):
+            raise refuse(self.name, "rows must be a non-empty list of row numbers")
+        if listed.min() < 0 or listed.max() >= g.rows:
+            raise refuse(self.name, f"a listed row lies outside 0..{g.rows - 1}")
+        if np.unique(listed).size != listed.size:
+            raise refuse(self.name, "a row is listed twice")
+        return listed
 
     def _check_address(self, row: int, col: int) -> None:
         g = self.geometry()

@@ -226,3 +226,79 @@ def test_errors_name_the_resource_and_the_last_command():
         with pytest.raises(ReplyError) as caught:
             board.geometry()
     assert "scripted://" in str(caught.value) and "CHIP:GEOM?" in str(caught.value)
+
+
+# ---- capabilities and the sparse commands ---------------------------------------------------
+
+CAP = (b"CHIP:CAP?", b"MVM,PROBE,LIST")
+
+
+def test_capabilities_are_asked_once_and_a_board_without_them_has_none():
+    with expected_protocol(Board, [CAP]) as board:
+        assert board.capabilities() == {"MVM", "PROBE", "LIST"}
+        assert "LIST" in board.capabilities()  # cached: no second query
+    older = [(b"CHIP:CAP?", None), (b"SYST:ERR?", b'-113,"Undefined header"'), (b"SYST:ERR?", NO_ERROR)]
+    with expected_protocol(Board, older) as board:
+        assert board.capabilities() == frozenset()
+
+
+def test_read_rows_is_one_block_out_and_one_back():
+    rows = block([4, 5, 6, 1, 2, 3])
+    conversation = [GEOM, CAP, (b"READ:ROWS? " + block([1, 0]), rows)]
+    with expected_protocol(Board, conversation) as board:
+        np.testing.assert_array_equal(board.read_rows(np.array([1, 0])), [[4, 5, 6], [1, 2, 3]])
+
+
+def test_program_list_sends_row_col_mv_triples_with_the_error_check():
+    triples = block([[0, 2, 900], [1, 0, -1200]])
+    conversation = [GEOM, LIM, CAP, (b"PROG:LIST " + triples + b";:SYST:ERR?", NO_ERROR)]
+    with expected_protocol(Board, conversation, soa=WIDE) as board:
+        board.program_list(np.array([0, 1]), np.array([2, 0]), np.array([900, -1200]))
+
+
+@pytest.mark.parametrize("rows, cols, amplitudes, message", [
+    ([0, 0], [1, 1], [900, 900], "listed twice"),
+    ([2], [0], [900], "outside"),
+    ([0], [3], [900], "outside"),
+    ([0], [0], [3001], "beyond the safe limits"),
+    ([], [], [], "non-zero length"),
+])
+def test_program_list_is_refused_before_the_wire(rows, cols, amplitudes, message):
+    with expected_protocol(Board, [GEOM, LIM], soa=WIDE) as board:
+        with pytest.raises(LimitError, match=message):
+            board.program_list(np.array(rows, dtype=int), np.array(cols, dtype=int), np.array(amplitudes, dtype=int))
+
+
+def test_sparse_commands_need_a_board_that_lists_them():
+    with expected_protocol(Board, [GEOM, (b"CHIP:CAP?", b"MVM,PROBE")]) as board:
+        with pytest.raises(LimitError, match="lists LIST"):
+            board.read_rows(np.array([0]))
+
+
+@pytest.mark.parametrize("rows, message", [([0, 0], "listed twice"), ([2], "outside"), ([], "non-empty")])
+def test_read_rows_is_refused_before_the_wire(rows, message):
+    with expected_protocol(Board, [GEOM]) as board:
+        with pytest.raises(LimitError, match=message):
+            board.read_rows(np.array(rows, dtype=int))
+
+
+def test_mvm_gain_is_a_power_of_two_up_to_the_rows():
+    with expected_protocol(Board, [(b"CHIP:GEOM?", b"1,64,64"), (b"MVM:GAIN 16;:SYST:ERR?", NO_ERROR)]) as board:
+        board.set_mvm_gain(16)
+        for bad in (3, 0, 128):
+            with pytest.raises(LimitError, match="power of two"):
+                board.set_mvm_gain(bad)
+
+
+def test_sparse_round_trip_on_the_twin(board, chip):
+    """Through the real handler: the listed cells move, the others do not, and READ:ROWS?
+    gives the rows READ:ARR? gives."""
+    before = chip.ground_truth().conductance_us.copy()
+    board.program_list(np.array([2, 2, 9]), np.array([1, 5, 0]), np.array([1800, 1800, -2600]))
+    after = chip.ground_truth().conductance_us
+    moved = {tuple(cell) for cell in np.argwhere(after[0] != before[0])}
+    assert moved and moved <= {(2, 1), (2, 5), (9, 0)}
+    board.averaging = 256
+    whole = board.read_array().astype(int)
+    difference = np.abs(board.read_rows(np.array([9, 2])).astype(int) - whole[[9, 2]])
+    assert np.median(difference) <= 2 and difference.max() <= 10  # two averaged reads of the same rows
