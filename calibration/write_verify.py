@@ -14,8 +14,12 @@ direction of its error; the following read updates the model:
 
 All cells are handled together: one array (or row) block of amplitudes per round
 trip and one array (or row) read to verify, so the wire cost per iteration does not
-grow with the number of cells. Only board reads are used; nothing here knows the
-chip's true state.
+grow with the number of cells. With ``batch = "auto"`` on a board listing ``LIST``,
+each iteration sends whichever costs fewer bytes: the dense block (2 bytes a cell) or
+only the unfinished cells' pulses (``PROG:LIST``, 6 bytes a pulse); and verifies only
+the rows it pulsed (``READ:ROWS?``). Rows not read are read in full before the loop
+ends, so a cell that moved while it was not watched is still caught. Only board reads
+are used; nothing here knows the chip's true state.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class WriteVerifyParams(BaseModel):
     tolerance_us: float = Field(0.5, gt=0, description="acceptance: |achieved - target| at the end")
     band_us: float = Field(0.25, gt=0, description="pulsing stops inside this tighter band")
     max_iterations: int = Field(40, ge=1, le=10_000)
-    batch: Literal["array", "row"] = "array"
+    batch: Literal["array", "row", "auto"] = "array"  # auto: dense or sparse per iteration, by bytes
     width_ns: int = Field(100, ge=10, le=10_000)
     read_voltage: float = Field(0.2, gt=0, le=0.3)
     averaging: int = Field(64, ge=1, le=256)
@@ -170,6 +174,7 @@ class WriteVerify:
         self.readout = readout
         self.p = params
         self.observer = observer or NullObserver()
+        self._sparse = False  # PROG:LIST and READ:ROWS? in use (batch "auto" on a board listing LIST)
 
     def run(self, targets_us: np.ndarray, include: np.ndarray | None = None,
             known_stuck: np.ndarray | None = None) -> WriteVerifyResult:
@@ -185,6 +190,7 @@ class WriteVerify:
         self.board.averaging = p.averaging
         self.board.set_pulse_width(p.width_ns)
 
+        self._sparse = p.batch == "auto" and "LIST" in self.board.capabilities()  # else dense, as "array"
         include = np.ones(shape, dtype=bool) if include is None else include.astype(bool)
         model = _CellModel(shape, p)
         pulses = np.zeros(shape, dtype=np.int32)
@@ -192,18 +198,26 @@ class WriteVerify:
         stuck = np.zeros(shape, dtype=bool) if known_stuck is None else known_stuck.astype(bool) & include
         unreachable = np.zeros(shape, dtype=bool)
         verified = np.zeros(shape, dtype=bool)
-        read_rows = rows_all if p.batch == "array" else np.flatnonzero(include.any(axis=1))
+        read_rows = rows_all if p.batch != "row" else np.flatnonzero(include.any(axis=1))
         g = self._read(read_rows, np.full(shape, np.nan), "initial", 0)
         g_initial = g.copy()
+        unwatched = False  # some rows were not read since they were last pulsed (sparse verify)
+        def unfinished(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Each cell's error and whether it still needs a pulse. Hysteresis: once a cell
+            has read inside the band it is only pulsed again if a later read puts it outside
+            the tolerance, so read noise alone does not keep finished cells cycling."""
+            error = targets_us - g
+            verified[...] |= np.abs(error) <= p.band_us
+            limit = np.where(verified, p.tolerance_us, p.band_us)
+            return error, (np.abs(error) > limit) & include & ~stuck & ~unreachable
+
         iteration = 0
         for iteration in range(1, p.max_iterations + 1):
-            error = targets_us - g
-            # hysteresis: once a cell has read inside the band it is only pulsed again if
-            # a later read puts it outside the tolerance, so read noise alone does not
-            # keep finished cells cycling
-            verified |= np.abs(error) <= p.band_us
-            limit = np.where(verified, p.tolerance_us, p.band_us)
-            active = (np.abs(error) > limit) & include & ~stuck & ~unreachable
+            error, active = unfinished(g)
+            if not active.any() and unwatched:  # before calling it done, look at every row once more
+                g = self._read(rows_all, g, "verify", iteration)
+                unwatched = False
+                error, active = unfinished(g)
             self.observer.on_iteration(iteration, int(active.sum()), int(include.sum()))
             if not active.any():
                 iteration -= 1
@@ -212,9 +226,11 @@ class WriteVerify:
             amplitude = np.rint(model.amplitude(polarity, np.nan_to_num(error), p.aim))
             signed = np.where(active, np.where(polarity == SET, amplitude, -amplitude), 0).astype(np.int16)
             rows = np.flatnonzero(active.any(axis=1))
-            t_pulse = self._program(signed, rows)
+            t_pulse = self._program(signed, rows, active)
             g_before = g.copy()
-            g = self._read(rows_all if p.batch == "array" else rows, g, "verify", iteration)
+            verify_rows = rows if p.batch == "row" or (self._sparse and len(rows) < shape[0]) else rows_all
+            unwatched = p.batch == "auto" and len(verify_rows) < shape[0]  # the last read left rows out
+            g = self._read(verify_rows, g, "verify", iteration)
             moved = (g - g_before) * np.where(polarity == SET, 1.0, -1.0)
             model.learn(polarity, active, amplitude, moved, p.min_move_us)
             pulses += active
@@ -229,15 +245,20 @@ class WriteVerify:
             r, c = np.nonzero(active)
             self.observer.on_pulses(iteration, r, c, signed[r, c], p.width_ns, g_before[r, c], g[r, c], t_pulse)
 
+        if unwatched:  # the iteration cap came first: the result is what the board reads now, every row
+            g = self._read(rows_all, g, "verify", iteration)
         converged = (np.abs(targets_us - g) <= p.tolerance_us) & include & ~stuck
         return WriteVerifyResult(targets_us, g, pulses, converged, stuck, unreachable, include, iteration,
                                  p.tolerance_us)
 
     # ---- wire ----------------------------------------------------------------------
 
-    def _program(self, amplitudes: np.ndarray, rows: np.ndarray) -> float:
+    def _program(self, amplitudes: np.ndarray, rows: np.ndarray, active: np.ndarray) -> float:
         t_s, _ = self.board.clock_and_temperature()
-        if self.p.batch == "array":
+        if self._sparse and 6 * int(active.sum()) < 2 * amplitudes.size:  # PROG:LIST is the fewer bytes
+            r, c = np.nonzero(active)
+            self.board.program_list(r, c, amplitudes[r, c])
+        elif self.p.batch in ("array", "auto"):
             self.board.program_array(amplitudes)
         else:
             for row in rows:
@@ -245,8 +266,10 @@ class WriteVerify:
         return t_s
 
     def _read(self, rows: np.ndarray, g: np.ndarray, phase: str, iteration: int) -> np.ndarray:
-        if self.p.batch == "array" or len(rows) == g.shape[0]:
+        if len(rows) == g.shape[0] or self.p.batch == "array":
             codes = self.board.read_array()[rows]
+        elif self.p.batch == "auto":
+            codes = self.board.read_rows(rows)
         else:
             codes = np.stack([self.board.read_row(int(r)) for r in rows]) if len(rows) else np.empty((0, g.shape[1]))
         t_s, kelvin = self.board.clock_and_temperature()

@@ -60,16 +60,25 @@ class CountingTransport:
         self._inner = inner if hasattr(inner, "read_line") else InProcessTransport(inner, "inproc://counting")
         self.resource = self._inner.resource
         self.round_trips = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.sent: list[bytes] = []  # the headers of what was sent (up to the first space), in order
 
     def write(self, data: bytes) -> None:
         self.round_trips += 1
+        self.bytes_sent += len(data)
+        self.sent.append(data.split(b" ", 1)[0].strip())
         self._inner.write(data)
 
     def read_line(self) -> bytes:
-        return self._inner.read_line()
+        line = self._inner.read_line()
+        self.bytes_received += len(line)
+        return line
 
     def read_exact(self, count: int) -> bytes:
-        return self._inner.read_exact(count)
+        data = self._inner.read_exact(count)
+        self.bytes_received += len(data)
+        return data
 
     def recover(self) -> None:
         self._inner.recover()

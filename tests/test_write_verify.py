@@ -190,3 +190,38 @@ def test_include_and_known_stuck_limit_what_is_pulsed():
     changed = chip.ground_truth().programmed_us[0] != before
     assert not changed[~include].any() and not changed[3, 0]
     assert result.cells == 32 and result.stuck[3, 0]
+
+
+# ---- sparse write-verify: PROG:LIST and READ:ROWS? where they cost fewer bytes -------------
+
+
+def true_errors(chip, result):
+    truth = chip.ground_truth()
+    ok = ~(truth.stuck_low | truth.stuck_high)[0]
+    return np.abs(truth.conductance_us[0] - result.targets_us)[ok]
+
+
+@pytest.mark.parametrize("seed, size", [(0, 64), (1, 64), (2, 32), (5, 48)])
+def test_sparse_write_verify_meets_the_dense_accuracy_in_less_board_time(seed, size):
+    dense_chip, dense, dense_wire = program(seed=seed, size=size)
+    sparse_chip, sparse, sparse_wire = program(seed=seed, size=size, params=WriteVerifyParams(batch="auto"))
+    for errors in (true_errors(dense_chip, dense), true_errors(sparse_chip, sparse)):
+        assert (errors <= 0.5).mean() >= 0.99 and errors.std() < 0.3  # against the twin's truth
+    assert sparse.converged_fraction >= 0.99
+    assert b"PROG:LIST" in sparse_wire.sent and b"READ:ROWS?" in sparse_wire.sent
+    assert sparse_wire.bytes_sent + sparse_wire.bytes_received < 0.7 * (dense_wire.bytes_sent + dense_wire.bytes_received)
+    assert sparse_chip.clock.now() < dense_chip.clock.now()
+
+
+def test_sparse_write_verify_reads_every_row_before_it_is_done():
+    observer = Recorder()
+    program(seed=0, size=32, params=WriteVerifyParams(batch="auto"), observer=observer)
+    last_read = observer.reads[-1]
+    assert last_read[2] == 32  # the result is a read of every row, not stale rows
+
+
+def test_sparse_falls_back_to_dense_on_a_board_without_list(monkeypatch):
+    monkeypatch.setattr("labctl_sims.board.CAPABILITIES", ("MVM", "PROBE"))
+    chip, result, wire = program(seed=0, size=32, params=WriteVerifyParams(batch="auto"))
+    assert b"PROG:LIST" not in wire.sent and b"READ:ROWS?" not in wire.sent
+    assert (true_errors(chip, result) <= 0.5).mean() >= 0.99
