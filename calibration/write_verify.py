@@ -18,7 +18,7 @@ grow with the number of cells. With ``batch = "auto"`` on a board listing ``LIST
 each iteration sends whichever costs fewer bytes: the dense block (2 bytes a cell) or
 only the unfinished cells' pulses (``PROG:LIST``, 6 bytes a pulse); and verifies only
 the rows it pulsed (``READ:ROWS?``). Rows not read are read in full before the loop
-ends, so a cell that moved while it was not watched is still caught. Only board reads
+ends (phase ``recheck``), so a cell that moved while it was not watched is still caught. Only board reads
 are used; nothing here knows the chip's true state.
 """
 
@@ -215,7 +215,7 @@ class WriteVerify:
         for iteration in range(1, p.max_iterations + 1):
             error, active = unfinished(g)
             if not active.any() and unwatched:  # before calling it done, look at every row once more
-                g = self._read(rows_all, g, "verify", iteration)
+                g = self._read(rows_all, g, "recheck", iteration)
                 unwatched = False
                 error, active = unfinished(g)
             self.observer.on_iteration(iteration, int(active.sum()), int(include.sum()))
@@ -246,7 +246,7 @@ class WriteVerify:
             self.observer.on_pulses(iteration, r, c, signed[r, c], p.width_ns, g_before[r, c], g[r, c], t_pulse)
 
         if unwatched:  # the iteration cap came first: the result is what the board reads now, every row
-            g = self._read(rows_all, g, "verify", iteration)
+            g = self._read(rows_all, g, "recheck", iteration)
         converged = (np.abs(targets_us - g) <= p.tolerance_us) & include & ~stuck
         return WriteVerifyResult(targets_us, g, pulses, converged, stuck, unreachable, include, iteration,
                                  p.tolerance_us)
