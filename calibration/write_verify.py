@@ -226,7 +226,7 @@ class WriteVerify:
             amplitude = np.rint(model.amplitude(polarity, np.nan_to_num(error), p.aim))
             signed = np.where(active, np.where(polarity == SET, amplitude, -amplitude), 0).astype(np.int16)
             rows = np.flatnonzero(active.any(axis=1))
-            t_pulse = self._program(signed, rows, active)
+            t_pulse = self._program(signed, rows)
             g_before = g.copy()
             verify_rows = rows if p.batch == "row" or (self._sparse and len(rows) < shape[0]) else rows_all
             unwatched = p.batch == "auto" and len(verify_rows) < shape[0]  # the last read left rows out
@@ -253,10 +253,11 @@ class WriteVerify:
 
     # ---- wire ----------------------------------------------------------------------
 
-    def _program(self, amplitudes: np.ndarray, rows: np.ndarray, active: np.ndarray) -> float:
+    def _program(self, amplitudes: np.ndarray, rows: np.ndarray) -> float:
         t_s, _ = self.board.clock_and_temperature()
-        if self._sparse and 6 * int(active.sum()) < 2 * amplitudes.size:  # PROG:LIST is the fewer bytes
-            r, c = np.nonzero(active)
+        pulsed = amplitudes != 0  # every unfinished cell gets a non-zero amplitude (at least its threshold)
+        if self._sparse and 6 * int(pulsed.sum()) < 2 * amplitudes.size:  # PROG:LIST is the fewer bytes
+            r, c = np.nonzero(pulsed)
             self.board.program_list(r, c, amplitudes[r, c])
         elif self.p.batch in ("array", "auto"):
             self.board.program_array(amplitudes)

@@ -41,9 +41,8 @@ def render_manifest(manifest: dict[str, Any], console: Any) -> None:
     summary = manifest.get("summary") or {}
     if "wall_time_s" in summary:
         table.add_row("wall time", f"{summary['wall_time_s']:.2f} s")
-    link = summary.get("link")
-    if link and (link["lost_replies"] or link["damaged_replies"] or link["link_drops"]):
-        table.add_row("link", link_line(link))
+    if link_line(summary.get("link")):
+        table.add_row("link", link_line(summary.get("link")))
     console.print(table)
     steps = manifest.get("steps") if isinstance(manifest.get("steps"), dict) else {}
     planned = protocol.get("effective", {}).get("steps", [])

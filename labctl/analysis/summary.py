@@ -96,9 +96,8 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table.add_row("read-out", s["readout"])
     table.add_row("temperature", f"{s['temperature_k']:.2f} K")
     table.add_row("wall time", f"{s['wall_time_s']:.2f} s")
-    link = s.get("link")
-    if link and (link["lost_replies"] or link["damaged_replies"] or link["link_drops"]):
-        table.add_row("link", link_line(link))
+    if link_line(s.get("link")):
+        table.add_row("link", link_line(s.get("link")))
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
     console.print(table)
 
@@ -143,11 +142,16 @@ def shown_number(value: Any, spec: str) -> str:
         return str(value)
 
 
-def link_line(link: dict[str, Any]) -> str:
-    """Why a run was slow, when the wire was: losses by instrument and the time they cost."""
-    where = ", ".join(f"{name} {stats['lost_replies'] + stats['damaged_replies'] + stats['link_drops']}"
-                      for name, stats in link["by_instrument"].items()
-                      if stats["lost_replies"] + stats["damaged_replies"] + stats["link_drops"])
+def _losses(stats: dict[str, Any]) -> int:
+    return stats["lost_replies"] + stats["damaged_replies"] + stats["link_drops"]
+
+
+def link_line(link: dict[str, Any] | None) -> str | None:
+    """Why a run was slow, when the wire was: losses by instrument and the time they cost
+    (None when nothing was lost, or the run predates the figures)."""
+    if not link or not _losses(link):
+        return None
+    where = ", ".join(f"{name} {_losses(stats)}" for name, stats in link["by_instrument"].items() if _losses(stats))
     return (f"{link['lost_replies']} lost and {link['damaged_replies']} damaged replies, {link['link_drops']} link "
             f"drops ({where}); {link['retries']} retries; {link['time_lost_s']:.1f} s of the wall time lost to them "
             f"(timeout {link['timeout_s']:g} s)")
