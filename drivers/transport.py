@@ -37,6 +37,69 @@ def reconnect(open_link: Callable[[], None], window_s: float = RECONNECT_WINDOW_
             pause = min(2 * pause, 1.0)
 
 
+class PendingBytes:
+    """Bytes received and not yet consumed, from which lines and exact counts are cut.
+
+    A link delivers whatever has arrived, not one reply at a time; reading it in chunks
+    (instead of a byte per system call) keeps a long binary block fast, and the overall
+    deadline keeps an instrument that trickles bytes from holding a read forever.
+    """
+
+    def __init__(self, resource: str, timeout_s: float) -> None:
+        self.resource = resource
+        self.timeout_s = timeout_s
+        self._data = bytearray()
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def read(self, count: int | None, receive: Callable[[float], bytes | None]) -> bytes:
+        """A line (``count`` None: up to a newline, at most ``MAX_REPLY_LINE`` bytes) or
+        exactly ``count`` bytes within ``timeout_s``. ``receive(remaining_s)`` waits at most
+        that long and returns what arrived (None or empty: nothing yet)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            taken = self._take(count)
+            if taken is not None:
+                return taken
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._late(count)
+            chunk = receive(remaining)
+            if chunk:
+                self._data += chunk
+
+    def _take(self, count: int | None) -> bytes | None:
+        if count is not None:
+            if len(self._data) < count:
+                return None
+            data = bytes(self._data[:count])
+            del self._data[:count]
+            return data
+        end = self._data.find(b"\n", 0, MAX_REPLY_LINE)
+        if end >= 0:
+            line = bytes(self._data[: end + 1])
+            del self._data[: end + 1]
+            return line
+        if len(self._data) >= MAX_REPLY_LINE:
+            self._data.clear()
+            raise too_long(self.resource)
+        return None
+
+    def _late(self, count: int | None) -> InstrumentTimeout:
+        return late(self.resource, self.timeout_s, count, self._data)
+
+
+def late(resource: str, timeout_s: float, count: int | None, got: bytes | bytearray) -> InstrumentTimeout:
+    what = "no complete reply" if count is None else f"reply cut short: {len(got)} of {count} bytes"
+    shown = f" (got {bytes(got[:40])!r})" if got and count is None else ""
+    return InstrumentTimeout(f"{resource}: {what} within {timeout_s:g} s{shown}")
+
+
+def too_long(resource: str) -> ReplyError:
+    return ReplyError(f"{resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+
+
 class Transport(Protocol):
     resource: str
 
@@ -113,6 +176,7 @@ class SerialTransport:
         self.timeout_s = timeout_s
         self._port: Any = None
         self._broken = False  # the port failed (unplugged): recover reopens it
+        self._pending = PendingBytes(port, timeout_s)
         self._open()
 
     def _open(self) -> None:
@@ -143,34 +207,40 @@ class SerialTransport:
             raise LinkError(f"{self.resource}: write failed: {err}") from None
 
     def read_line(self) -> bytes:
-        # pyserial's timeout bounds the whole read_until; the size bounds the memory
-        line = self._read(lambda: self._port.read_until(b"\n", MAX_REPLY_LINE + 1))
-        if len(line) > MAX_REPLY_LINE:
-            raise ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
-        if not line.endswith(b"\n"):
-            raise InstrumentTimeout(f"{self.resource}: no complete reply within {self.timeout_s:g} s"
-                                    + (f" (got {line[:40]!r})" if line else ""))
-        return line
+        return self._read(None)
 
     def read_exact(self, count: int) -> bytes:
-        data = self._read(lambda: self._port.read(count))
-        if len(data) < count:
-            raise InstrumentTimeout(f"{self.resource}: reply cut short: {len(data)} of {count} bytes")
-        return data
+        return self._read(count)
 
-    def _read(self, read: Callable[[], bytes]) -> bytes:
+    def _read(self, count: int | None) -> bytes:
         import serial
 
         try:
-            return read()
+            return self._pending.read(count, self._receive)
         except _port_failures(serial) as err:
             self._broken = True
             raise LinkError(f"{self.resource}: read failed: {err}") from None
+
+    def _receive(self, remaining_s: float) -> bytes | None:
+        """What has arrived, waiting at most ``remaining_s`` for the first byte. pyserial's
+        ``read_until`` takes one byte per system call (seconds for a 64 KB block on a busy
+        host); this takes all that is waiting."""
+        import select
+
+        waiting = self._port.in_waiting
+        if waiting:
+            return self._port.read(waiting)
+        fileno = getattr(self._port, "fileno", None)
+        if fileno is None:  # a URL port without a descriptor: pyserial's own timeout bounds the wait
+            return self._port.read(1)
+        ready, _, _ = select.select([fileno()], [], [], remaining_s)
+        return self._port.read(max(1, self._port.in_waiting)) if ready else None
 
     def recover(self) -> None:
         import serial
 
         time.sleep(DRAIN_WINDOW_S)
+        self._pending.clear()
         if not self._broken:
             try:
                 self._port.reset_input_buffer()
@@ -209,7 +279,7 @@ class VisaTransport:
         self._backend = backend
         self._serial = serial or {}
         self._session: Any = None
-        self._pending = bytearray()  # bytes received on a socket and not yet read
+        self._pending = PendingBytes(resource, timeout_s)  # bytes received on a socket and not yet read
         self._open()
 
     def _open(self) -> None:
@@ -274,13 +344,13 @@ class VisaTransport:
         deadline = time.monotonic() + self.timeout_s
         sock = _raw_socket(self._session) if self._is_socket() else None
         if sock is not None:
-            return self._read_socket(sock, count, deadline)
+            return self._read_socket(sock, count)
         data = bytearray()
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise self._late(count, data)
+                    raise late(self.resource, self.timeout_s, count, data)
                 self._session.timeout = max(1, int(remaining * 1000))
                 if count is None:
                     want = min(READ_CHUNK, MAX_REPLY_LINE + 1 - len(data))
@@ -289,7 +359,7 @@ class VisaTransport:
                     if data.endswith(b"\n"):
                         return bytes(data)
                     if len(data) > MAX_REPLY_LINE:
-                        raise self._too_long()
+                        raise too_long(self.resource)
                 else:
                     want = count - len(data)
                     data += self._call(lambda n=want: self._session.read_bytes(n, chunk_size=min(n, 1 << 20),
@@ -302,43 +372,20 @@ class VisaTransport:
             except Exception:  # noqa: BLE001 - a session that failed mid-read is reopened by recover()
                 pass
 
-    def _read_socket(self, sock: Any, count: int | None, deadline: float) -> bytes:
+    def _read_socket(self, sock: Any, count: int | None) -> bytes:
         import select
 
-        while True:
-            if count is None:
-                end = self._pending.find(b"\n")
-                if 0 <= end < MAX_REPLY_LINE:
-                    line = bytes(self._pending[: end + 1])
-                    del self._pending[: end + 1]
-                    return line
-                if len(self._pending) >= MAX_REPLY_LINE:
-                    self._pending.clear()
-                    raise self._too_long()
-            elif len(self._pending) >= count:
-                data = bytes(self._pending[:count])
-                del self._pending[:count]
-                return data
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._late(count, self._pending)
+        def receive(remaining_s: float) -> bytes | None:
             try:
-                ready, _, _ = select.select([sock], [], [], remaining)
+                ready, _, _ = select.select([sock], [], [], remaining_s)
                 chunk = sock.recv(1 << 20) if ready else None
             except OSError as err:
                 raise LinkError(f"{self.resource}: read failed: {err}") from None
             if chunk == b"":
                 raise LinkError(f"{self.resource}: read failed: the instrument closed the connection")
-            if chunk:
-                self._pending += chunk
+            return chunk
 
-    def _late(self, count: int | None, got: bytes | bytearray) -> InstrumentTimeout:
-        what = "no complete reply" if count is None else f"reply cut short: {len(got)} of {count} bytes"
-        shown = f" (got {bytes(got[:40])!r})" if got and count is None else ""
-        return InstrumentTimeout(f"{self.resource}: {what} within {self.timeout_s:g} s{shown}")
-
-    def _too_long(self) -> ReplyError:
-        return ReplyError(f"{self.resource}: reply longer than {MAX_REPLY_LINE} bytes without a newline")
+        return self._pending.read(count, receive)
 
     def recover(self) -> None:
         """Reopen the session: it discards whatever a late reply left, and restores a dropped link."""
