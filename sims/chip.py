@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl_sims import physics
+from labctl_sims.flicker import FlickerState
 from labctl_sims.noise import NoisePool
 from labctl_sims.presets import PRESETS, DeviceParams
 from labctl_sims.thermal import ThermalModel
@@ -111,6 +112,7 @@ class ChipModel:
         self._activation = np.zeros(self.shape, dtype=np.float32)
         self._relax = np.zeros(self.shape, dtype=np.float32)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise)
         everything = (slice(None),)
         self._store_programmed(everything, self._g_prog.copy(), np.ones(self.shape, dtype=bool))
 
@@ -184,15 +186,22 @@ class ChipModel:
             g *= physics.conduction_factor(self._activation[index], self.thermal.temperature_k, out=factor)
         return np.maximum(g, 0.0, out=g)
 
-    def _read_sigma(self, index: tuple, g: np.ndarray, averages: int) -> np.ndarray:
-        """σ of one (averaged) read of each indexed cell, in a work array."""
-        sigma = self._work("sigma", g.shape)
-        np.subtract(self.clock.now(), self._t_prog[index], out=sigma, casting="unsafe")
-        physics.read_noise_growth(sigma, self.params.t_read_s, out=sigma)
-        sigma *= self._q[index]
-        sigma *= g
-        sigma *= np.float32(1 / np.sqrt(averages))
-        return sigma
+    def _relative_noise(self, index: tuple, g: np.ndarray, window_s: float) -> np.ndarray:
+        """The 1/f noise of each indexed cell as a read over ``window_s`` sees it, relative to
+        q_s·G (in a work array): the slow components as they stand now plus a fresh draw
+        of the fast ones, reduced by the window (see ``sims.flicker``)."""
+        self._flicker.advance(self.clock.now())
+        noise = self._work("noise", g.shape)
+        np.multiply(self._noise.normal(g.shape), self._flicker.fresh(window_s), out=noise)
+        noise += self._flicker.total[index]
+        return noise
+
+    def _read_noise(self, index: tuple, g: np.ndarray, window_s: float) -> np.ndarray:
+        """Additive read noise of each indexed cell, µS (in a work array)."""
+        noise = self._relative_noise(index, g, window_s)
+        noise *= self._q[index]
+        noise *= g
+        return noise
 
     # ---- periphery -----------------------------------------------------------------
 
@@ -209,14 +218,13 @@ class ChipModel:
     def read_codes(self, array: int, rows: slice | np.ndarray, v_read: float, averages: int) -> np.ndarray:
         """ADC codes of the given rows: noisy cell currents through each column's ADC.
 
-        On-board averaging of n conversions reduces the read noise by √n; the board
-        reports the rounded mean, so quantisation and saturation apply to the result.
+        On-board averaging of n conversions (1 µs apart) averages only the 1/f noise
+        faster than its window; the board reports the rounded mean, so quantisation and
+        saturation apply to the result.
         """
         index = (array, rows)
         g = self._conductance(index, reuse=True)
-        noise = self._read_sigma(index, g, averages)
-        noise *= self._noise.normal(g.shape)
-        g += noise
+        g += self._read_noise(index, g, self.params.t_read_s + (averages - 1) * ROW_READ_TIME_S)
         g *= np.float32(v_read)
         self.advance(g.shape[0] * ROW_READ_TIME_S * averages)
         return self._adc(array, g)
@@ -234,27 +242,24 @@ class ChipModel:
         v_rows = dac_codes.astype(np.float32) * np.float32(v_read / DAC_FULL_CODE)
         index = (array, slice(None))
         g = self._conductance(index, reuse=True)
-        sigma = self._read_sigma(index, g, averages)
         v_cells = physics.ir_drop_voltages(v_rows, g, self.ir_drop_ohm)
         column_ua = np.einsum("ij,ij->j", v_cells, g, dtype=np.float64)
-        sigma *= v_rows[:, None]
-        column_sigma = np.sqrt(np.einsum("ij,ij->j", sigma, sigma, dtype=np.float64))
-        column_ua += column_sigma * self._rng.standard_normal(self.cols)
+        column_ua += np.einsum("ij,ij->j", v_cells, self._read_noise(index, g, MVM_TIME_S * averages),
+                               dtype=np.float64)
         self.advance(MVM_TIME_S * averages)
         return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32))
 
     def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
         """Current through one cell routed to the probe port (what the SMU measures).
 
-        The SMU integrates for ``integration_s``, which averages the cell's read noise
-        as the ADC's averaging does.
+        The SMU integrates for ``integration_s``, which averages the cell's 1/f noise
+        faster than that; the slow part it sees as the ADC does.
         """
         index = (array, slice(row, row + 1), slice(col, col + 1))
-        g = float(self._conductance(index)[0, 0])
-        conversions = max(integration_s / self.params.t_read_s, 1.0)
-        sigma = float(self._read_sigma(index, np.array([[g]], dtype=np.float32), 1)[0, 0]) / np.sqrt(conversions)
+        g = self._conductance(index)
+        g += self._read_noise(index, g, integration_s)
         self.advance(integration_s)
-        return float(volts * (g + sigma * self._rng.standard_normal()))
+        return float(volts * g[0, 0])
 
     # ---- programming ---------------------------------------------------------------
 
@@ -266,6 +271,7 @@ class ChipModel:
         """
         first, last, _ = rows.indices(self.rows)
         amplitude = amplitude_mv.astype(np.float32)
+        self._flicker.advance(self.clock.now(), before_restart=True)
         block = max(1, PULSE_BLOCK_CELLS // self.cols)
         for start in range(first, last, block):
             stop = min(start + block, last)
@@ -276,6 +282,7 @@ class ChipModel:
         """One pulse per addressed cell of the listed rows (``amplitude_mv`` row by row,
         0 mV cells left alone); board time is that of the listed rows only."""
         amplitude = amplitude_mv.astype(np.float32)
+        self._flicker.advance(self.clock.now(), before_restart=True)
         for k, row in enumerate(rows):
             self._pulse_block((array, slice(int(row), int(row) + 1)), amplitude[k : k + 1], width_ns)
         self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
@@ -307,11 +314,13 @@ class ChipModel:
         put(self._g_prog[index], g_new)
         put(self._t_prog[index], self.clock.now())
         put(self._drift_prog[index], self._drift_clock)
-        nu = physics.drift_exponent(g_new, self.cells.nu_z[index], p)
+        nu_z = physics.nu_rank_after_programming(self.cells.nu_z[index], self._noise.normal(g_new.shape), p)
+        nu = physics.drift_exponent(g_new, nu_z, p)
         np.copyto(nu, 0.0, where=stuck)
         put(self._nu[index], nu)
         put(self._q[index], physics.read_noise_q(g_new, p))
         put(self._activation[index], physics.conduction_activation(g_new, p))
+        self._flicker.restart(index, where)
         if p.relaxation_sigma > 0:
             relax = p.relaxation_sigma * g_new * self._noise.normal(g_new.shape)
             np.copyto(relax, 0.0, where=stuck)

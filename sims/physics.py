@@ -135,10 +135,11 @@ def apply_pulses(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: De
                  cells: CellParams, normal: np.ndarray) -> np.ndarray:
     """Conductance right after one pulse per cell; ``normal`` holds one N(0,1) draw per cell.
 
-    Cycle-to-cycle noise is Gaussian with variance proportional to the step, scaled so
-    that one step from an empty cell to G has aihwkit's σ_prog(G): many small steps
-    then add up to about the same spread as one large step, and a fine correction
-    near the target is correspondingly precise.
+    Cycle-to-cycle noise is Gaussian with two parts in quadrature: one proportional to
+    the step (variance ∝ |ΔG|, scaled so one step from empty to G carries σ_prog(G)),
+    and a floor of ``prog_floor · σ_prog(G)`` that every switching pulse carries however
+    small it is. The floor is what stops program-and-verify from converging below the
+    spread measured on hardware; ``sims/README.md`` says how it was fitted.
     """
     step = expected_step(g, amplitude_mv, width_ns, p, cells)
     after = g + step
@@ -146,6 +147,7 @@ def apply_pulses(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: De
     np.maximum(level, p.g_min_us, out=level)
     sigma = np.abs(step)
     sigma /= level
+    sigma += p.prog_floor**2
     np.sqrt(sigma, out=sigma)
     sigma *= prog_sigma_us(level, p)
     if p.reset_noise_factor != 1.0:
@@ -181,6 +183,15 @@ def nu_mean_std(g_prog_us: np.ndarray, p: DeviceParams) -> tuple[np.ndarray, np.
     return _clipped_linear(log_g, p.nu_mean_law), _clipped_linear(log_g, p.nu_std_law)
 
 
+def nu_rank_after_programming(fabricated_z: np.ndarray, normal: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """A cell's place in the ν distribution for this programming: correlated with, not equal
+    to, its place last time (ν varies from one programming of a cell to the next)."""
+    rho = p.nu_cycle_correlation
+    out = np.multiply(normal, np.float32(np.sqrt(1.0 - rho * rho)))
+    out += np.float32(rho) * fabricated_z
+    return out
+
+
 def drift_exponent(g_prog_us: np.ndarray, nu_z: np.ndarray, p: DeviceParams) -> np.ndarray:
     mean, std = nu_mean_std(g_prog_us, p)
     std *= nu_z
@@ -191,11 +202,13 @@ def drift_exponent(g_prog_us: np.ndarray, nu_z: np.ndarray, p: DeviceParams) -> 
 
 
 def drift_factor(t_eff_s: np.ndarray, nu: np.ndarray, t0_s: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``(t/t0) ** -ν`` for t ≥ t0; no drift before the first reference time t0.
+    """``((t + t0) / t0) ** -ν``: aihwkit's power law, with t counted from the end of
+    programming, so a cell drifts from the first microsecond (slowly at first: 3.4 %
+    at ν = 0.05 by t = t0, then the familiar power law).
 
     ``out`` (which may be ``t_eff_s`` itself) avoids allocating on the read path.
     """
-    out = np.maximum(t_eff_s, t0_s, out=out)
+    out = np.add(t_eff_s, t0_s, out=out)
     out *= 1.0 / t0_s
     np.log(out, out=out)
     out *= nu
@@ -218,18 +231,6 @@ def read_noise_q(g_prog_us: np.ndarray, p: DeviceParams) -> np.ndarray:
     np.minimum(q, cap, out=q)
     q *= p.read_noise_scale
     return q
-
-
-def read_noise_growth(since_programming_s: np.ndarray, t_read_s: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``sqrt(ln((t + t_read) / (2 t_read)))``: 1/f noise accumulated since programming.
-
-    Floored at 1 so that a read straight after a pulse still carries q_s of noise.
-    """
-    out = np.add(since_programming_s, t_read_s, out=out)
-    out *= 1.0 / (2 * t_read_s)
-    np.log(out, out=out)
-    np.maximum(out, 1.0, out=out)
-    return np.sqrt(out, out=out)
 
 
 def conduction_activation(g_prog_us: np.ndarray, p: DeviceParams) -> np.ndarray:

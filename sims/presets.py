@@ -47,13 +47,15 @@ class DeviceParams:
     # cycle-to-cycle programming noise: aihwkit's σ_prog(G), spread over the steps of a path
     prog_noise_scale: float
     reset_noise_factor: float  # RESET steps are noisier than SET steps by this factor
+    prog_floor: float  # every switching pulse carries at least prog_floor · σ_prog(G)
 
     # read noise: aihwkit's 1/f law, growing with time since programming
     read_noise_scale: float
     t_read_s: float
 
-    # drift: G(t) = G_prog · (t_eff / t0) ** (-ν), ν from aihwkit's state-dependent law
+    # drift: G(t) = G_prog · ((t_eff + t0) / t0) ** (-ν), ν from aihwkit's state-dependent law
     drift_scale: float  # multiplies ν (0: no drift)
+    nu_cycle_correlation: float  # correlation of a cell's ν rank between programmings
     drift_t0_s: float
     drift_activation_ev: float  # Arrhenius acceleration of the drift clock
 
@@ -110,9 +112,11 @@ PCM = DeviceParams(
     width_exponent=0.5,
     prog_noise_scale=1.0,
     reset_noise_factor=1.3,
+    prog_floor=0.6,
     read_noise_scale=1.0,
     t_read_s=AIHWKIT_T_READ_S,
     drift_scale=1.0,
+    nu_cycle_correlation=0.7,
     drift_t0_s=AIHWKIT_T0_S,
     drift_activation_ev=0.3,
     conduction_activation_ev=(0.2, 0.02),

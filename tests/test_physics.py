@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from labctl_sims import physics
+from labctl_sims import flicker, physics
 from labctl_sims.presets import PCM, PRESETS
 
 P = PCM.__class__(**{**PCM.describe(), "stuck_low_rate": 0.0, "stuck_high_rate": 0.0})
@@ -55,7 +55,7 @@ def test_set_and_reset_are_asymmetric():
     assert -mean_step(12.5, -2600) > 1.2 * mean_step(12.5, 2600)
 
 
-def test_cycle_to_cycle_noise_spreads_identical_pulses_and_scales_with_the_step():
+def test_cycle_to_cycle_noise_has_a_step_part_and_a_floor_every_pulse_carries():
     cells, rng = cells_and_rng()
     g = np.full(SHAPE, 5.0, dtype=np.float32)
     zero = np.zeros(SHAPE, dtype=np.float32)
@@ -66,9 +66,24 @@ def test_cycle_to_cycle_noise_spreads_identical_pulses_and_scales_with_the_step(
         noisy = physics.apply_pulses(g, amp, 100.0, P, cells, normal)
         step = np.abs(noiseless - g)
         level = np.maximum(noiseless, g)
-        expected = physics.prog_sigma_us(level, P) * np.sqrt(step / level)
+        expected = physics.prog_sigma_us(level, P) * np.sqrt(step / level + P.prog_floor**2)
         np.testing.assert_allclose(np.abs(noisy - noiseless)[step > 0], (expected * np.abs(normal))[step > 0],
                                    rtol=1e-3, atol=1e-4)
+    # the smallest switching pulse is no quieter than the floor
+    tiny = physics.apply_pulses(g, cells.set_threshold + 1.0, 100.0, P, cells, normal)
+    aimed = physics.apply_pulses(g, cells.set_threshold + 1.0, 100.0, P, cells, zero)
+    spread = np.abs(tiny - aimed)[~cells.stuck] / np.abs(normal)[~cells.stuck]
+    assert np.all(spread >= 0.99 * P.prog_floor * physics.prog_sigma_us(g[~cells.stuck], P))
+
+
+def test_nu_rank_is_redrawn_at_each_programming_correlated_with_the_last():
+    rng = np.random.default_rng(3)
+    fabricated = rng.standard_normal(200_000).astype(np.float32)
+    first = physics.nu_rank_after_programming(fabricated, rng.standard_normal(200_000).astype(np.float32), P)
+    second = physics.nu_rank_after_programming(fabricated, rng.standard_normal(200_000).astype(np.float32), P)
+    assert first.std() == pytest.approx(1.0, rel=0.02)  # the population's ν distribution is unchanged
+    assert np.corrcoef(first, second)[0, 1] == pytest.approx(P.nu_cycle_correlation**2, abs=0.01)
+    assert np.corrcoef(first, fabricated)[0, 1] == pytest.approx(P.nu_cycle_correlation, abs=0.01)
 
 
 def test_melting_reset_empties_the_cell():
@@ -122,16 +137,23 @@ def test_read_noise_law_is_aihwkits_and_grows_with_time():
     g = np.array([1.0, 5.0, 12.5, 25.0])
     q = physics.read_noise_q(g, PCM)
     np.testing.assert_allclose(q, np.minimum(0.0088 / (g / 25.0) ** 0.65, 0.2), rtol=1e-6)
-    t = np.array([1e-3, 1.0, 1e3, 1e5])
-    growth = physics.read_noise_growth(t, PCM.t_read_s)
-    np.testing.assert_allclose(growth, np.sqrt(np.log((t + 250e-9) / 500e-9)), rtol=1e-6)
-    assert np.all(np.diff(growth) > 0)
+    # the 1/f components' sum holds aihwkit's accumulated law, t counted from t0 before the end of programming
+    t = np.array([0.0, 1.0, 20.0, 3600.0, 43200.0, 86400.0, 3e6])
+    law = np.log((t + 20.0 + 250e-9) / 500e-9)
+    np.testing.assert_allclose(flicker.accumulated_variance(t, 20.0), law, rtol=0.003)
 
 
-def test_drift_factor_is_a_power_law_after_t0():
-    nu = np.full(3, 0.06)
-    factor = physics.drift_factor(np.array([5.0, 20.0, 2000.0]), nu, 20.0)
-    np.testing.assert_allclose(factor, [1.0, 1.0, 100.0**-0.06])
+def test_one_over_f_components_average_like_ou_processes():
+    # a window far shorter than τ leaves a component whole; a far longer one divides it by x / 2
+    np.testing.assert_allclose(flicker.window_variance(1e-9, np.array([1.0])), [1.0], rtol=1e-6)
+    np.testing.assert_allclose(flicker.window_variance(1e3, np.array([1.0])), [2e-3 * (1 - 1e-3)], rtol=1e-3)
+    assert flicker.fresh_sigma(256e-6) < flicker.fresh_sigma(250e-9)
+
+
+def test_drift_is_a_power_law_from_the_end_of_programming():
+    nu = np.full(4, 0.06)
+    factor = physics.drift_factor(np.array([0.0, 1e-3, 20.0, 1980.0]), nu, 20.0)
+    np.testing.assert_allclose(factor, [1.0, (1 + 1e-3 / 20) ** -0.06, 2.0**-0.06, 100.0**-0.06], rtol=1e-6)
 
 
 def test_drift_and_conduction_are_thermally_activated():

@@ -7,6 +7,8 @@ smaller still, so 15 % leaves room only for real model error, not for luck.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ import labctl_sims as sims
 from labctl_calibration.targets import ramp
 from labctl_sims import physics
 from labctl_sims.presets import PRESETS
+from twin_reference import conductance_read, one_shot
 
 LEVELS = np.linspace(2.5, 22.5, 8)
 SIZE = 128
@@ -21,22 +24,6 @@ SIZE = 128
 
 def level_targets(size: int = SIZE) -> np.ndarray:
     return ramp((size, size), LEVELS[0], LEVELS[-1], len(LEVELS))
-
-
-def one_shot(chip: sims.ChipModel, targets: np.ndarray, array: int = 0) -> np.ndarray:
-    """Melt every cell empty, then one SET pulse per cell sized (from its true parameters)
-    to land on its target on average. Returns the mask of cells that could be aimed."""
-    p = chip.params
-    chip.program(array, slice(None), np.full(targets.shape, -3800), 100)
-    cells = chip.cells.region((array,))
-    g_empty = chip.ground_truth().programmed_us[array]
-    step = targets - g_empty
-    reachable = (targets < 0.95 * cells.g_max) & ~cells.stuck
-    fraction = np.clip(step / cells.span, 0, 0.999)
-    drive = -np.log1p(-fraction) / cells.set_rate
-    amplitude = np.where(reachable, cells.set_threshold + drive * p.set_scale_mv, 0.0)
-    chip.program(array, slice(None), amplitude.astype(np.float32), 100)
-    return reachable
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +45,8 @@ def test_one_shot_programming_error_follows_the_aihwkit_curve(programmed):
     chip, targets, usable = programmed
     achieved = chip.ground_truth().programmed_us[0]
     for level, errors in per_level(achieved - targets, targets, usable):
-        reference = physics.prog_sigma_us(np.array(level), chip.params)
+        # one pulse from (nearly) empty: the step's share of σ_prog plus the per-pulse floor
+        reference = physics.prog_sigma_us(np.array(level), chip.params) * np.sqrt(1 + chip.params.prog_floor**2)
         assert errors.std() == pytest.approx(reference, rel=0.15), level
         assert abs(errors.mean()) < 0.1 * reference + 0.05  # aimed at the target: unbiased
 
@@ -79,38 +67,24 @@ def test_drift_exponents_follow_the_aihwkit_state_dependence(programmed):
         assert measured.std() == pytest.approx(reference.std(), rel=0.15), level
 
 
-def test_read_noise_follows_the_aihwkit_law_at_a_given_time_after_programming(programmed):
-    chip = sims.ChipModel("pcm", seed=23, rows=SIZE, cols=SIZE)
-    targets = level_targets()
-    usable = one_shot(chip, targets)
-    chip.advance(100.0)
-    reads = np.stack([chip.read_codes(0, slice(None), 0.2, 1) for _ in range(150)]).astype(float)
-    g_reads = reads * chip.lsb_ua / 0.2 / chip.adc_gain[0]
-    measured = g_reads.std(axis=0)
-    truth = chip.ground_truth()
-    since = truth.time_s - truth.programmed_at_s[0]
-    expected = (truth.conductance_us[0] * physics.read_noise_q(truth.programmed_us[0], chip.params)
-                * physics.read_noise_growth(since, chip.params.t_read_s))
-    for level, ratio in per_level(measured / expected, targets, usable):
-        # 150 reads: each σ estimate is ±6 %, the median over the level far tighter
-        assert np.median(ratio) == pytest.approx(1.0, rel=0.15), level
-    # and the law itself, evaluated at the level, against the reference formula
-    q = physics.read_noise_q(np.array(LEVELS), chip.params)
+def test_read_noise_amplitude_is_aihwkits_law():
+    q = physics.read_noise_q(np.array(LEVELS), PRESETS["pcm"])
     np.testing.assert_allclose(q, np.minimum(0.0088 / (LEVELS / 25.0) ** 0.65, 0.2), rtol=1e-6)
 
 
 def test_read_noise_grows_with_time_since_programming():
     chip = sims.ChipModel("pcm", seed=24, rows=64, cols=64)
-    one_shot(chip, np.full((64, 64), 12.5))
+    usable = one_shot(chip, np.full((64, 64), 12.5))
 
     def spread():
-        reads = np.stack([chip.read_codes(0, slice(None), 0.2, 1) for _ in range(60)]).astype(float)
-        return np.median(reads.std(axis=0) / np.abs(reads.mean(axis=0)))
+        truth = chip.ground_truth().conductance_us[0]
+        return ((conductance_read(chip) - truth) / truth)[usable].std()
 
     early = spread()
-    chip.advance(3600.0)
+    chip.advance(86400.0)
     late = spread()
-    assert late > 1.3 * early
+    # aihwkit's law: sqrt(ln((t + t0) / 2 t_read)) from t ≈ 0 to a day, x 1.19
+    assert late > 1.1 * early
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -122,8 +96,15 @@ def test_stuck_cell_rates_are_as_configured(preset):
         assert abs(observed - expected) <= 4 * np.sqrt(expected * (1 - rate)) + 1
 
 
-def test_adc_transfer_is_within_its_bits():
-    chip = sims.ChipModel("pcm", seed=6, rows=32, cols=32)
+@pytest.fixture
+def quiet(monkeypatch):
+    """The PCM preset with no read noise, to look at the periphery alone."""
+    monkeypatch.setitem(PRESETS, "pcm-quiet", replace(PRESETS["pcm"], name="pcm-quiet", read_noise_scale=0.0))
+    return "pcm-quiet"
+
+
+def test_adc_transfer_is_within_its_bits(quiet):
+    chip = sims.ChipModel(quiet, seed=6, rows=32, cols=32)
     truth = chip.ground_truth()
     reads = np.stack([chip.read_codes(0, slice(None), 0.2, 256) for _ in range(40)]).astype(float)
     assert reads.dtype == float and np.all(reads == np.round(reads))
@@ -171,7 +152,7 @@ def test_drift_is_accelerated_by_temperature():
     log_cool = np.log(drift_factor_now(cool))[ok]
     log_hot = np.log(drift_factor_now(hot))[ok]
     acceleration = physics.drift_acceleration(360.0, hot.params)
-    expected = np.log(acceleration * 1000.0 / 20.0) / np.log(1000.0 / 20.0)
+    expected = np.log((acceleration * 1000.0 + 20.0) / 20.0) / np.log((1000.0 + 20.0) / 20.0)
     assert np.median(log_hot / log_cool) == pytest.approx(expected, rel=0.05)
     assert expected > 1.3
 
@@ -183,8 +164,8 @@ def test_read_current_has_a_temperature_coefficient():
     assert np.median(ratio) > 1.01  # same chip, same seed: only the temperature differs
 
 
-def test_mvm_sums_column_currents_through_the_adc_and_ir_drop_lowers_them():
-    chip = sims.ChipModel("pcm", seed=9, rows=64, cols=32, ir_drop_ohm=0.0)
+def test_mvm_sums_column_currents_through_the_adc_and_ir_drop_lowers_them(quiet):
+    chip = sims.ChipModel(quiet, seed=9, rows=64, cols=32, ir_drop_ohm=0.0)
     one_shot(chip, level_targets(64)[:, :32])
     chip.advance(30.0)
     dac = np.random.default_rng(0).integers(-127, 128, 64)
@@ -194,7 +175,7 @@ def test_mvm_sums_column_currents_through_the_adc_and_ir_drop_lowers_them():
     outputs = np.stack([chip.mvm_codes(0, dac, 0.2, averages=16) for _ in range(20)]).mean(axis=0)
     assert np.abs(outputs - expected).max() < 2.0
 
-    wired = sims.ChipModel("pcm", seed=9, rows=64, cols=32, ir_drop_ohm=20.0)
+    wired = sims.ChipModel(quiet, seed=9, rows=64, cols=32, ir_drop_ohm=20.0)
     one_shot(wired, level_targets(64)[:, :32])
     wired.advance(30.0)
     positive = np.full(64, 127)
@@ -250,12 +231,14 @@ def test_virtual_clock_jumps_and_drift_follows_it():
     board = sims.BoardTwin(chip)
     one_shot(chip, np.full((32, 32), 12.5))
     t0 = float(board.feed(b"SYST:TIME?\n"))
-    g0 = chip.ground_truth().conductance_us[0]
+    before = chip.ground_truth()
+    g0 = before.conductance_us[0]
+    since = before.time_s - before.programmed_at_s[0]
     board.feed(b"SIM:CLOCK:ADV 43200\n")
     assert float(board.feed(b"SYST:TIME?\n")) == pytest.approx(t0 + 43200, abs=0.01)
     truth = chip.ground_truth()
     ok = ~chip.cells.stuck[0]
-    expected = (43200 / 20.0) ** -truth.nu[0]
+    expected = ((since + 43200 + 20.0) / (since + 20.0)) ** -truth.nu[0]
     np.testing.assert_allclose((truth.conductance_us[0] / g0)[ok], expected[ok], rtol=1e-3)
 
 
@@ -282,15 +265,31 @@ def test_ground_truth_is_reproducible_from_preset_seed_and_geometry():
     assert not np.array_equal(c.ground_truth().conductance_us, ta.conductance_us)
 
 
-def test_probe_port_current_is_the_routed_cells_true_current():
-    chip = sims.ChipModel("pcm", seed=15, rows=16, cols=16)
+def test_probe_port_current_is_the_routed_cells_true_current(quiet):
+    chip = sims.ChipModel(quiet, seed=15, rows=16, cols=16)
     one_shot(chip, np.full((16, 16), 12.5))
     chip.advance(60.0)
-    ratios = []
-    for _ in range(200):  # the cell keeps drifting while it is measured: compare each to its truth then
+    for _ in range(20):  # the cell keeps drifting while it is measured: compare each to its truth then
         g = chip.ground_truth().conductance_us[0, 3, 5]
-        ratios.append(chip.probe_current_ua(0, 3, 5, 0.2, integration_s=0.02) / (0.2 * g))
-    ratios = np.array(ratios)
-    assert ratios.mean() == pytest.approx(1.0, abs=2e-4)
-    # a 20 ms integration averages far more than the ADC's 256 conversions can
-    assert ratios.std() < 1e-3
+        assert chip.probe_current_ua(0, 3, 5, 0.2, integration_s=0.02) == pytest.approx(0.2 * g, rel=1e-5)
+
+
+def test_reads_mvms_and_the_probe_see_one_noise():
+    """The slow 1/f noise is the cell's, not the instrument's: an averaged read, an MVM of
+    one row and the SMU probe all see the same deviation from the noiseless conductance."""
+    chip = sims.ChipModel("pcm", seed=16, rows=32, cols=32)
+    usable = one_shot(chip, np.full((32, 32), 12.5))
+    chip.advance(3600.0)
+    truth = chip.ground_truth().conductance_us[0]
+    from_read = (conductance_read(chip, averages=256) - truth) / truth
+    row = np.zeros(32, dtype=int)
+    row[7] = 127
+    mvm = chip.mvm_codes(0, row, 0.2, averages=64, gain=32).astype(float)
+    t = chip.ground_truth()
+    from_mvm = ((mvm - t.adc_offset_lsb[0]) / t.adc_gain[0] * chip.lsb_ua / 0.2 - truth[7]) / truth[7]
+    from_probe = np.array([chip.probe_current_ua(0, 7, c, 0.2, 0.002) / 0.2 / truth[7, c] - 1 for c in range(32)])
+    ok = usable[7]
+    # independent noise would correlate near 0; shared slow noise correlates 0.6-0.85 over seeds
+    # (the 1/f components faster than the milliseconds between them, and the fast draws, differ)
+    assert np.corrcoef(from_read[7][ok], from_probe[ok])[0, 1] > 0.5
+    assert np.corrcoef(from_read[7][ok], from_mvm[ok])[0, 1] > 0.5
