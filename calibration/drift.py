@@ -40,6 +40,9 @@ class DriftParams(BaseModel):
     first_read_s: float = Field(10.0, gt=0, le=86400)
     temperatures_k: tuple[Annotated[float, Field(gt=0, le=2000)], ...] = Field((300.0,), min_length=1, max_length=32)
     fit_start_s: float = Field(60.0, ge=0, le=90 * 86400)
+    # the power law's reference time: G = G0 · ((t + t0) / t0)^-ν, t from the end of programming, as
+    # aihwkit's PCM model applies it (Nandakumar et al. 2019: t0 = 20 s); 0 gives the bare t^-ν
+    t0_s: float = Field(20.0, ge=0, le=86400)
     averaging: int = Field(16, ge=1, le=256)
     settle_tolerance_k: float = Field(0.5, gt=0, le=50)
     settle_poll_s: float = Field(10.0, gt=0, le=3600)
@@ -100,7 +103,7 @@ def fit_power_law(log_t: np.ndarray, log_g: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _segment_u(delta_s: np.ndarray, log_g: np.ndarray, nu: np.ndarray) -> float:
-    """The ``u = τ_s / a`` that makes ``ln G + ν ln(u + Δt)`` flattest over the segment."""
+    """The ``u = (τ_s + t0) / a`` that makes ``ln G + ν ln(u + Δt)`` flattest over the segment."""
 
     def cost(log_u: float) -> float:
         y = log_g + nu[None, :] * np.log(np.exp(log_u) + delta_s)[:, None]
@@ -126,8 +129,8 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
     stack = np.log(np.maximum(np.stack(reference.conductance_us), 1e-3))
     window = times >= params.fit_start_s
     flat = stack.reshape(len(times), -1)
-    nu, intercept, r2 = fit_power_law(np.log(times[window]), flat[window])
-    g0 = np.exp(intercept - nu * np.log(params.fit_start_s or times[window][0]))
+    nu, intercept, r2 = fit_power_law(np.log(times[window] + params.t0_s), flat[window])
+    g0 = np.exp(intercept - nu * np.log((params.fit_start_s or times[window][0]) + params.t0_s))
     shape = reference.conductance_us[0].shape
     accelerations = [1.0]
     activation = None
@@ -145,7 +148,7 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
             tau_end = reference.times_s[-1] - programmed_s
             for segment, u_k in zip(segments[1:], u):
                 tau_start = tau_end + _settle_drift_time(segment, activation, reference.temperature_k)
-                a_k = tau_start / u_k
+                a_k = (tau_start + params.t0_s) / u_k  # u = (τ_start + t0) / a: the law counts from -t0
                 accelerations.append(a_k)
                 tau_end = tau_start + a_k * (segment.times_s[-1] - segment.start_s)
             x = np.array([(1 / reference.temperature_k - 1 / s.temperature_k) / BOLTZMANN_EV for s in segments[1:]])

@@ -34,7 +34,9 @@ from labctl_calibration.readout import Readout
 from labctl_drivers.board import Board
 
 SET, RESET = 0, 1
-STUCK_TRAVEL_US = 1.0  # net movement that tells a cell that moved from one that never could
+STUCK_TRAVEL_US = 2.0  # net movement that tells a cell that moved from one that never could
+NO_MOVE_AT_MAX_US = 1.0  # at full amplitude a working cell away from its rail moves by several µS; less,
+# through a cell's 1/f read noise (about 0.5 µS RMS between two reads of a full PCM cell), is no move
 SLOPE_BOUNDS_US_PER_MV = (1e-4, 0.2)
 
 
@@ -43,13 +45,13 @@ class WriteVerifyParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    tolerance_us: float = Field(0.5, gt=0, description="acceptance: |achieved - target| at the end")
-    band_us: float = Field(0.25, gt=0, description="pulsing stops inside this tighter band")
+    tolerance_us: float = Field(1.5, gt=0, description="acceptance: |achieved - target| at the end")
+    band_us: float = Field(0.75, gt=0, description="pulsing stops inside this tighter band")
     max_iterations: int = Field(40, ge=1, le=10_000)
     batch: Literal["array", "row", "auto"] = "array"  # auto: dense or sparse per iteration, by bytes
     width_ns: int = Field(100, ge=10, le=10_000)
     read_voltage: float = Field(0.2, gt=0, le=0.3)
-    averaging: int = Field(64, ge=1, le=256)
+    averaging: int = Field(256, ge=1, le=256)
     set_start_mv: int = Field(700, ge=1)
     set_max_mv: int = Field(2400, ge=1)
     reset_start_mv: int = Field(1000, ge=1)
@@ -58,6 +60,7 @@ class WriteVerifyParams(BaseModel):
     aim: float = Field(0.85, gt=0, le=1.5)
     min_move_us: float = Field(0.15, ge=0)
     stuck_after: int = Field(3, ge=1)
+    max_relapses: int = Field(6, ge=0, le=1000)  # re-pulses of a cell that was in band and read out of tolerance
 
     @model_validator(mode="after")
     def _consistent(self) -> WriteVerifyParams:
@@ -198,6 +201,7 @@ class WriteVerify:
         stuck = np.zeros(shape, dtype=bool) if known_stuck is None else known_stuck.astype(bool) & include
         unreachable = np.zeros(shape, dtype=bool)
         verified = np.zeros(shape, dtype=bool)
+        relapses = np.zeros(shape, dtype=np.int32)
         read_rows = rows_all if p.batch != "row" else np.flatnonzero(include.any(axis=1))
         g = self._read(read_rows, np.full(shape, np.nan), "initial", 0)
         g_initial = g.copy()
@@ -205,11 +209,13 @@ class WriteVerify:
         def unfinished(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """Each cell's error and whether it still needs a pulse. Hysteresis: once a cell
             has read inside the band it is only pulsed again if a later read puts it outside
-            the tolerance, so read noise alone does not keep finished cells cycling."""
+            the tolerance, and only ``max_relapses`` times: a cell's slow 1/f noise wanders
+            for as long as anyone looks, so without a cap a large array never ends."""
             error = targets_us - g
             verified[...] |= np.abs(error) <= p.band_us
             limit = np.where(verified, p.tolerance_us, p.band_us)
-            return error, (np.abs(error) > limit) & include & ~stuck & ~unreachable
+            wanted = (np.abs(error) > limit) & include & ~stuck & ~unreachable
+            return error, wanted & ~(verified & (relapses >= p.max_relapses))
 
         iteration = 0
         for iteration in range(1, p.max_iterations + 1):
@@ -234,7 +240,8 @@ class WriteVerify:
             moved = (g - g_before) * np.where(polarity == SET, 1.0, -1.0)
             model.learn(polarity, active, amplitude, moved, p.min_move_us)
             pulses += active
-            at_limit = active & (amplitude >= model.max_mv[polarity]) & (moved < p.min_move_us)
+            relapses += active & verified
+            at_limit = active & (amplitude >= model.max_mv[polarity]) & (moved < max(p.min_move_us, NO_MOVE_AT_MAX_US))
             at_max = np.where(at_limit, at_max + 1, np.where(active, 0, at_max))
             # a cell that gives up at full amplitude is stuck if it never got anywhere,
             # and unreachable (its target lies outside its own range) if it travelled
@@ -246,7 +253,8 @@ class WriteVerify:
             self.observer.on_pulses(iteration, r, c, signed[r, c], p.width_ns, g_before[r, c], g[r, c], t_pulse)
 
         if unwatched:  # the iteration cap came first: the result is what the board reads now, every row
-            g = self._read(rows_all, g, "recheck", iteration)
+            # (numbered after the last iteration: that iteration may already hold a recheck before its pulses)
+            g = self._read(rows_all, g, "recheck", iteration + 1)
         converged = (np.abs(targets_us - g) <= p.tolerance_us) & include & ~stuck
         return WriteVerifyResult(targets_us, g, pulses, converged, stuck, unreachable, include, iteration,
                                  p.tolerance_us)

@@ -111,6 +111,8 @@ class ChipModel:
         self._q = np.zeros(self.shape, dtype=np.float32)
         self._activation = np.zeros(self.shape, dtype=np.float32)
         self._relax = np.zeros(self.shape, dtype=np.float32)
+        self._relax_slow = np.zeros(self.shape, dtype=np.float32)
+        self._programmings = np.zeros(self.shape, dtype=np.int32)  # in quick succession (RRAM relaxation)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise)
         everything = (slice(None),)
@@ -179,9 +181,9 @@ class ChipModel:
         if p.drift_scale > 0:
             np.subtract(self._drift_clock, self._drift_prog[index], out=factor, casting="unsafe")
             g *= physics.drift_factor(factor, self._nu[index], p.drift_t0_s, out=factor)
-        if p.relaxation_sigma > 0:
+        if p.relaxation_coeff_us:
             np.subtract(self.clock.now(), self._t_prog[index], out=factor, casting="unsafe")
-            g += physics.relaxation(self._relax[index], factor, p.relaxation_tau_s)
+            g += physics.relaxation(self._relax[index], self._relax_slow[index], factor, p)
         if self.thermal.temperature_k != physics.REFERENCE_TEMPERATURE_K:
             g *= physics.conduction_factor(self._activation[index], self.thermal.temperature_k, out=factor)
         return np.maximum(g, 0.0, out=g)
@@ -311,8 +313,13 @@ class ChipModel:
             else:
                 np.copyto(target, values, where=where)
 
+        now = self.clock.now()
+        if p.relaxation_coeff_us:
+            # programmings in quick succession (write-verify, re-verify rounds) leave less relaxation
+            recent = (now - self._t_prog[index]) < p.relaxation_memory_s
+            put(self._programmings[index], np.where(recent, self._programmings[index] + 1, 1))
         put(self._g_prog[index], g_new)
-        put(self._t_prog[index], self.clock.now())
+        put(self._t_prog[index], now)
         put(self._drift_prog[index], self._drift_clock)
         nu_z = physics.nu_rank_after_programming(self.cells.nu_z[index], self._noise.normal(g_new.shape), p)
         nu = physics.drift_exponent(g_new, nu_z, p)
@@ -321,8 +328,14 @@ class ChipModel:
         put(self._q[index], physics.read_noise_q(g_new, p))
         put(self._activation[index], physics.conduction_activation(g_new, p))
         self._flicker.restart(index, where)
-        if p.relaxation_sigma > 0:
-            relax = p.relaxation_sigma * g_new * self._noise.normal(g_new.shape)
+        if p.relaxation_coeff_us:
+            fast, slow = physics.relaxation_sigmas_us(g_new, p)
+            shrink = self._programmings[index].astype(np.float32) ** -p.relaxation_iteration_exponent
+            fast *= shrink * self._noise.normal(g_new.shape)
+            slow *= shrink * self._noise.normal(g_new.shape)
+            np.copyto(slow, 0.0, where=stuck)
+            put(self._relax_slow[index], slow)
+            relax = fast
             np.copyto(relax, 0.0, where=stuck)
             put(self._relax[index], relax)
 

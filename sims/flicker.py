@@ -34,7 +34,7 @@ from labctl_sims.noise import NoisePool
 TAU_MIN_S = 5.3946e-6
 DECADES = 16
 WEIGHT = np.log(10.0) * 0.99990  # variance per decade, in units of q_s²
-FRESH_BELOW_S = 1e-3
+FRESH_BELOW_S = 1e-2
 UPDATE_FRACTION = 0.25  # a slow component is advanced once this fraction of its τ has passed
 RESTART_DRAWN_ABOVE = 0.01  # restart variance below which a component restarts at zero
 RESTART_FRACTION = 1e-3  # before a restart: components older than this fraction of τ are advanced

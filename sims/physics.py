@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl_sims.presets import AIHWKIT_PROG_G_MAX_US, DeviceParams
+from labctl_sims.presets import DeviceParams
 
 BOLTZMANN_EV = 8.617333262e-5
 REFERENCE_WIDTH_NS = 100.0
@@ -85,12 +85,30 @@ def initial_conductance(p: DeviceParams, cells: CellParams, rng: np.random.Gener
 # ---- programming ------------------------------------------------------------------
 
 
-def prog_sigma_us(g_us: np.ndarray, p: DeviceParams) -> np.ndarray:
-    """aihwkit's one-shot programming noise σ(G), scaled to the preset's window."""
-    c0, c1, c2 = p.prog_coeff_us
+def _polynomial_us(coefficients: tuple[float, ...], g_us: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """``Σ c_i·g^i`` (g = G/Gmax), floored at 0 and scaled from the fit's window to the preset's."""
     g = np.clip(g_us / p.g_max_us, 0.0, 1.0)
-    sigma = np.maximum(c0 + c1 * g + c2 * g * g, 0.0) * (p.g_max_us / AIHWKIT_PROG_G_MAX_US)
-    return p.prog_noise_scale * sigma
+    value = np.zeros_like(g, dtype=np.float32) + np.float32(coefficients[-1])
+    for c in coefficients[-2::-1]:
+        value = value * g + c
+    return np.maximum(value, 0.0) * (p.g_max_us / p.prog_coeff_g_max_us)
+
+
+def prog_sigma_us(g_us: np.ndarray, p: DeviceParams) -> np.ndarray:
+    """The spread of G about its target after iterative programming (aihwkit's σ_prog for PCM,
+    Wan 2022's 1 s spread for RRAM), scaled to the preset's window."""
+    return p.prog_noise_scale * _polynomial_us(p.prog_coeff_us, g_us, p)
+
+
+def relaxation_sigmas_us(g_prog_us: np.ndarray, p: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
+    """σ of the fast and of the slow relaxation a programming leaves (fully developed): the
+    fast part makes the spread the preset's data show at 1 s, the slow part what it gains
+    from there to ``relaxation_reference_s``."""
+    early = _polynomial_us(p.prog_coeff_us, g_prog_us, p)
+    late = _polynomial_us(p.relaxation_coeff_us, g_prog_us, p)
+    s0, s1 = p.relaxation_fast_scale
+    fast = early * (s0 + s1 * np.clip(np.asarray(g_prog_us) / p.g_max_us, 0.0, 1.0))
+    return fast, p.relaxation_slow_scale * np.sqrt(np.maximum(late * late - early * early, 0.0))
 
 
 def _saturation(amplitude_mv: np.ndarray, threshold: np.ndarray, scale_mv: float, rate: np.ndarray) -> np.ndarray:
@@ -247,9 +265,15 @@ def conduction_factor(activation_ev: np.ndarray, temperature_k: float, out: np.n
     return np.exp(out, out=out)
 
 
-def relaxation(amplitude_us: np.ndarray, since_programming_s: np.ndarray, tau_s: float) -> np.ndarray:
-    """RRAM relaxation: an offset that settles exponentially over minutes."""
-    return amplitude_us * -np.expm1(-since_programming_s / tau_s)
+def relaxation(fast_us: np.ndarray, slow_us: np.ndarray, since_programming_s: np.ndarray, p: DeviceParams
+               ) -> np.ndarray:
+    """RRAM relaxation: a fast offset that settles within a second, and a slow one whose spread
+    grows with the logarithm of time, reaching its amplitude at ``relaxation_reference_s``
+    (Wan et al. 2022: the spread after write-verify widens within a second, then from 1 s to
+    a day and on to two, at a slowing rate)."""
+    since = np.maximum(since_programming_s, 0.0)
+    profile = np.log1p(since / p.relaxation_tau_s) / np.log1p(p.relaxation_reference_s / p.relaxation_tau_s)
+    return fast_us * -np.expm1(-since / p.relaxation_fast_tau_s) + slow_us * np.sqrt(profile)
 
 
 # ---- periphery --------------------------------------------------------------------

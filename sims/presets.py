@@ -17,6 +17,11 @@ AIHWKIT_READ_NOISE = (0.0088, 0.65, 0.2)  # q_s = min(a / g^b, cap)
 AIHWKIT_NU_MEAN = (-0.0155, 0.0244, 0.049, 0.1)  # μ_ν = clip(a·ln g + b, lo, hi)
 AIHWKIT_NU_STD = (-0.0125, -0.0059, 0.008, 0.045)  # σ_ν = clip(a·ln g + b, lo, hi)
 AIHWKIT_T0_S = 20.0
+# IBM aihwkit ReRamWan2022NoiseModel (Wan et al., Nature 2022, NeuRRAM): spread of G about its target
+# after write-verify, σ(g) = Σ c_i·g^i µS at Gmax 40 µS, measured 1 s and 1 day after programming
+WAN2022_SIGMA_1S_US = (0.348, 16.030, -43.853, 45.393, -16.815)
+WAN2022_SIGMA_1D_US = (0.701, 22.086, -50.773, 47.095, -16.458)
+WAN2022_G_MAX_US = 40.0
 AIHWKIT_T_READ_S = 250e-9
 
 
@@ -62,9 +67,17 @@ class DeviceParams:
     # conduction: G_read(T) = G · exp(-Ea/k · (1/T - 1/T_ref)), Ea from empty to full cell
     conduction_activation_ev: tuple[float, float]
 
-    # relaxation shortly after programming (RRAM): G += r · (1 - exp(-Δt / τ))
-    relaxation_sigma: float  # relative σ of r
+    # relaxation after programming (RRAM), two parts, each r ~ N(0, σ² · k^-2e), k = programmings within
+    # relaxation_memory_s: fast  a · (1 - exp(-t/τ_fast)),             σ_a = fast_scale · σ_prog(g)
+    #                      slow  b · sqrt(ln(1 + t/τ) / ln(1 + T_ref/τ)), σ_b = slow_scale · sqrt(σ_Tref² - σ_prog²)
+    relaxation_coeff_us: tuple[float, ...]  # σ_Tref(g) polynomial (empty: no relaxation)
+    relaxation_reference_s: float  # T_ref, when σ_Tref was measured
     relaxation_tau_s: float
+    relaxation_fast_tau_s: float
+    relaxation_fast_scale: tuple[float, float]  # σ_a = (s0 + s1·g) · σ_prog(g): fitted, see sims/README.md
+    relaxation_slow_scale: float
+    relaxation_iteration_exponent: float  # each part's σ falls as k ** -exponent
+    relaxation_memory_s: float
 
     # defects
     stuck_low_rate: float
@@ -82,7 +95,8 @@ class DeviceParams:
     thermal_tau_s: float
     sensor_noise_k: float
 
-    prog_coeff_us: tuple[float, float, float] = AIHWKIT_PROG_COEFF_US
+    prog_coeff_us: tuple[float, ...] = AIHWKIT_PROG_COEFF_US  # σ_prog(g) = Σ c_i·g^i µS at prog_coeff_g_max_us
+    prog_coeff_g_max_us: float = AIHWKIT_PROG_G_MAX_US
     read_noise_law: tuple[float, float, float] = AIHWKIT_READ_NOISE
     nu_mean_law: tuple[float, float, float, float] = AIHWKIT_NU_MEAN
     nu_std_law: tuple[float, float, float, float] = AIHWKIT_NU_STD
@@ -120,8 +134,14 @@ PCM = DeviceParams(
     drift_t0_s=AIHWKIT_T0_S,
     drift_activation_ev=0.3,
     conduction_activation_ev=(0.2, 0.02),
-    relaxation_sigma=0.0,
+    relaxation_coeff_us=(),
+    relaxation_reference_s=86400.0,
     relaxation_tau_s=1.0,
+    relaxation_fast_tau_s=0.5,
+    relaxation_fast_scale=(1.0, 0.0),
+    relaxation_slow_scale=1.0,
+    relaxation_iteration_exponent=0.0,
+    relaxation_memory_s=3600.0,
     stuck_low_rate=0.003,
     stuck_high_rate=0.002,
     initial_g_us=(0.3, 3.0),
@@ -137,28 +157,33 @@ PCM = DeviceParams(
 RRAM = replace(
     PCM,
     name="rram",
-    description="Resistive RAM (filamentary), 0-50 µS; bidirectional gradual switching, larger "
-    "cycle-to-cycle noise, conductance relaxation in the minutes after programming, little drift.",
-    g_max_us=50.0,
+    description="Resistive RAM (filamentary), 0-40 µS, after Wan et al., Nature 2022 (NeuRRAM) as aihwkit's "
+    "ReRamWan2022NoiseModel gives it: programming spread peaking near g = 0.3, relaxation that widens it "
+    "over a day and shrinks with re-programming, about 1 % read noise, no drift; bidirectional gradual switching.",
+    g_max_us=WAN2022_G_MAX_US,
     g_min_us=1.0,
     g_max_spread=0.06,
     set_threshold_mv=900.0,
     set_threshold_spread_mv=80.0,
     set_scale_mv=800.0,
-    set_strength_us=18.0,
+    set_strength_us=14.0,
     reset_threshold_mv=1000.0,
     reset_threshold_spread_mv=90.0,
     reset_scale_mv=800.0,
-    reset_strength_us=18.0,
+    reset_strength_us=14.0,
     reset_melt_mv=float("inf"),
     strength_spread=0.35,
-    prog_noise_scale=2.0,
+    prog_coeff_us=WAN2022_SIGMA_1S_US,
+    prog_coeff_g_max_us=WAN2022_G_MAX_US,
+    prog_noise_scale=1.0,
     reset_noise_factor=1.0,
-    read_noise_scale=1.5,
-    drift_scale=0.1,
+    prog_floor=0.3,
+    read_noise_law=(0.0024, 0.0, 1.0),  # q_s flat in G: 1 % for one read at t0 (aihwkit's note on Wan 2022)
+    drift_scale=0.0,
     conduction_activation_ev=(0.05, 0.01),
-    relaxation_sigma=0.04,
-    relaxation_tau_s=120.0,
+    relaxation_coeff_us=WAN2022_SIGMA_1D_US,
+    relaxation_fast_scale=(1.8, -0.9),
+    relaxation_slow_scale=1.08,
     stuck_low_rate=0.005,
     stuck_high_rate=0.005,
     initial_g_us=(1.0, 5.0),

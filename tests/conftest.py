@@ -18,6 +18,17 @@ def private_lock_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def quiet_preset(monkeypatch) -> str:
+    """The PCM preset without read noise: for tests of the periphery and the wire alone."""
+    from dataclasses import replace
+
+    from labctl_sims.presets import PRESETS
+
+    monkeypatch.setitem(PRESETS, "pcm-quiet", replace(PRESETS["pcm"], name="pcm-quiet", read_noise_scale=0.0))
+    return "pcm-quiet"
+
+
+@pytest.fixture
 def chip() -> sims.ChipModel:
     return sims.ChipModel(preset="pcm", seed=7, rows=16, cols=12)
 

@@ -56,7 +56,7 @@ def test_readme_lab_toml_example_runs_as_printed(tmp_path):
     runner = CliRunner()
     rigs = runner.invoke(app, ["rigs", "--config", str(config)], env={"COLUMNS": "200"})
     sim1 = next(line for line in rigs.stdout.splitlines() if "sim1" in line)
-    assert "0-50" in sim1  # the rram preset's range, as `sim describe --preset rram` gives it
+    assert "0-40" in sim1  # the rram preset's range, as `sim describe --preset rram` gives it
     done = runner.invoke(app, ["calibrate", "sim1", "--config", str(config), "-q", "--json",
                                "--data", str(tmp_path / "d")])
     assert done.exit_code == 0, done.output

@@ -85,7 +85,7 @@ def test_block_with_trailing_whitespace_bytes_is_kept_whole(twin, chip):
     # 0x0D0A in little endian is b"\n\r": a block ending in whitespace bytes
     amplitudes = np.zeros(chip.cols, dtype="<i2")
     amplitudes[-1] = 0x0D0A  # 3338 mV, beyond the board's SET limit: must be refused whole
-    before = chip.ground_truth().conductance_us
+    before = chip.ground_truth().programmed_us
     twin.feed(b"PROG:ROW 0," + block(amplitudes) + b"\n")
     assert twin.feed(b"SYST:ERR?\n").startswith(b"-222,")
-    np.testing.assert_array_equal(chip.ground_truth().conductance_us, before)
+    np.testing.assert_array_equal(chip.ground_truth().programmed_us, before)

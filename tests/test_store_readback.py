@@ -20,7 +20,7 @@ def store(tmp_path_factory):
     data = tmp_path_factory.mktemp("store")
     loose = data / "loose.toml"
     loose.write_text('name = "loose"\nsteps = ["readout", "write_verify", "mvm"]\n'
-                     '[write_verify]\ntolerance_us = 2.0\nband_us = 1.5\n[acceptance]\nmax_error_sigma_us = 5\n')
+                     '[write_verify]\ntolerance_us = 5.0\nband_us = 4.0\n[acceptance]\nmax_error_sigma_us = 5\n')
     ids = []
     for extra in ([], ["--fresh", "--seed", "1"], ["--fresh", "--protocol", str(loose)]):
         result = runner.invoke(app, ["calibrate", "--size", "64x64", "-q", "--json", "--data", str(data), *extra])
@@ -56,8 +56,8 @@ def test_export_model(store, tmp_path):
     assert result.exit_code == 0
     model = json.loads(out.read_text())
     assert model["format"] == "labctl-noise-model/1" and model["adc"]["bits"] == 12
-    assert len(model["programming_error"]) == 8 and all(0 < p["sigma_us"] < 0.5 for p in model["programming_error"])
-    assert 0 < model["stuck_rate"] < 0.02 and model["read_noise"] and model["mvm"]["worst_fs"] < 0.01
+    assert len(model["programming_error"]) == 8 and all(0 < p["sigma_us"] < 1.2 for p in model["programming_error"])
+    assert 0 < model["stuck_rate"] < 0.02 and model["read_noise"] and model["mvm"]["worst_fs"] < 0.02
     assert runner.invoke(app, ["export-model", ids[0], "--format", "csv", "--data", str(data)]).exit_code == 2
 
 

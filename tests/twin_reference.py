@@ -60,7 +60,7 @@ def one_shot(chip: sims.ChipModel, targets: np.ndarray, array: int = 0) -> np.nd
 def program_and_verify(chip: sims.ChipModel, targets: np.ndarray, tolerance_us: float = 0.25,
                        iterations: int = 20, averages: int = 16) -> np.ndarray:
     """IBM-style iterative programming: read (averaged), pulse every cell further than
-    ``tolerance_us`` (1 % of a 25 µS window, aihwkit's ``program_weights`` stopping level)
+    ``tolerance_us`` (by default 1 % of a 25 µS window, aihwkit's ``program_weights`` stopping level)
     toward its target, repeat. Returns the mask of cells that could be aimed."""
     usable = one_shot(chip, targets)
     for _ in range(iterations):

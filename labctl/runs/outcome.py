@@ -37,9 +37,12 @@ def acceptance_checks(figures: dict[str, dict[str, Any]], limits: Acceptance) ->
         ]
     elif "health" in figures:
         checks.append(Check("stuck_fraction", figures["health"]["dead_fraction"], limits.max_stuck_fraction, "<="))
-    if "residual_rms_lsb" in figures.get("readout", {}):
-        checks.append(Check("readout_residual_lsb", figures["readout"]["residual_rms_lsb"],
-                            limits.max_readout_residual_lsb, "<="))
+    readout = figures.get("readout", {})
+    if "residual_rms_lsb" in readout and limits.max_readout_residual_lsb is not None:
+        checks.append(Check("readout_residual_lsb", readout["residual_rms_lsb"], limits.max_readout_residual_lsb, "<="))
+    if "residual_vs_floor" in readout:
+        checks.append(Check("readout_residual_vs_floor", readout["residual_vs_floor"],
+                            limits.max_readout_residual_vs_floor, "<="))
     if "mvm" in figures:
         checks.append(Check("mvm_worst_error_fs", figures["mvm"]["corrected_worst_fs"],
                             limits.max_mvm_worst_error_fs, "<="))

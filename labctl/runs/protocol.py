@@ -48,12 +48,13 @@ class Acceptance(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    min_converged_fraction: float = Field(0.995, ge=0, le=1)
-    max_error_sigma_us: float = Field(0.3, gt=0)
+    min_converged_fraction: float = Field(0.93, ge=0, le=1)  # judged on a final read, through 1/f read noise
+    max_error_sigma_us: float = Field(1.0, gt=0)  # IBM's iterative programming on PCM hardware: 0.45-1.08 µS
     max_stuck_fraction: float = Field(0.02, ge=0, le=1)
-    max_readout_residual_lsb: float = Field(1.0, gt=0)
-    max_mvm_worst_error_fs: float = Field(0.01, gt=0)
-    max_drift_compensated_error_fs: float = Field(0.01, gt=0)  # worst MVM error at the end of the reference segment
+    max_readout_residual_lsb: float | None = Field(None, gt=0)  # absolute; unset: judged against the floor instead
+    max_readout_residual_vs_floor: float = Field(1.5, gt=0)  # fit residual / disagreement of two looks at one cell
+    max_mvm_worst_error_fs: float = Field(0.03, gt=0)
+    max_drift_compensated_error_fs: float = Field(0.03, gt=0)  # worst MVM error at the end of the reference segment
 
 
 class CalibrateProtocol(BaseModel):

@@ -167,6 +167,10 @@ def _readout(ctx: StepContext) -> dict[str, Any]:
         "gain_min": float(calibration.gain.min()), "gain_max": float(calibration.gain.max()),
         "offset_min_lsb": float(calibration.offset_lsb.min()), "offset_max_lsb": float(calibration.offset_lsb.max()),
         "residual_rms_lsb": float(calibration.residual_rms_lsb.mean()),
+        "gain_uncertainty_max": float(np.nanmax(calibration.gain_uncertainty)),
+        "offset_uncertainty_max_lsb": float(np.nanmax(calibration.offset_uncertainty_lsb)),
+        "noise_floor_lsb": calibration.noise_floor_lsb,
+        "residual_vs_floor": float(calibration.residual_rms_lsb.mean()) / max(calibration.noise_floor_lsb, 1e-9),
     }
 
 
