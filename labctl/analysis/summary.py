@@ -42,9 +42,10 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
         return (f"{figures['reference_levels']} levels per column against the SMU; gain "
                 f"{figures['gain_min']:.4f}..{figures['gain_max']:.4f}, offset {figures['offset_min_lsb']:.2f}.."
                 f"{figures['offset_max_lsb']:.2f} LSB, fit residual {figures['residual_rms_lsb']:.2f} LSB RMS"
-                + (f" beside a noise floor of {figures['noise_floor_lsb']:.2f} (two looks at one cell); one column's "
-                   f"own fit ±{100 * figures['gain_uncertainty_max']:.2f} % gain at worst, pooled"
-                   if "noise_floor_lsb" in figures else ""))
+                + (f" beside a noise floor of {figures['noise_floor_lsb']:.2f} (two looks at one cell)"
+                   if "noise_floor_lsb" in figures else "")
+                + (f"; one column's own fit ±{100 * figures['gain_uncertainty_max']:.2f} % gain at worst, pooled"
+                   if figures.get("gain_uncertainty_max") is not None else ""))
     if step == "read_noise":
         return (f"{figures['reads']} reads: median σ {figures['median_sigma_us']:.3f} µS per read; per column "
                 f"{figures['column_sigma_us_min']:.3f}..{figures['column_sigma_us_max']:.3f} µS")

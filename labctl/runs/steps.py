@@ -167,11 +167,18 @@ def _readout(ctx: StepContext) -> dict[str, Any]:
         "gain_min": float(calibration.gain.min()), "gain_max": float(calibration.gain.max()),
         "offset_min_lsb": float(calibration.offset_lsb.min()), "offset_max_lsb": float(calibration.offset_lsb.max()),
         "residual_rms_lsb": float(calibration.residual_rms_lsb.mean()),
-        "gain_uncertainty_max": float(np.nanmax(calibration.gain_uncertainty)),
-        "offset_uncertainty_max_lsb": float(np.nanmax(calibration.offset_uncertainty_lsb)),
+        "gain_uncertainty_max": _finite_max(calibration.gain_uncertainty),
+        "offset_uncertainty_max_lsb": _finite_max(calibration.offset_uncertainty_lsb),
         "noise_floor_lsb": calibration.noise_floor_lsb,
-        "residual_vs_floor": float(calibration.residual_rms_lsb.mean()) / max(calibration.noise_floor_lsb, 1e-9),
+        # quantisation (about 0.3 LSB RMS) is the least two honest looks can disagree by
+        "residual_vs_floor": float(calibration.residual_rms_lsb.mean()) / max(calibration.noise_floor_lsb, 0.5),
     }
+
+
+def _finite_max(values: np.ndarray) -> float | None:
+    """The largest finite value (None with none: a fit through two points has no standard error)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
 
 
 def _store_readout(ctx: StepContext, gain: np.ndarray, offset: np.ndarray, residual: np.ndarray | None,

@@ -54,7 +54,8 @@ def test_a_record_of_a_run_that_missed_its_acceptance_is_not_built_on(tmp_path):
     _, good, _ = calibrate(data)
     strict = tmp_path / "strict.toml"
     builtin = (Path(__file__).parents[2] / "protocols" / "calibrate.toml").read_text()
-    strict.write_text(builtin.replace("max_error_sigma_us = 0.3", "max_error_sigma_us = 0.000001"))
+    line = next(line for line in builtin.splitlines() if line.startswith("max_error_sigma_us"))
+    strict.write_text(builtin.replace(line, "max_error_sigma_us = 0.000001"))
     code, failed, _ = calibrate(data, "--protocol", str(strict))
     assert code == 1 and failed["passed"] is False
     assert record_path(data, good["run_id"]).exists()
