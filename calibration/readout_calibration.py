@@ -136,30 +136,26 @@ def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibratio
     first = codes[repeat] - (slope * reference[repeat] + intercept)
     second = again[1] - (slope * again[0] + intercept)
     floor = float(np.std(first - second) / np.sqrt(2))
-    slope, _ = shrink_to_pool(slope, gain_error * np.abs(slope))
-    intercept, _ = shrink_to_pool(intercept, offset_error)
+    slope = shrink_to_pool(slope, gain_error * np.abs(slope))
+    intercept = shrink_to_pool(intercept, offset_error)
     gain = slope * adc.lsb_ua / params.read_voltage
     return ReadoutCalibration(gain, intercept, rms, gain_error, offset_error, floor, rows, reference, codes)
 
 
-def shrink_to_pool(estimates: np.ndarray, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shrink_to_pool(estimates: np.ndarray, errors: np.ndarray) -> np.ndarray:
     """Per-column estimates pulled toward the columns' common value by how noisy they are
     (empirical Bayes): ``pool + s·(estimate - pool)``, ``s = τ² / (τ² + error²)``, with τ² the
     spread between columns that the estimates' own noise does not explain. Where a cell's
     1/f noise makes one column's fit less certain than the columns differ, this keeps the
-    calibration from being worse than none; where columns differ clearly, it changes little.
-    Returns the shrunk estimates and their standard errors."""
+    calibration from being worse than none; where columns differ clearly, it changes little."""
     finite = np.isfinite(estimates) & np.isfinite(errors) & (errors > 0)
     if finite.sum() < 3:
-        return estimates, errors
+        return estimates
     weights = 1.0 / errors[finite] ** 2
     pool = float(np.sum(weights * estimates[finite]) / np.sum(weights))
     between = max(float(np.var(estimates[finite]) - np.mean(errors[finite] ** 2)), 0.0)
     share = np.where(finite, between / (between + np.where(finite, errors, 1.0) ** 2), 0.0)
-    pool_error = float(np.sqrt(1.0 / np.sum(weights)))
-    shrunk = pool + share * (np.where(finite, estimates, pool) - pool)
-    shrunk_error = np.sqrt(share * errors**2 * np.where(finite, 1.0, 0.0) + ((1 - share) * pool_error) ** 2)
-    return shrunk, np.where(finite, shrunk_error, pool_error)
+    return pool + share * (np.where(finite, estimates, pool) - pool)
 
 
 def _row_pass(board: Board, smu: Keithley2450, row: int, params: ReadoutCalibrationParams

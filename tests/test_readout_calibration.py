@@ -55,8 +55,8 @@ def test_on_quieter_rram_cells_the_calibration_beats_the_nominal_read_out(seed):
 def test_pooling_shrinks_noisy_estimates_and_keeps_clear_ones():
     rng = np.random.default_rng(0)
     truth = 1 + 0.005 * rng.standard_normal(256)
-    noisy, _ = shrink_to_pool(truth + 0.02 * rng.standard_normal(256), np.full(256, 0.02))
-    clear, _ = shrink_to_pool(truth + 1e-5 * rng.standard_normal(256), np.full(256, 1e-5))
+    noisy = shrink_to_pool(truth + 0.02 * rng.standard_normal(256), np.full(256, 0.02))
+    clear = shrink_to_pool(truth + 1e-5 * rng.standard_normal(256), np.full(256, 1e-5))
     assert np.sqrt(np.mean((noisy - truth) ** 2)) < 0.0055  # no worse than the spread of the truth
     np.testing.assert_allclose(clear, truth, atol=1e-4)
 
