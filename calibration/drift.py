@@ -47,6 +47,10 @@ class DriftParams(BaseModel):
     settle_tolerance_k: float = Field(0.5, gt=0, le=50)
     settle_poll_s: float = Field(10.0, gt=0, le=3600)
     settle_timeout_s: float = Field(7200.0, gt=0, le=7 * 86400)
+    # once within tolerance, keep waiting this long (the chip's own lag: a few thermal time constants):
+    # the last half kelvin changes the read current by ~0.5 % over minutes, more than the drift of the
+    # first reads, and biased every acceleration low (0.25 eV for 0.30) when reads began at the edge
+    settle_hold_s: float = Field(300.0, ge=0, le=86400)
     heater_range: int = Field(3, ge=1, le=3)  # Lake Shore loop 1 range set with every set point: 1 low .. 3 high
     reference_rows: int = Field(16, ge=1, le=4096)  # rows read as the compensation reference
     fit_cells: int = Field(4096, ge=16, le=1_000_000)  # cells used to find each segment's acceleration
@@ -103,11 +107,20 @@ def fit_power_law(log_t: np.ndarray, log_g: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _segment_u(delta_s: np.ndarray, log_g: np.ndarray, nu: np.ndarray) -> float:
-    """The ``u = (τ_s + t0) / a`` that makes ``ln G + ν ln(u + Δt)`` flattest over the segment."""
+    """The ``u = (τ_s + t0) / a`` that makes ``ln G + ν ln(u + Δt)`` flattest over the segment.
+
+    Fitted on the cells' *mean* log conductance against their mean ν, not cell by cell: each
+    cell's ν is known only to its fit's error (1/f noise, about ±0.01 on ν ≈ 0.05-0.1), and
+    a per-cell cost grows with ``Σ e_ν² · var(ln(u + Δt))``, which pushes u up and the
+    acceleration down. The mean of the fitted exponents is unbiased and the mean law is
+    exact, ``⟨ln G⟩ = ⟨c⟩ − ν̄ ln(u + Δt)`` for one u.
+    """
+    mean_log_g = log_g.mean(axis=1)
+    mean_nu = float(nu.mean())
 
     def cost(log_u: float) -> float:
-        y = log_g + nu[None, :] * np.log(np.exp(log_u) + delta_s)[:, None]
-        return float(y.var(axis=0).sum())
+        y = mean_log_g + mean_nu * np.log(np.exp(log_u) + delta_s)
+        return float(y.var())
 
     grid = np.linspace(np.log(1.0), np.log(1e9), 121)
     best = grid[int(np.argmin([cost(v) for v in grid]))]
@@ -135,7 +148,9 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
     accelerations = [1.0]
     activation = None
     if len(segments) > 1:
-        pool = np.flatnonzero(usable.ravel() & (r2 > 0.9) & (nu > 0.01))
+        # every usable cell, not those whose fit looked good: choosing cells by their fitted ν or R²
+        # picks the ones whose noise raised ν, and a too-high mean ν reads as too little acceleration
+        pool = np.flatnonzero(usable.ravel())
         cells = rng.choice(pool, size=min(params.fit_cells, len(pool)), replace=False)
         u = []
         for segment in segments[1:]:
@@ -204,18 +219,26 @@ Recorded = Callable[[int, int], "tuple[float, np.ndarray] | None"]
 
 
 def settle(board: Board, kelvin: float, set_temperature: Callable[[float], None], read_temperature: Callable[[], float],
-           wait: Callable[[float], None], params: DriftParams, what: str, consequence: str) -> list[list[float]]:
-    """Ask for ``kelvin`` and poll until the chip is within tolerance; returns the (board
-    time, kelvin) trace. Not reached within the timeout: ``SetPointNotReached``, since
+           wait: Callable[[float], None], params: DriftParams, what: str, consequence: str,
+           hold: bool = True) -> list[list[float]]:
+    """Ask for ``kelvin`` and poll until the chip has stayed within tolerance for
+    ``settle_hold_s`` (``hold``: the first segment's temperature was settled before the cells
+    were programmed, and holding there would only delay the reads due seconds after
+    programming); returns the (board time, kelvin) trace. Not reached within the timeout: ``SetPointNotReached``, since
     anything measured then would be labelled with a temperature the chip never had."""
     set_temperature(kelvin)
     deadline = board.clock_s() + params.settle_timeout_s
     trace: list[list[float]] = []
+    within_since: float | None = None
     while True:
         now, measured = board.clock_s(), read_temperature()
         trace.append([now, measured])
         if abs(measured - kelvin) <= params.settle_tolerance_k:
-            return trace
+            within_since = now if within_since is None else within_since
+            if not hold or now - within_since >= params.settle_hold_s:
+                return trace
+        else:
+            within_since = None
         if now >= deadline:
             raise SetPointNotReached(
                 f"{what}: the chip reached {measured:.2f} K, not {kelvin:g} K ±{params.settle_tolerance_k:g} K, "
@@ -248,7 +271,7 @@ def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Call
             trace: list[list[float]] = []
             if set_temperature is not None and read_temperature is not None:
                 trace = settle(board, kelvin, set_temperature, read_temperature, wait, params,
-                               f"drift segment {k + 1}", "no reads were taken at it")
+                               f"drift segment {k + 1}", "no reads were taken at it", hold=k > 0)
             entries.append({"temperature_k": kelvin, "start_s": board.clock_s() if k else programmed_s,
                             "settle_trace": trace, "times_s": []})
             save_journal()

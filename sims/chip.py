@@ -20,7 +20,9 @@ import numpy as np
 from labctl_sims import physics
 from labctl_sims.flicker import FlickerState
 from labctl_sims.noise import NoisePool
-from labctl_sims.presets import PRESETS, DeviceParams
+from labctl_sims.periphery import Periphery
+from labctl_sims.presets import DeviceParams, customised
+from labctl_sims.telegraph import TelegraphNoise
 from labctl_sims.thermal import ThermalModel
 
 ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
@@ -37,13 +39,18 @@ class GroundTruth:
     time_s: float
     temperature_k: float
     conductance_us: np.ndarray  # (arrays, rows, cols), as a noiseless read would see it now
-    programmed_us: np.ndarray  # right after the last switching pulse
+    programmed_us: np.ndarray  # right after the last switching pulse (and the read disturb since)
     programmed_at_s: np.ndarray
     nu: np.ndarray
     stuck_low: np.ndarray
     stuck_high: np.ndarray
-    adc_gain: np.ndarray  # (arrays, cols)
+    adc_gain: np.ndarray  # (arrays, cols): the read path's, now (they drift with time and temperature)
     adc_offset_lsb: np.ndarray  # (arrays, cols)
+    mvm_gain: np.ndarray  # (arrays, cols): the MVM path's own, now
+    mvm_offset_lsb: np.ndarray  # (arrays, cols)
+    programmings: np.ndarray  # programmings in quick succession (RRAM relaxation shrinks with them)
+    window_top_us: np.ndarray  # each cell's top of window as wear has left it
+    pulses: np.ndarray  # switching pulses each cell has taken
 
 
 class VirtualClock:
@@ -73,31 +80,37 @@ class ChipModel:
         arrays: int | None = None,
         adc_gain_spread: float | None = None,
         adc_offset_spread_lsb: float | None = None,
-        ir_drop_ohm: float = 0.0,
+        ir_drop_ohm: float | None = None,
+        overrides: dict[str, float] | None = None,
     ) -> None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
         self.preset = preset
         self.seed = seed
-        p: DeviceParams = PRESETS[preset]
+        p: DeviceParams = customised(preset, overrides)
         self.params = p
         default_arrays, default_rows, default_cols = p.geometry
         self.shape = (arrays or default_arrays, rows or default_rows, cols or default_cols)
         if min(self.shape) < 1:
             raise ValueError("geometry must be positive")
-        self.ir_drop_ohm = ir_drop_ohm
-        fab_seq, run_seq = np.random.SeedSequence([seed, *self.shape]).spawn(2)
+        self.ir_drop_ohm = p.wire_ohm if ir_drop_ohm is None else ir_drop_ohm
+        if self.ir_drop_ohm < 0:
+            raise ValueError("wire resistance cannot be negative")
+        # fabrication, run-time noise, and periphery + defects beyond the cells (a stream of
+        # their own, so extending them changes no cell of a chip)
+        fab_seq, run_seq, aux_seq = np.random.SeedSequence([seed, *self.shape]).spawn(3)
         fab = np.random.default_rng(fab_seq)
         self._rng = np.random.default_rng(run_seq)
         self._noise = NoisePool(self._rng)
+        aux = np.random.default_rng(aux_seq)
 
         self.cells = physics.draw_cells(p, self.shape, fab)
         gain_spread = p.adc_gain_spread if adc_gain_spread is None else adc_gain_spread
         offset_spread = p.adc_offset_spread_lsb if adc_offset_spread_lsb is None else adc_offset_spread_lsb
-        self.adc_gain = (1.0 + gain_spread * fab.standard_normal(self.shape[::2])).astype(np.float32)
-        self.adc_offset = (offset_spread * fab.standard_normal(self.shape[::2])).astype(np.float32)
+        trims = (1.0 + gain_spread * fab.standard_normal(self.shape[::2]), offset_spread * fab.standard_normal(self.shape[::2]))
+        self.periphery = Periphery(p, *(t.astype(np.float32) for t in trims), aux)
         self.adc_bits = p.adc_bits
-        self.adc_full_scale_ua = p.adc_full_scale_ua
+        self.telegraph = TelegraphNoise(p, ~self.cells.stuck, aux)
+        self._pulses = np.zeros(self.shape, dtype=np.int32)
+        self._window_top = self.cells.g_max.copy()
 
         self.clock = VirtualClock()
         self.thermal = ThermalModel(p.ambient_k, p.thermal_tau_s)
@@ -134,7 +147,15 @@ class ChipModel:
 
     @property
     def lsb_ua(self) -> float:
-        return self.adc_full_scale_ua / 2 ** (self.adc_bits - 1)
+        return self.periphery.lsb_ua
+
+    @property
+    def adc_full_scale_ua(self) -> float:
+        return self.periphery.full_scale_ua
+
+    @adc_full_scale_ua.setter
+    def adc_full_scale_ua(self, value: float) -> None:
+        self.periphery.full_scale_ua = value
 
     # ---- time and temperature ------------------------------------------------------
 
@@ -199,23 +220,33 @@ class ChipModel:
         return noise
 
     def _read_noise(self, index: tuple, g: np.ndarray, window_s: float) -> np.ndarray:
-        """Additive read noise of each indexed cell, µS (in a work array)."""
+        """Additive read noise of each indexed cell, µS (in a work array): 1/f noise plus the
+        random telegraph noise of the cells that carry a trap."""
         noise = self._relative_noise(index, g, window_s)
         noise *= self._q[index]
+        if self.telegraph.cells.size:
+            self.telegraph.advance(self.clock.now())
+            noise += self.telegraph.level[index]
         noise *= g
         return noise
 
     # ---- periphery -----------------------------------------------------------------
 
-    def _adc(self, array: int, current_ua: np.ndarray) -> np.ndarray:
+    def _adc(self, array: int, current_ua: np.ndarray, mvm: bool = False) -> np.ndarray:
         codes = self._work("codes", current_ua.shape)
-        np.multiply(current_ua, np.float32(1 / self.lsb_ua), out=codes)
-        codes *= self.adc_gain[array]
-        codes += self.adc_offset[array]
-        np.rint(codes, out=codes)
-        top = 2 ** (self.adc_bits - 1)
-        np.clip(codes, -top, top - 1, out=codes)
-        return codes.astype(np.int16)
+        return self.periphery.convert(array, current_ua, self.thermal.temperature_k, self.clock.now(), mvm, out=codes)
+
+    def _disturb(self, index: tuple, v_read: float, conversions: int) -> None:
+        """Read disturb: every conversion nudges the read cells a little toward the SET rail
+        (the read current heats the cell), more steeply with the read voltage."""
+        p = self.params
+        if not p.read_disturb_per_read:
+            return
+        fraction = p.read_disturb_per_read * conversions * np.exp((v_read - 0.2) / p.read_disturb_volts_e)
+        programmed = self._g_prog[index]
+        nudge = (self._window_top[index] - programmed) * np.float32(fraction)
+        np.copyto(nudge, 0.0, where=self.cells.stuck[index] | (nudge < 0))
+        self._g_prog[index] = programmed + nudge
 
     def read_codes(self, array: int, rows: slice | np.ndarray, v_read: float, averages: int) -> np.ndarray:
         """ADC codes of the given rows: noisy cell currents through each column's ADC.
@@ -227,7 +258,12 @@ class ChipModel:
         index = (array, rows)
         g = self._conductance(index, reuse=True)
         g += self._read_noise(index, g, self.params.t_read_s + (averages - 1) * ROW_READ_TIME_S)
-        g *= np.float32(v_read)
+        if self.ir_drop_ohm:
+            row_numbers = np.arange(self.rows)[rows]
+            g *= physics.ir_drop_read_voltages(v_read, g, row_numbers, self.rows, self.ir_drop_ohm)
+        else:
+            g *= np.float32(v_read)
+        self._disturb(index, v_read, averages)
         self.advance(g.shape[0] * ROW_READ_TIME_S * averages)
         return self._adc(array, g)
 
@@ -249,7 +285,7 @@ class ChipModel:
         column_ua += np.einsum("ij,ij->j", v_cells, self._read_noise(index, g, MVM_TIME_S * averages),
                                dtype=np.float64)
         self.advance(MVM_TIME_S * averages)
-        return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32))
+        return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32), mvm=True)
 
     def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
         """Current through one cell routed to the probe port (what the SMU measures).
@@ -296,7 +332,18 @@ class ChipModel:
             g_now = self._conductance(index)
             noise = self._noise.normal(g_now.shape)
             g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
+            self._pulses[index] += switched
+            if self.params.window_loss_per_pulse:
+                self._wear(index)
+                np.minimum(g_new, self._window_top[index], out=g_new, where=switched)
             self._store_programmed(index, g_new, switched)
+
+    def _wear(self, index: tuple) -> None:
+        """Wear-out: each switching pulse narrows the cell's window from the top, a little."""
+        p = self.params
+        loss = np.minimum(self._pulses[index] * p.window_loss_per_pulse, p.window_loss_max)
+        span = self.cells.span[index]
+        self._window_top[index] = self.cells.g_min[index] + span * (1.0 - loss).astype(np.float32)
 
     def _store_programmed(self, index: tuple, g_new: np.ndarray, where: np.ndarray) -> None:
         """Everything a programming event sets: the state, its time, ν, noise amplitude, relaxation.
@@ -351,9 +398,18 @@ class ChipModel:
             nu=self._nu.astype(np.float64),
             stuck_low=self.cells.stuck_low.copy(),
             stuck_high=self.cells.stuck_high.copy(),
-            adc_gain=self.adc_gain.astype(np.float64),
-            adc_offset_lsb=self.adc_offset.astype(np.float64),
+            adc_gain=self._trims(lambda a, T, t: self.periphery.gain(a, T, t)),
+            adc_offset_lsb=self._trims(lambda a, T, t: self.periphery.offset(a, T, t)),
+            mvm_gain=self._trims(lambda a, T, t: self.periphery.gain(a, T, t, mvm=True)),
+            mvm_offset_lsb=self._trims(lambda a, T, t: self.periphery.offset(a, T, t, mvm=True)),
+            programmings=self._programmings.copy(),
+            window_top_us=self._window_top.astype(np.float64),
+            pulses=self._pulses.copy(),
         )
+
+    def _trims(self, value) -> np.ndarray:
+        now, kelvin = self.clock.now(), self.thermal.temperature_k
+        return np.stack([value(a, kelvin, now) for a in range(self.arrays)]).astype(np.float64)
 
     def describe(self) -> dict[str, object]:
         return {"preset": self.preset, "seed": self.seed, "geometry": list(self.shape), **self.params.describe()}

@@ -294,3 +294,23 @@ def ir_drop_voltages(v_rows: np.ndarray, g_us: np.ndarray, wire_ohm: float) -> n
     col_segment = np.cumsum(current_ua, axis=0)  # through the segment after row i
     col_rise = np.cumsum(col_segment[::-1], axis=0)[::-1]
     return v_rows[:, None] - wire_ohm * 1e-6 * (row_drop + col_rise)
+
+
+def ir_drop_read_voltages(v_read: float, g_us: np.ndarray, row_numbers: np.ndarray, rows: int,
+                          wire_ohm: float) -> np.ndarray:
+    """Cell voltages of a row read with first-order IR drop (the same wiring as an MVM).
+
+    A read drives one row at a time with every column converting at once, so the row wire
+    carries the whole row's current and each column wire carries its one cell's current
+    through the segments from that row down to the ADC. Far columns of a row full of
+    high-conductance cells therefore read low, by an amount that depends on the other
+    cells of the row: a systematic, state-dependent read error no per-column trim removes.
+    """
+    current_ua = g_us * np.float32(v_read)
+    row_segment = np.cumsum(current_ua[:, ::-1], axis=1, dtype=np.float32)[:, ::-1]
+    drop = np.cumsum(row_segment, axis=1, dtype=np.float32)
+    segments_below = (rows - np.asarray(row_numbers)).astype(np.float32)[:, None]
+    drop += current_ua * segments_below
+    drop *= np.float32(-wire_ohm * 1e-6)
+    drop += np.float32(v_read)
+    return drop

@@ -23,6 +23,13 @@ WAN2022_SIGMA_1S_US = (0.348, 16.030, -43.853, 45.393, -16.815)
 WAN2022_SIGMA_1D_US = (0.701, 22.086, -50.773, 47.095, -16.458)
 WAN2022_G_MAX_US = 40.0
 AIHWKIT_T_READ_S = 250e-9
+# IBM aihwkit IOParameters.ir_drop_g_ratio default: wire conductance per cell segment over the device's
+# largest conductance, 1 / (0.35 Ω · 5 µS); the twin keeps the ratio, so a segment is 1 / (ratio · Gmax)
+AIHWKIT_IR_DROP_G_RATIO = 1.0 / (0.35 * 5e-6)
+
+
+def aihwkit_wire_ohm(g_max_us: float) -> float:
+    return 1.0 / (AIHWKIT_IR_DROP_G_RATIO * g_max_us * 1e-6)
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,27 @@ class DeviceParams:
     thermal_tau_s: float
     sensor_noise_k: float
 
+    # periphery beyond the trims (sims/periphery.py); 0 turns each part off
+    wire_ohm: float = 0.0  # IR drop: resistance of each row and column wire segment (presets: aihwkit's ratio)
+    adc_inl_lsb: float = 1.0  # peak integral non-linearity of each column's ADC
+    adc_gain_tempco_per_k: float = 50e-6  # mean relative gain change per kelvin, ...
+    adc_gain_tempco_spread: float = 20e-6  # ... and its column-to-column spread
+    adc_offset_tempco_lsb_per_k: float = 0.02  # σ over columns of the offset's change per kelvin
+    adc_gain_wander: float = 5e-4  # σ of each column's slow gain wander (relative) ...
+    adc_offset_wander_lsb: float = 0.5  # ... and offset wander (codes), ...
+    adc_wander_tau_s: float = 4 * 3600.0  # ... over this time constant
+    mvm_gain_mismatch: float = 0.003  # the MVM path's gain differs from the read path's by this σ ...
+    mvm_offset_mismatch_lsb: float = 1.0  # ... and its offset by this σ, in codes
+
+    # wear, disturb and random telegraph noise (0 turns each off)
+    window_loss_per_pulse: float = 1e-7  # each switching pulse narrows the cell's window by this fraction
+    window_loss_max: float = 0.5
+    read_disturb_per_read: float = 2e-9  # a conversion at 0.2 V moves G this fraction of the way to Gmax ...
+    read_disturb_volts_e: float = 0.03  # ... e-fold per this many volts more
+    rtn_fraction: float = 0.01  # cells with one two-level trap
+    rtn_amplitude: float = 0.01  # median ΔG/G of a trap
+    rtn_tau_range_s: tuple[float, float] = (1e-3, 100.0)  # mean dwell times, log-uniform
+
     prog_coeff_us: tuple[float, ...] = AIHWKIT_PROG_COEFF_US  # σ_prog(g) = Σ c_i·g^i µS at prog_coeff_g_max_us
     prog_coeff_g_max_us: float = AIHWKIT_PROG_G_MAX_US
     read_noise_law: tuple[float, float, float] = AIHWKIT_READ_NOISE
@@ -149,6 +177,7 @@ PCM = DeviceParams(
     adc_full_scale_ua=8.0,
     adc_gain_spread=0.005,
     adc_offset_spread_lsb=2.0,
+    wire_ohm=aihwkit_wire_ohm(25.0),
     ambient_k=300.0,
     thermal_tau_s=60.0,
     sensor_noise_k=0.05,
@@ -182,12 +211,16 @@ RRAM = replace(
     drift_scale=0.0,
     conduction_activation_ev=(0.05, 0.01),
     relaxation_coeff_us=WAN2022_SIGMA_1D_US,
-    relaxation_fast_scale=(1.8, -0.9),
-    relaxation_slow_scale=1.08,
+    relaxation_fast_scale=(3.5, -1.75),  # fitted with the iteration exponent through the reference verify
+    relaxation_slow_scale=2.15,
+    relaxation_iteration_exponent=0.25,  # Wan 2022: relaxation shrinks as a cell is re-programmed
     stuck_low_rate=0.005,
     stuck_high_rate=0.005,
     initial_g_us=(1.0, 5.0),
     adc_full_scale_ua=16.0,
+    wire_ohm=aihwkit_wire_ohm(WAN2022_G_MAX_US),
+    rtn_fraction=0.05,  # RTN is common in filamentary RRAM (a trap near the filament's constriction)
+    rtn_amplitude=0.02,
 )
 
 SRAM_64 = replace(
@@ -212,6 +245,36 @@ SRAM_64 = replace(
     stuck_high_rate=0.0005,
     adc_gain_spread=0.002,
     adc_offset_spread_lsb=1.0,
+    window_loss_per_pulse=0.0,  # SRAM cells do not wear with writes
+    read_disturb_per_read=0.0,
+    rtn_fraction=0.0,
 )
 
 PRESETS: dict[str, DeviceParams] = {p.name: p for p in (PCM, RRAM, SRAM_64)}
+
+
+def customised(preset: str, overrides: dict[str, float] | None = None) -> DeviceParams:
+    """A preset with some of its numbers changed (``labctl sim serve --set``, lab.toml's
+    ``twin.params``): every mechanism can be switched off or scaled without a new preset.
+    Only numeric parameters may change; a wrong name or value is a ``ValueError`` naming it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+    base = PRESETS[preset]
+    if not overrides:
+        return base
+    numeric = {name for name, value in asdict(base).items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "adc_bits"}
+    changes: dict[str, float] = {}
+    for name, value in overrides.items():
+        if name not in numeric:
+            raise ValueError(f"unknown twin parameter {name!r}; numeric parameters: {', '.join(sorted(numeric))}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"twin parameter {name}={value!r} is not a number") from None
+        if number != number or number in (float("inf"), float("-inf")) and name != "reset_melt_mv":
+            raise ValueError(f"twin parameter {name}={value!r} must be finite")
+        if number < 0 and not name.endswith(("_mv", "_law")):
+            raise ValueError(f"twin parameter {name}={value!r} cannot be negative")
+        changes[name] = number
+    return replace(base, **changes)

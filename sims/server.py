@@ -19,6 +19,7 @@ same stable link, as a USB serial adapter does under ``/dev/serial/by-id``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import select
@@ -74,9 +75,14 @@ class FaultInjector:
         return reply[:at] + b"\xff" + reply[at + 1 :]
 
 
-def twin_serial(preset: str, seed: int, rows: int, cols: int) -> str:
-    """A twin's serial names what makes it one chip and not another: preset, seed and size."""
-    return f"TWIN-{preset.upper()}-S{seed}-{rows}X{cols}"
+def twin_serial(preset: str, seed: int, rows: int, cols: int, overrides: dict[str, float] | None = None) -> str:
+    """A twin's serial names what makes it one chip and not another: preset, seed and size,
+    and a digest of any changed physics (a record taken on one does not suit the other)."""
+    serial = f"TWIN-{preset.upper()}-S{seed}-{rows}X{cols}"
+    if overrides:
+        text = ",".join(f"{name}={float(value)!r}" for name, value in sorted(overrides.items()))
+        serial += "-P" + hashlib.sha256(text.encode()).hexdigest()[:6].upper()
+    return serial
 
 
 @dataclass
@@ -92,9 +98,10 @@ class TwinRig:
 
     @classmethod
     def build(cls, preset: str = "pcm", seed: int = 0, rows: int | None = None, cols: int | None = None,
-              fault_seed: int = 0) -> TwinRig:
-        chip = ChipModel(preset, seed=seed, rows=rows, cols=cols)
-        board = BoardTwin(chip, serial=twin_serial(preset, seed, chip.rows, chip.cols))
+              fault_seed: int = 0, overrides: dict[str, float] | None = None) -> TwinRig:
+        """``overrides`` change the preset's numbers (``wire_ohm``, ``rtn_fraction``, ...)."""
+        chip = ChipModel(preset, seed=seed, rows=rows, cols=cols, overrides=overrides)
+        board = BoardTwin(chip, serial=twin_serial(preset, seed, chip.rows, chip.cols, overrides))
         rig = cls(chip, board, SmuTwin(board), TemperatureTwin(chip), FaultInjector(fault_seed))
         board.faults = rig.faults  # SIM:FAULT reaches the injector through the board
         return rig

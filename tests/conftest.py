@@ -19,12 +19,13 @@ def private_lock_dir(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def quiet_preset(monkeypatch) -> str:
-    """The PCM preset without read noise: for tests of the periphery and the wire alone."""
+    """The PCM preset without read noise (1/f and telegraph): for tests of the periphery and the wire alone."""
     from dataclasses import replace
 
     from labctl_sims.presets import PRESETS
 
-    monkeypatch.setitem(PRESETS, "pcm-quiet", replace(PRESETS["pcm"], name="pcm-quiet", read_noise_scale=0.0))
+    monkeypatch.setitem(PRESETS, "pcm-quiet", replace(PRESETS["pcm"], name="pcm-quiet", read_noise_scale=0.0,
+                                                                rtn_fraction=0.0))
     return "pcm-quiet"
 
 

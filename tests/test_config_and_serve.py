@@ -38,6 +38,8 @@ def write(path: Path, text: str) -> Path:
         ('[chips.c1]\nboard = "x"\nwindow_us = [5, 1]\n', "window_us"),
         ('[chips.c1]\ntwin = { preset = "flash" }\n', "chips.c1.twin.preset"),
         ('[chips.c1]\ntwin = { size = "big" }\n', "twin.size 'big'"),
+        ('[chips.c1]\ntwin = { params = { wire_ohmm = 1 } }\n', "chips.c1.twin: unknown twin parameter 'wire_ohmm'"),
+        ('[chips.c1]\ntwin = { params = { rtn_fraction = -1 } }\n', "rtn_fraction=-1.0 cannot be negative"),
         ("[chips.c1\n", "invalid TOML"),
         ('[chips.c1]\nboard = "x"\n[chips.c1.limits]\ntemperature_min_k = 400\ntemperature_max_k = 300\n',
          "temperature_min_k must be below"),
@@ -178,6 +180,39 @@ def test_sim_serve_stops_cleanly_on_ctrl_c(tmp_path):
 def test_sim_serve_bad_fault_is_a_usage_error(fault):
     result = runner.invoke(app, ["sim", "serve", "--fault", fault])
     assert result.exit_code == 2 and "--fault" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "rtn_fraction"], "--set 'rtn_fraction': expected NAME=VALUE"),
+    (["--set", "rtn_fraction=lots"], "--set 'rtn_fraction=lots'"),
+    (["--set", "no_such=1"], "unknown twin parameter 'no_such'"),
+    (["--ir-drop", "-0.1"], "wire_ohm=-0.1 cannot be negative"),
+])
+def test_sim_serve_bad_physics_is_a_usage_error(args, message):
+    result = runner.invoke(app, ["sim", "serve", *args])
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sim_serve_changes_the_physics_it_is_asked_to(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "labctl", "sim", "serve", "--size", "8x8", "--ir-drop", "0.35",
+                                "--set", "rtn_fraction=0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path)
+    banner = process.stdout.readline()
+    while not process.stdout.readline().startswith("Ctrl-C"):
+        pass
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 0
+    assert "IR drop 0.35 ohm/segment" in banner and "rtn_fraction=0" in banner, banner
+
+
+def test_a_twin_with_changed_physics_calibrates_and_is_another_chip(tmp_path):
+    config = write(tmp_path / "lab.toml", '[chips.c1]\ntwin = { size = "16x16", params = { wire_ohm = 0.35 } }\n')
+    result = runner.invoke(app, ["calibrate", "c1", "--config", str(config), "--data", str(tmp_path / "d"), "--json",
+                                 "-q"])
+    assert result.exit_code in (0, 1), result.output  # a run, judged by its acceptance
+    manifests = list((tmp_path / "d" / "runs").glob("*/manifest.json"))
+    assert len(manifests) == 1 and "TWIN-PCM-S0-16X16-P" in manifests[0].read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

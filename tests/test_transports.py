@@ -142,7 +142,9 @@ def test_write_verify_completes_through_5_percent_wire_faults(kind):
     truth = rig.chip.ground_truth()
     ok = ~(truth.stuck_low | truth.stuck_high)[0]
     assert result.converged_fraction >= 0.93  # judged on a final read, which carries the cells' 1/f noise
-    assert (np.abs(truth.conductance_us[0] - result.targets_us)[ok] <= result.tolerance_us).mean() >= 0.97
+    # truly within tolerance: 97.7-99.2 % on a clean link over seeds 4-9; one cell of 256 is 0.4 %, and a
+    # fault's re-read draws other noise, so 95 % (a corrupted block would miss by far more)
+    assert (np.abs(truth.conductance_us[0] - result.targets_us)[ok] <= result.tolerance_us).mean() >= 0.95
     assert sum(rig.faults.counts.values()) >= 4  # faults did strike
     log = trace.getvalue()
     assert "retrying" in log or "acknowledgement lost" in log  # and the trace shows the recovery

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import labctl_sims as sims
 from labctl_calibration.targets import ramp
-from twin_reference import aihwkit_table, conductance_read, ks_distance, one_shot, program_and_verify
+from twin_reference import aihwkit_table, cell_chip, conductance_read, ks_distance, one_shot, program_and_verify
 
 PCM_TABLE = aihwkit_table("aihwkit_pcm.json")
 LEVELS = np.array([level["g_us"] for level in PCM_TABLE["levels"]])
@@ -29,7 +28,7 @@ CHIPS = [(0, 448), (5, 320)]  # (seed, size): 22,000 and 11,000 cells a level
 def aged(request):
     """One chip programmed once, one-shot, to aihwkit's levels, read at aihwkit's times."""
     seed, size = request.param
-    chip = sims.ChipModel("pcm", seed=seed, rows=size, cols=size)
+    chip = cell_chip("pcm", seed, size)
     targets = ramp((size, size), LEVELS[0], LEVELS[-1], len(LEVELS))
     usable = one_shot(chip, targets)
     programmed_at = chip.clock.now()
@@ -80,7 +79,7 @@ def one_over_f_variance(since_s: float, window_s: float) -> float:
 
 @pytest.mark.parametrize("seed", [1, 4])
 def test_an_averaged_read_keeps_the_slow_noise_a_1_over_f_process_keeps(seed):
-    chip = sims.ChipModel("pcm", seed=seed, rows=128, cols=128)
+    chip = cell_chip("pcm", seed, 128)
     targets = np.full((128, 128), 12.5)
     usable = one_shot(chip, targets)
     chip.advance(3600.0)
@@ -97,7 +96,7 @@ def test_an_averaged_read_keeps_the_slow_noise_a_1_over_f_process_keeps(seed):
 
 def test_reads_a_second_apart_share_their_slow_noise():
     """Averaging separate reads helps far less than √n: the slow 1/f components persist."""
-    chip = sims.ChipModel("pcm", seed=2, rows=128, cols=128)
+    chip = cell_chip("pcm", 2, 128)
     usable = one_shot(chip, np.full((128, 128), 12.5))
     chip.advance(3600.0)
     truth = chip.ground_truth().conductance_us[0]
@@ -113,7 +112,7 @@ def test_reads_a_second_apart_share_their_slow_noise():
 
 @pytest.mark.parametrize("seed,size", [(3, 192), (8, 128)])
 def test_program_and_verify_ends_at_aihwkits_programming_spread(seed, size):
-    chip = sims.ChipModel("pcm", seed=seed, rows=size, cols=size)
+    chip = cell_chip("pcm", seed, size)
     targets = ramp((size, size), LEVELS[0], LEVELS[-1], len(LEVELS))
     usable = program_and_verify(chip, targets)
     error = chip.ground_truth().programmed_us[0] - targets
@@ -127,7 +126,7 @@ def test_program_and_verify_ends_at_aihwkits_programming_spread(seed, size):
 
 def test_a_single_pulse_from_empty_is_wider_than_iterative_programming():
     """aihwkit's σ_prog is what iterative programming reaches; one uncontrolled pulse is worse."""
-    chip = sims.ChipModel("pcm", seed=6, rows=192, cols=192)
+    chip = cell_chip("pcm", 6, 192)
     targets = ramp((192, 192), LEVELS[0], LEVELS[-1], len(LEVELS))
     usable = one_shot(chip, targets)
     error = chip.ground_truth().programmed_us[0] - targets
@@ -139,7 +138,7 @@ def test_against_aihwkit_itself_where_it_installs():
     torch = pytest.importorskip("torch", reason="aihwkit needs torch: pip install torch==2.13.0")
     inference = pytest.importorskip("aihwkit.inference", reason="pip install --no-deps aihwkit==1.1.0")
     model = inference.PCMLikeNoiseModel(g_max=25.0)
-    chip = sims.ChipModel("pcm", seed=9, rows=256, cols=256)
+    chip = cell_chip("pcm", 9, 256)
     targets = np.full((256, 256), 10.0)
     usable = one_shot(chip, targets)
     programmed = chip.ground_truth().programmed_us[0]
@@ -165,7 +164,7 @@ def test_rram_spread_after_program_and_verify_follows_wan_2022(seed, size):
     (40 µS, the top of the window, lies beyond most cells' own window and is left out)."""
     levels = [level for level in RRAM_TABLE["levels"] if level["g_us"] < 40.0]
     values = np.array([level["g_us"] for level in levels])
-    chip = sims.ChipModel("rram", seed=seed, rows=size, cols=size)
+    chip = cell_chip("rram", seed, size)
     r, c = np.indices((size, size))
     targets = values[(r + c) % len(values)]
     usable = program_and_verify(chip, targets, tolerance_us=0.01 * RRAM_TABLE["g_max_us"])

@@ -14,7 +14,7 @@ import labctl_sims as sims
 from labctl_calibration.targets import ramp
 from labctl_sims import physics
 from labctl_sims.presets import PRESETS
-from twin_reference import conductance_read, one_shot
+from twin_reference import aimed_amplitude, conductance_read, one_shot
 
 LEVELS = np.linspace(2.5, 22.5, 8)
 SIZE = 128
@@ -95,11 +95,12 @@ def test_stuck_cell_rates_are_as_configured(preset):
 
 
 def test_adc_transfer_is_within_its_bits(quiet_preset):
-    chip = sims.ChipModel(quiet_preset, seed=6, rows=32, cols=32)
+    chip = sims.ChipModel(quiet_preset, seed=6, rows=32, cols=32, ir_drop_ohm=0.0)
     truth = chip.ground_truth()
     reads = np.stack([chip.read_codes(0, slice(None), 0.2, 256) for _ in range(40)]).astype(float)
     assert reads.dtype == float and np.all(reads == np.round(reads))
-    expected = truth.adc_gain[0] * 0.2 * truth.conductance_us[0] / chip.lsb_ua + truth.adc_offset_lsb[0]
+    linear = truth.adc_gain[0] * 0.2 * truth.conductance_us[0] / chip.lsb_ua + truth.adc_offset_lsb[0]
+    expected = linear + chip.periphery.inl(0, linear)
     noise = reads.std(axis=0) / np.sqrt(len(reads))
     assert np.all(np.abs(reads.mean(axis=0) - expected) <= 0.5 + 4 * noise + 0.05)
     top = 2 ** (chip.adc_bits - 1)
@@ -162,7 +163,8 @@ def test_mvm_sums_column_currents_through_the_adc_and_ir_drop_lowers_them(quiet_
     dac = np.random.default_rng(0).integers(-127, 128, 64)
     truth = chip.ground_truth()
     volts = dac / 127 * 0.2
-    expected = truth.adc_gain[0] * (volts @ truth.conductance_us[0]) / 64 / chip.lsb_ua + truth.adc_offset_lsb[0]
+    linear = truth.mvm_gain[0] * (volts @ truth.conductance_us[0]) / 64 / chip.lsb_ua + truth.mvm_offset_lsb[0]
+    expected = linear + chip.periphery.inl(0, linear)
     outputs = np.stack([chip.mvm_codes(0, dac, 0.2, averages=16) for _ in range(20)]).mean(axis=0)
     assert np.abs(outputs - expected).max() < 2.0
 
@@ -186,13 +188,37 @@ def test_rram_relaxes_fast_then_slowly_over_a_day():
         chip.advance(start + seconds - chip.clock.now())
         return float((chip.ground_truth().conductance_us[0] - programmed)[ok].std())
 
-    fast, slow = (float(np.median(part[ok])) for part in physics.relaxation_sigmas_us(programmed, chip.params))
+    shrink = chip.ground_truth().programmings[0][ok] ** -chip.params.relaxation_iteration_exponent
+    fast, slow = (float(np.median(part[ok] * shrink))
+                  for part in physics.relaxation_sigmas_us(programmed, chip.params))
     at_1s, at_10s, at_1d = moved_after(1.0), moved_after(10.0), moved_after(86400.0)
     assert at_1s == pytest.approx(np.hypot(fast * (1 - np.exp(-2.0)), slow * np.sqrt(np.log(2) / np.log(86401))),
                                   rel=0.15)
     assert at_10s > at_1s  # the fast part has settled; the slow one keeps widening the spread
     assert at_1d == pytest.approx(np.hypot(fast, slow), rel=0.15)
     assert chip.params.drift_scale == 0.0  # Wan et al.: no drift in the PCM sense
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_rram_relaxes_less_after_more_verify_iterations(seed):
+    """Wan et al. 2022: a cell re-programmed more times in a write-verify relaxes less after it."""
+    def relaxation_spread(extra_pulses: int) -> float:
+        chip = sims.ChipModel("rram", seed=seed, rows=96, cols=96)
+        one_shot(chip, np.full((96, 96), 20.0))
+        ok = ~chip.cells.stuck[0]
+        for _ in range(extra_pulses):  # small corrections, 100 ms apart, as a verify loop gives them
+            chip.advance(0.1)
+            g = chip.ground_truth().programmed_us[0]
+            chip.program(0, slice(None), aimed_amplitude(chip, g, np.where(ok, 0.05, 0.0)), 100)
+        truth = chip.ground_truth()
+        assert np.all(truth.programmings[0][ok] == 3 + extra_pulses)  # fabrication, melt, one shot, then these
+        programmed = truth.programmed_us[0]
+        chip.advance(86400.0)
+        return float((chip.ground_truth().conductance_us[0] - programmed)[ok].std())
+
+    ratio = relaxation_spread(45) / relaxation_spread(0)
+    assert ratio == pytest.approx((48 / 3) ** -PRESETS["rram"].relaxation_iteration_exponent, rel=0.15)
+    assert ratio < 0.7
 
 
 def test_rram_switches_both_ways_gradually():
@@ -280,7 +306,7 @@ def test_reads_mvms_and_the_probe_see_one_noise():
     row[7] = 127
     mvm = chip.mvm_codes(0, row, 0.2, averages=64, gain=32).astype(float)
     t = chip.ground_truth()
-    from_mvm = ((mvm - t.adc_offset_lsb[0]) / t.adc_gain[0] * chip.lsb_ua / 0.2 - truth[7]) / truth[7]
+    from_mvm = ((mvm - t.mvm_offset_lsb[0]) / t.mvm_gain[0] * chip.lsb_ua / 0.2 - truth[7]) / truth[7]
     from_probe = np.array([chip.probe_current_ua(0, 7, c, 0.2, 0.002) / 0.2 / truth[7, c] - 1 for c in range(32)])
     ok = usable[7]
     # independent noise would correlate near 0; shared slow noise correlates 0.6-0.85 over seeds

@@ -15,6 +15,13 @@ REFERENCE = Path(__file__).parent / "reference"
 V_READ = 0.2
 
 
+def cell_chip(preset: str, seed: int, size: int) -> sims.ChipModel:
+    """A twin chip for comparing its *cells* with aihwkit's device models: the wires' IR drop
+    is off (a systematic read error of the periphery that aihwkit's noise models do not
+    contain); everything of the cells, telegraph noise included, stays as the preset has it."""
+    return sims.ChipModel(preset, seed=seed, rows=size, cols=size, ir_drop_ohm=0.0)
+
+
 def aihwkit_table(name: str) -> dict:
     return json.loads((REFERENCE / name).read_text())
 
@@ -27,10 +34,12 @@ def ks_distance(sample: np.ndarray, reference_percentiles: list[float], percenti
 
 
 def conductance_read(chip: sims.ChipModel, averages: int = 1, array: int = 0) -> np.ndarray:
-    """One array read through the ADC, turned back into µS with the true column trims."""
+    """One array read through the ADC, turned back into µS with the true column trims and
+    non-linearity (what a perfect read-out calibration would do)."""
     codes = chip.read_codes(array, slice(None), V_READ, averages).astype(float)
     truth = chip.ground_truth()
-    return (codes - truth.adc_offset_lsb[array]) / truth.adc_gain[array] * chip.lsb_ua / V_READ
+    inl = chip.periphery.inl(array, codes)  # INL at the read code: within a hundredth of a code of at the ideal one
+    return (codes - inl - truth.adc_offset_lsb[array]) / truth.adc_gain[array] * chip.lsb_ua / V_READ
 
 
 def aimed_amplitude(chip: sims.ChipModel, g_now: np.ndarray, move: np.ndarray, array: int = 0) -> np.ndarray:

@@ -56,13 +56,28 @@ def sim_serve(
     chip: Annotated[
         str, typer.Option("--chip", metavar="NAME", help="Chip name for the printed lab.toml snippet.")
     ] = "chip1",
+    ir_drop: Annotated[
+        Optional[float],
+        typer.Option("--ir-drop", metavar="OHM", help="Wire resistance per cell segment, ohm; 0 turns IR drop off "
+                     "[default: the preset's, aihwkit's wire-to-device ratio]."),
+    ] = None,
+    settings: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="NAME=VALUE", help="Change one of the preset's numbers (see 'labctl sim "
+                     "describe'), e.g. rtn_fraction=0 or read_disturb_per_read=0; repeatable."),
+    ] = None,
 ) -> None:
     """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
-    from labctl.rigs.serve import serve_forever
+    from labctl.rigs.serve import parse_settings, serve_forever
 
-    reported(
-        lambda: serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port, chip=chip)
-    )
+    def serve() -> None:
+        overrides = parse_settings(settings or [])
+        if ir_drop is not None:
+            overrides["wire_ohm"] = ir_drop
+        serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port, chip=chip,
+                      overrides=overrides)
+
+    reported(serve)
 
 
 def _format_value(value: object) -> str:

@@ -64,6 +64,14 @@ class TwinOptions(BaseModel):
     preset: Literal["pcm", "rram", "sram-64"] = "pcm"
     seed: int = Field(0, ge=0)
     size: str | None = None  # ROWSxCOLS; the preset's geometry when absent
+    params: dict[str, float] = {}  # the preset's numbers changed, e.g. { wire_ohm = 0.35, rtn_fraction = 0 }
+
+    @model_validator(mode="after")
+    def _known_params(self) -> TwinOptions:
+        from labctl_sims.presets import customised
+
+        customised(self.preset, self.params)  # a ValueError naming the parameter
+        return self
 
 
 class ChipConfig(BaseModel):

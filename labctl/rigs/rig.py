@@ -108,7 +108,8 @@ def twin_transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Tr
     from labctl_sims.server import TwinRig
 
     twin_options = spec.config.twin
-    twin = TwinRig.build(twin_options.preset, seed=twin_options.seed, rows=spec.rows, cols=spec.cols)
+    twin = TwinRig.build(twin_options.preset, seed=twin_options.seed, rows=spec.rows, cols=spec.cols,
+                         overrides=twin_options.params)
     transports: dict[str, Transport] = {
         name: InProcessTransport(device.feed, resource=f"twin://{spec.name}/{name}")
         for name, device in twin.devices.items()

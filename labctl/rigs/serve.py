@@ -47,16 +47,34 @@ def snippet(chip: str, server) -> str:
     ])
 
 
+def parse_settings(texts: list[str]) -> dict[str, float]:
+    """``NAME=VALUE`` pairs of ``--set``, as numbers; the names are checked against the preset later."""
+    settings: dict[str, float] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        try:
+            settings[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UsageError(f"--set {text!r}: expected NAME=VALUE with a number, e.g. rtn_fraction=0")
+    return settings
+
+
 def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], host: str, port: int,
-                  chip: str) -> None:
-    from labctl_sims.presets import PRESETS
+                  chip: str, overrides: dict[str, float] | None = None) -> None:
+    from labctl_sims.presets import PRESETS, customised
     from labctl_sims.server import RigServer, TwinRig
 
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}: known presets are {', '.join(sorted(PRESETS))}")
+    try:
+        customised(preset, overrides)
+    except ValueError as err:
+        raise UsageError(f"--set/--ir-drop: {err}") from None
     rows, cols = parse_size(size) if size else (None, None)
     injected = [parse_fault(text) for text in faults]
-    rig = TwinRig.build(preset, seed=seed, rows=rows, cols=cols)
+    rig = TwinRig.build(preset, seed=seed, rows=rows, cols=cols, overrides=overrides)
     for kind, rate in injected:
         rig.faults.set(kind, rate)
     ports = {"board": port, "smu": port + 1, "temperature": port + 2} if port else None
@@ -72,7 +90,8 @@ def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], h
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     arrays, r, c = rig.chip.shape
-    print(f"twin rig: preset {preset}, seed {seed}, {arrays}x{r}x{c}"
+    print(f"twin rig: preset {preset}, seed {seed}, {arrays}x{r}x{c}, IR drop {rig.chip.ir_drop_ohm:g} ohm/segment"
+          + (f", changed {', '.join(f'{k}={v:g}' for k, v in overrides.items())}" if overrides else "")
           + (f", faults {', '.join(f'{k}:{v:g}' for k, v in injected)}" if injected else ""))
     for name in rig.devices:
         print(f"  {name:<12} {server.visa_resource(name):<36} {server.serial_path(name)}")
