@@ -87,9 +87,19 @@ class Periphery:
         return o + self.mvm_offset_delta[array] if mvm else o
 
     def inl(self, array: int, ideal_codes: np.ndarray) -> np.ndarray:
-        """The integral non-linearity, in codes, at the given ideal (unrounded) codes."""
-        u = np.clip(ideal_codes / 2 ** (self.bits - 1), -1.0, 1.0)
-        return self.inl_bow[array] * (1.0 - u * u) + self.inl_s[array] * (u - u * u * u)
+        """The integral non-linearity, in codes, at the given ideal (unrounded) codes:
+        ``bow·(1 − u²) + s·(u − u³) = bow + u·(s − u·(bow + s·u))``, in the codes' precision."""
+        dtype = np.result_type(ideal_codes, np.float32)
+        bow, s = self.inl_bow[array].astype(dtype), self.inl_s[array].astype(dtype)
+        u = np.multiply(ideal_codes, dtype.type(1.0 / 2 ** (self.bits - 1)), dtype=dtype)
+        np.clip(u, -1.0, 1.0, out=u)
+        out = u * s
+        out += bow
+        out *= u
+        np.subtract(s, out, out=out)
+        out *= u
+        out += bow
+        return out
 
     def convert(self, array: int, current_ua: np.ndarray, temperature_k: float, now_s: float,
                 mvm: bool = False, out: np.ndarray | None = None) -> np.ndarray:

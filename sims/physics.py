@@ -8,6 +8,7 @@ conductance µS, amplitude mV, width ns, time s, temperature K, energy eV.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -279,6 +280,22 @@ def relaxation(fast_us: np.ndarray, slow_us: np.ndarray, since_programming_s: np
 # ---- periphery --------------------------------------------------------------------
 
 
+@lru_cache(maxsize=8)
+def _wire_weights(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """How many wire segments each cell's current shares with each other cell's, as matrices.
+
+    Row wire (drivers at column 0): the drop at column j is ``Σ_k≤j Σ_m≥k I_m``, which is
+    ``Σ_m I_m · (min(j, m) + 1)``. Column wire (ADC below the last row): the rise at row i
+    is ``Σ_k≥i Σ_m≤k I_m = Σ_m I_m · (rows − max(i, m))``. As matrices, both are one BLAS
+    product instead of two cumulative sums with strided reversals.
+    """
+    j = np.arange(cols)
+    along_row = (np.minimum.outer(j, j) + 1).astype(np.float32)  # [m, j]
+    i = np.arange(rows)
+    along_column = (rows - np.maximum.outer(i, i)).astype(np.float32)  # [i, m]
+    return along_row, along_column
+
+
 def ir_drop_voltages(v_rows: np.ndarray, g_us: np.ndarray, wire_ohm: float) -> np.ndarray:
     """Cell voltages with first-order IR drop (drivers at column 0, ADCs below the last row).
 
@@ -286,14 +303,15 @@ def ir_drop_voltages(v_rows: np.ndarray, g_us: np.ndarray, wire_ohm: float) -> n
     each column wire carries, through segment k, the current of its cells at rows ≤ k.
     One pass of this correction is accurate while the drops are small against the inputs.
     """
-    current_ua = v_rows[:, None] * g_us
     if wire_ohm == 0.0:
         return np.broadcast_to(v_rows[:, None], g_us.shape)
-    row_segment = np.cumsum(current_ua[:, ::-1], axis=1)[:, ::-1]  # through the segment before col j
-    row_drop = np.cumsum(row_segment, axis=1)
-    col_segment = np.cumsum(current_ua, axis=0)  # through the segment after row i
-    col_rise = np.cumsum(col_segment[::-1], axis=0)[::-1]
-    return v_rows[:, None] - wire_ohm * 1e-6 * (row_drop + col_rise)
+    current_ua = (v_rows[:, None] * g_us).astype(np.float32)
+    along_row, along_column = _wire_weights(*g_us.shape)
+    drop = current_ua @ along_row
+    drop += along_column @ current_ua
+    drop *= np.float32(-wire_ohm * 1e-6)
+    drop += v_rows[:, None].astype(np.float32)
+    return drop
 
 
 def ir_drop_read_voltages(v_read: float, g_us: np.ndarray, row_numbers: np.ndarray, rows: int,
@@ -307,8 +325,8 @@ def ir_drop_read_voltages(v_read: float, g_us: np.ndarray, row_numbers: np.ndarr
     cells of the row: a systematic, state-dependent read error no per-column trim removes.
     """
     current_ua = g_us * np.float32(v_read)
-    row_segment = np.cumsum(current_ua[:, ::-1], axis=1, dtype=np.float32)[:, ::-1]
-    drop = np.cumsum(row_segment, axis=1, dtype=np.float32)
+    along_row, _ = _wire_weights(rows, g_us.shape[1])
+    drop = current_ua @ along_row
     segments_below = (rows - np.asarray(row_numbers)).astype(np.float32)[:, None]
     drop += current_ua * segments_below
     drop *= np.float32(-wire_ohm * 1e-6)
