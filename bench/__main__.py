@@ -62,7 +62,7 @@ def twin(quick: bool) -> list[Row]:
     for name, seconds in timings:
         aim = ""
         if name.startswith(("array pulse", "array read")) and size == 256:
-            aim = "well under 1 ms: " + ("met" if seconds < 1e-3 else "missed, see below")
+            aim = "under 1 ms: " + ("met" if seconds < 1e-3 else "missed, see below")
         rows.append(Row(f"twin physics {size}x{size}", name, f"{seconds * 1e3:.3f} ms",
                         f"{size * size} normals {baseline * 1e3:.3f} ms", f"{seconds / baseline:.2f}x", aim))
     return rows
@@ -103,7 +103,18 @@ def drift(quick: bool) -> list[Row]:
                 "<= 30 s: " + ("met" if f["wall_s"] <= 30 else "missed")),
             Row("drift", "MVM worst error at the end of 12 h, drift-compensated", f"{100 * f['mvm_global_worst_fs']:.2f} % FS",
                 f"uncompensated {100 * f['mvm_raw_worst_fs']:.2f} % FS", "-",
-                "<= 1 % FS: " + ("met" if f["mvm_global_worst_fs"] <= 0.01 else "missed"))]
+                protocol_aim(f["acceptance"], "drift_compensated_error_fs", percent=True)),
+            Row("drift", "activation energy of drift, fitted", f"{f['activation_ev']:.3f} eV",
+                "the twin's 0.300 eV (ground truth, known to the bench only)", f"{f['activation_ev'] / 0.3:.2f}x")]
+
+
+def protocol_aim(acceptance: list[dict], name: str, percent: bool = False) -> str:
+    """The aim as the protocol's own acceptance states it, so the bench and the protocol cannot disagree."""
+    for check in acceptance:
+        if check.get("name") == name:
+            limit = f"{100 * check['limit']:g} % FS" if percent else f"{check['limit']:g}"
+            return f"{check['comparison']} {limit}: " + ("met" if check["passed"] else "missed")
+    return f"{name}: not in the protocol's acceptance"
 
 
 def best_of(command: list[str], times: int) -> float:
@@ -170,7 +181,8 @@ def _bare_write_verify_seconds(size: int, iterations: int) -> float:
 
 
 def calibration(quick: bool) -> list[Row]:
-    """The default calibration's accuracy, against the reference model's one-shot programming error."""
+    """The default calibration's accuracy, against the spread IBM's iterative programming leaves on PCM hardware
+    (aihwkit's σ_prog), with the protocol's own acceptance as the aims."""
     import numpy as np
 
     from labctl_calibration.targets import ramp
@@ -193,14 +205,14 @@ def calibration(quick: bool) -> list[Row]:
     return [
         Row("calibration", f"{size}x{size} default protocol (5 steps, in process), wall", f"{wall:.1f} s",
             f"its {iterations} write-verify pulse+read pairs, bare twin: {floor:.2f} s", f"{wall / floor:.1f}x"),
-        Row("calibration", "converged (non-stuck cells within 0.5 µS)", f"{100 * converged:.2f} %", "-", "-",
-            ">= 99.5 %: " + ("met" if converged >= 0.995 else "missed")),
-        Row("calibration", "final error σ (as the board reads it)", f"{summary['error_sigma_us']:.3f} µS",
-            f"one-shot σ_prog of the targets {one_shot:.3f} µS", f"{one_shot / summary['error_sigma_us']:.1f}x smaller",
-            ">= 4x: " + ("met" if one_shot >= 4 * summary["error_sigma_us"] else "missed")),
+        Row("calibration", f"converged (non-stuck cells read within {summary['tolerance_us']:g} µS)",
+            f"{100 * converged:.2f} %", "-", "-", protocol_aim(summary["acceptance"], "converged_fraction")),
+        Row("calibration", "final error σ (as the board reads it, 1/f read noise included)",
+            f"{summary['error_sigma_us']:.3f} µS", f"IBM hardware σ_prog of the targets {one_shot:.3f} µS",
+            f"{summary['error_sigma_us'] / one_shot:.2f}x", protocol_aim(summary["acceptance"], "error_sigma_us")),
         Row("calibration", "MVM worst error, held-out vectors, corrected", f"{100 * mvm:.2f} % FS",
             f"raw {100 * summary['steps']['mvm']['raw_worst_fs']:.2f} % FS", "-",
-            "< 1 % FS: " + ("met" if mvm < 0.01 else "missed")),
+            protocol_aim(summary["acceptance"], "mvm_worst_error_fs", percent=True)),
     ]
 
 

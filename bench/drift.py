@@ -36,7 +36,7 @@ def figures(size: int = 256, reads: int = 60, hours: float = 12.0) -> dict[str, 
     return {"wall_s": wall, "virtual_s": rigs[0].twin.chip.clock.now(), "baseline_s": baseline,
             "temperatures": len(temperatures), "nu_median": drift["nu_median"],
             "activation_ev": drift["activation_ev"], "mvm_global_worst_fs": drift["mvm_global_worst_fs"],
-            "mvm_raw_worst_fs": drift["mvm_raw_worst_fs"]}
+            "mvm_raw_worst_fs": drift["mvm_raw_worst_fs"], "acceptance": outcome.summary()["acceptance"]}
 
 
 def main() -> None:
