@@ -13,8 +13,11 @@ neither, so each column here has:
   so a straight line fitted over part of the range cannot remove it;
 * **temperature coefficients**: gain ``× (1 + α_c·(T − 300 K))``, ``α_c ~ N(α, σ_α)``, and
   offset ``+ β_c·(T − 300 K)`` codes, ``β_c ~ N(0, σ_β)``;
-* **slow wander** of gain and offset with time: one Ornstein-Uhlenbeck process each per
-  column (time constant ``wander_tau``), so a calibration ages over hours;
+* **slow wander** of gain and offset with time, so a calibration ages over hours: per
+  column a sum of ``WANDER_TERMS`` sinusoids with random phases and periods log-uniform
+  over ``[τ/4, 4τ]`` (``τ = adc_wander_tau_s``), each of amplitude ``σ·sqrt(2/K)`` (a
+  stationary process of spread σ). It is a function of time alone, so looking at the
+  trims (ground truth) changes nothing a later read sees;
 * **an MVM path of its own**: the MVM front end (row DACs, the column integrator that
   scales by ``MVM:GAIN / rows``) has its own gain and offset error, close to but not equal
   to the read path's, ``gain_mvm = gain·(1 + σ_m·z)``, ``offset_mvm = offset + σ_mo·z``.
@@ -30,7 +33,7 @@ from labctl_sims.presets import DeviceParams
 
 REFERENCE_TEMPERATURE_K = 300.0
 S_SHAPE_PEAK = 3.0 * np.sqrt(3.0) / 2.0  # 1 / max(u - u³) on [-1, 1]
-WANDER_UPDATE_FRACTION = 0.01  # the wander is advanced once this fraction of its τ has passed
+WANDER_TERMS = 6
 
 
 class Periphery:
@@ -40,7 +43,7 @@ class Periphery:
         """``gain0``/``offset0`` are the trims, (arrays, cols); ``rng`` draws everything else
         (a stream of its own, so adding to the periphery changes no cell of a chip)."""
         columns = gain0.shape
-        fab = run = rng
+        fab = rng
         self.bits = p.adc_bits
         self.full_scale_ua = p.adc_full_scale_ua
         self.gain0 = gain0.astype(np.float64)
@@ -53,37 +56,33 @@ class Periphery:
         self.offset_tempco = p.adc_offset_tempco_lsb_per_k * fab.standard_normal(columns)
         self.mvm_gain_ratio = 1.0 + p.mvm_gain_mismatch * fab.standard_normal(columns)
         self.mvm_offset_delta = p.mvm_offset_mismatch_lsb * fab.standard_normal(columns)
-        self._run = run
-        self._wander_tau = p.adc_wander_tau_s
-        self._wander_sigma = np.array([p.adc_gain_wander, p.adc_offset_wander_lsb])
-        self._wander = np.zeros((2, *columns))  # gain (relative), offset (codes); starts at its trim
-        self._wander_at = 0.0
+        # wander: (gain, offset) x terms x columns; periods log-uniform over [τ/4, 4τ]
+        shape = (2, WANDER_TERMS, *columns)
+        tau = max(p.adc_wander_tau_s, 1e-9)
+        self._wander_omega = 2 * np.pi / np.exp(rng.uniform(np.log(tau / 4), np.log(4 * tau), shape))
+        self._wander_phase = rng.uniform(0.0, 2 * np.pi, shape)
+        sigma = np.array([p.adc_gain_wander, p.adc_offset_wander_lsb]) * np.sqrt(2.0 / WANDER_TERMS)
+        self._wander_amplitude = sigma.reshape(2, 1, 1, 1) * np.ones(shape)
 
     @property
     def lsb_ua(self) -> float:
         return self.full_scale_ua / 2 ** (self.bits - 1)
 
-    def _advance(self, now_s: float) -> None:
-        elapsed = now_s - self._wander_at
-        if not self._wander_sigma.any() or elapsed < WANDER_UPDATE_FRACTION * self._wander_tau:
-            return
-        keep = np.exp(-elapsed / self._wander_tau)
-        kick = self._run.standard_normal(self._wander.shape) * np.sqrt(1.0 - keep * keep)
-        self._wander = keep * self._wander + kick * self._wander_sigma[:, None, None]
-        self._wander_at = now_s
+    def wander(self, which: int, array: int, now_s: float) -> np.ndarray:
+        """Gain (``which`` 0, relative) or offset (1, codes) wander of each column at ``now_s``."""
+        terms = np.sin(self._wander_omega[which, :, array] * now_s + self._wander_phase[which, :, array])
+        return (self._wander_amplitude[which, :, array] * terms).sum(axis=0)
 
     def gain(self, array: int, temperature_k: float, now_s: float, mvm: bool = False) -> np.ndarray:
         """Each column's gain now, in codes per LSB of current."""
-        self._advance(now_s)
         g = self.gain0[array] * (1.0 + self.gain_tempco[array] * (temperature_k - REFERENCE_TEMPERATURE_K))
-        g = g * (1.0 + self._wander[0, array])
+        g = g * (1.0 + self.wander(0, array, now_s))
         return g * self.mvm_gain_ratio[array] if mvm else g
 
     def offset(self, array: int, temperature_k: float, now_s: float, mvm: bool = False) -> np.ndarray:
         """Each column's offset now, in codes."""
-        self._advance(now_s)
         o = self.offset0[array] + self.offset_tempco[array] * (temperature_k - REFERENCE_TEMPERATURE_K)
-        o = o + self._wander[1, array]
+        o = o + self.wander(1, array, now_s)
         return o + self.mvm_offset_delta[array] if mvm else o
 
     def inl(self, array: int, ideal_codes: np.ndarray) -> np.ndarray:
