@@ -201,6 +201,7 @@ def calibration(quick: bool) -> list[Row]:
     iterations = summary["iterations"]
     floor = _bare_write_verify_seconds(size, iterations)
     mvm = summary["steps"]["mvm"]["corrected_worst_fs"]
+    deployed = summary["steps"]["mvm"]
     converged = summary["converged_fraction"]
     return [
         Row("calibration", f"{size}x{size} default protocol (5 steps, in process), wall", f"{wall:.1f} s",
@@ -210,9 +211,20 @@ def calibration(quick: bool) -> list[Row]:
         Row("calibration", "final error σ (as the board reads it, 1/f read noise included)",
             f"{summary['error_sigma_us']:.3f} µS", f"IBM hardware σ_prog of the targets {one_shot:.3f} µS",
             f"{summary['error_sigma_us'] / one_shot:.2f}x", protocol_aim(summary["acceptance"], "error_sigma_us")),
-        Row("calibration", "MVM worst error, held-out vectors, corrected", f"{100 * mvm:.2f} % FS",
-            f"raw {100 * summary['steps']['mvm']['raw_worst_fs']:.2f} % FS", "-",
+        Row("calibration", "MVM self-consistency worst error (against conductances read), held-out, corrected",
+            f"{100 * mvm:.2f} % FS", f"raw {100 * summary['steps']['mvm']['raw_worst_fs']:.2f} % FS", "-",
             protocol_aim(summary["acceptance"], "mvm_worst_error_fs", percent=True)),
+        Row("calibration", "deployed matrix (the targets): relative L2 error, held-out inputs, mean / worst vector",
+            f"{100 * deployed['deployed_l2_mean']:.2f} % / {100 * deployed['deployed_l2_worst']:.2f} %",
+            f"noise floor (two MVMs of one input) {100 * deployed['noise_floor_l2']:.2f} %",
+            f"{deployed['deployed_l2_vs_floor']:.1f}x", "<= 1.5 % mean: " + (
+                "met" if deployed["deployed_l2_mean"] <= 0.015 else "missed")),
+        Row("calibration", "deployed matrix: worst output / largest ideal output; signed pairs L2 mean",
+            f"{100 * deployed['deployed_worst_output']:.2f} %; {100 * deployed['signed_l2_mean']:.2f} %",
+            f"signed noise floor {100 * deployed['signed_noise_floor_l2']:.2f} %",
+            f"{deployed['signed_l2_mean'] / deployed['signed_noise_floor_l2']:.1f}x",
+            "<= 1 %; <= 2.5 %: " + ("met" if deployed["deployed_worst_output"] <= 0.01
+                                     and deployed["signed_l2_mean"] <= 0.025 else "missed")),
     ]
 
 

@@ -1,7 +1,12 @@
-"""MVM accuracy: measured against expected column outputs, and a per-column affine correction.
+"""MVM checks: self-consistency against the conductances just read, and the deployed matrix's accuracy.
 
-Expected outputs come from the array's conductances as the calibrated board reads
-them just before, and the inputs: ``I_c = Σ_i v_i · G_ic`` with ``v_i = dac_i / 127 ·
+The *self-consistency* figures compare each MVM with what the array's conductances, as
+the calibrated board reads them just before, predict: they show whether the MVM path
+agrees with the read path, not whether the chip computes what was asked (stuck cells and
+programming error cancel out of them). What was asked is judged by
+``labctl_calibration.accuracy`` against the intended matrix, on the same vectors.
+
+Expected outputs for self-consistency come from the read conductances and the inputs: ``I_c = Σ_i v_i · G_ic`` with ``v_i = dac_i / 127 ·
 V_read``. The board's MVM path divides the column sum by the number of rows before
 its ADC (the twin documents this; PROTOCOL.md is silent), so a measured code maps back
 to ``I_c = (code - offset_c) / gain_c · LSB · rows``. Half the input vectors fit the
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy
 from labctl_calibration.readout import Readout
 from labctl_drivers.board import Board
 
@@ -40,6 +46,9 @@ class MvmResult:
     intercept_ua: np.ndarray
     full_scale_ua: float
     test: np.ndarray  # which vectors were held out of the fit
+    repeat_ua: np.ndarray  # the held-out vectors measured a second time (the noise floor)
+    intended_ua: np.ndarray | None  # (vectors, cols): what the intended matrix computes, when one was given
+    deployed: DeployedAccuracy | None  # its figures
 
     def _stats(self, values: np.ndarray) -> dict[str, float]:
         error = (values - self.expected_ua)[self.test]
@@ -55,7 +64,9 @@ class MvmResult:
         return self._stats(self.corrected_ua)
 
 
-def check_mvm(board: Board, readout: Readout, params: MvmParams) -> MvmResult:
+def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None) -> MvmResult:
+    """Random signed inputs through the MVM path; ``intended_us`` (the targets) adds the
+    deployed matrix's figures for the same vectors."""
     g = board.geometry()
     board.read_voltage = readout.read_voltage
     board.averaging = 256
@@ -65,9 +76,14 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams) -> MvmResult:
     board.averaging = params.averaging
     volts = inputs / 127.0 * readout.read_voltage
     expected = volts @ conductance
-    codes = np.stack([board.mvm(vector) for vector in inputs]).astype(float)
-    measured = (codes - readout.offset) / readout.gain * readout.lsb_ua * g.rows
     test = np.arange(params.vectors) % 2 == 1
+
+    def outputs_ua(vectors: np.ndarray) -> np.ndarray:
+        codes = np.stack([board.mvm(vector) for vector in vectors]).astype(float)
+        return (codes - readout.offset) / readout.gain * readout.lsb_ua * g.rows
+
+    measured = outputs_ua(inputs)
+    repeat = outputs_ua(inputs[test])
     fit = ~test
     slope = np.empty(g.cols)
     intercept = np.empty(g.cols)
@@ -75,4 +91,7 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams) -> MvmResult:
         slope[c], intercept[c] = np.polyfit(expected[fit, c], measured[fit, c], 1)
     corrected = (measured - intercept) / slope
     full_scale = float(readout.read_voltage * conductance.sum(axis=0).max())
-    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test)
+    intended = None if intended_us is None else volts @ intended_us
+    deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test)
+    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, intended,
+                     deployed)

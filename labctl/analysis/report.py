@@ -123,10 +123,17 @@ def _drift_plots(plt, store: Store, run_id: str, fits, out: Path) -> list[tuple[
 
 def _mvm_plot(plt, mvm, out: Path, full_scale_ua: float | None) -> list[tuple[str, str]]:
     held = mvm[mvm["held_out"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    deployed = "intended_ua" in held.columns  # runs of earlier versions have only the self-consistency
+    fig, axes = plt.subplots(1, 3 if deployed else 2, figsize=(15 if deployed else 10, 4))
+    if deployed:
+        axes[2].plot(held["intended_ua"], held["measured_ua"], ".", ms=2)
+        axes[2].set_xlabel("intended: the targets' output (µA)")
+        axes[2].set_ylabel("measured (µA)")
+        axes[2].set_title("against what was asked")
     axes[0].plot(held["expected_ua"], held["measured_ua"], ".", ms=2)
-    axes[0].set_xlabel("expected (µA)")
+    axes[0].set_xlabel("expected from the conductances read (µA)")
     axes[0].set_ylabel("measured (µA)")
+    axes[0].set_title("self-consistency")
     error = held["corrected_ua"] - held["expected_ua"]
     if full_scale_ua:  # the same unit as the summary's figures
         axes[1].hist(100 * error / full_scale_ua, bins=60)
@@ -135,7 +142,8 @@ def _mvm_plot(plt, mvm, out: Path, full_scale_ua: float | None) -> list[tuple[st
         axes[1].hist(error, bins=60)
         axes[1].set_xlabel("corrected − expected (µA)")
     axes[1].set_ylabel("outputs")
-    return [("MVM: measured against expected, and the corrected error (held-out inputs)",
+    return [("MVM (held-out inputs): self-consistency against the conductances read, its corrected error, and "
+             "the outputs against what the targets compute",
              _save(plt, fig, out / "mvm_error.png"))]
 
 

@@ -78,7 +78,9 @@ def noise_model(store: Store, run_id: str) -> dict[str, Any]:
         "drift": drift,
         "read_noise": steps.get("read_noise", {}).get("versus_conductance"),
         "stuck_rate": float(cells["stuck"].mean()),
-        "mvm": ({"rms_fs": steps["mvm"]["corrected_rms_fs"], "worst_fs": steps["mvm"]["corrected_worst_fs"]}
+        "mvm": ({"rms_fs": steps["mvm"]["corrected_rms_fs"], "worst_fs": steps["mvm"]["corrected_worst_fs"],
+                 **{name: steps["mvm"][name] for name in ("deployed_l2_mean", "deployed_worst_output",
+                                                          "signed_l2_mean", "noise_floor_l2") if name in steps["mvm"]}}
                 if "mvm" in steps else None),
     }
 

@@ -54,9 +54,16 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                 f"{figures['stuck_cells']} stuck, {figures['unreachable_cells']} unreachable, "
                 f"σ {figures['error_sigma_us']:.3f} µS ({figures['readout']})")
     if step == "mvm":
-        return (f"{figures['vectors']} vectors, worst error {100 * figures['raw_worst_fs']:.3f} % FS raw, "
-                f"{100 * figures['corrected_worst_fs']:.3f} % FS corrected (RMS "
-                f"{100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")
+        text = ""
+        if "deployed_l2_mean" in figures:
+            text = (f"against the targets (held-out inputs): L2 error {100 * figures['deployed_l2_mean']:.2f} % mean, "
+                    f"{100 * figures['deployed_l2_worst']:.2f} % worst vector, worst output "
+                    f"{100 * figures['deployed_worst_output']:.2f} % of the largest; signed (column pairs) "
+                    f"{100 * figures['signed_l2_mean']:.2f} %; noise floor {100 * figures['noise_floor_l2']:.2f} % "
+                    f"({figures['deployed_l2_vs_floor']:.1f}x). ")
+        return (text + f"Self-consistency against the conductances read ({figures['vectors']} vectors): worst "
+                f"{100 * figures['raw_worst_fs']:.3f} % FS raw, {100 * figures['corrected_worst_fs']:.3f} % FS "
+                f"corrected (RMS {100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")
     if step == "drift":
         if figures["nu_median"] is None:
             nu = "no cell fitted well enough for ν; "

@@ -235,19 +235,24 @@ def _store_cells(run: Run, result: WriteVerifyResult) -> None:
 
 
 def _mvm(ctx: StepContext) -> dict[str, Any]:
-    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm)
+    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm, intended_us=ctx.targets)
     ctx.mvm = result
     ctx.mvm_slope, ctx.mvm_intercept_ua = result.slope, result.intercept_ua
     vectors, cols = result.expected_ua.shape
     ctx.run.table("mvm").append({
         "input_id": np.repeat(np.arange(vectors, dtype=np.int32), cols),
         "col": np.tile(np.arange(cols, dtype=np.int16), vectors),
-        "expected_ua": result.expected_ua.ravel(), "measured_ua": result.measured_ua.ravel(),
+        "expected_ua": result.expected_ua.ravel(),  # what the conductances read predict: self-consistency
+        "measured_ua": result.measured_ua.ravel(),
         "corrected_ua": result.corrected_ua.ravel(), "held_out": np.repeat(result.test, cols),
+        "intended_ua": result.intended_ua.ravel(),  # what the targets compute: the user's reference
     })
-    return {"vectors": vectors, "full_scale_ua": result.full_scale_ua,
-            "raw_rms_fs": result.raw["rms_fs"], "raw_worst_fs": result.raw["worst_fs"],
-            "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
+    figures = {"vectors": vectors, "full_scale_ua": result.full_scale_ua,
+               "raw_rms_fs": result.raw["rms_fs"], "raw_worst_fs": result.raw["worst_fs"],
+               "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
+    if result.deployed is not None:
+        figures.update(result.deployed.figures())
+    return figures
 
 
 def _drift(ctx: StepContext) -> dict[str, Any]:

@@ -73,6 +73,7 @@ SCHEMAS["mvm"] = pa.schema(
         ("measured_ua", pa.float64()),
         ("corrected_ua", pa.float64()),
         ("held_out", pa.bool_()),  # not used to fit the correction
+        ("intended_ua", pa.float64()),  # what the intended matrix (the targets) computes for this input
     ]
 )
 SCHEMAS["drift"] = pa.schema(
