@@ -9,7 +9,9 @@ programming error cancel out of them). What was asked is judged by
 Expected outputs for self-consistency come from the read conductances and the inputs: ``I_c = Σ_i v_i · G_ic`` with ``v_i = dac_i / 127 ·
 V_read``. The board's MVM path divides the column sum by the number of rows before
 its ADC (the twin documents this; PROTOCOL.md is silent), so a measured code maps back
-to ``I_c = (code - offset_c) / gain_c · LSB · rows``. Half the input vectors fit the
+to ``I_c = (code - offset_c) / gain_c · LSB · rows / MVM:GAIN``. The range is chosen
+from the matrix's own outputs (``choose_gain``): at gain 1 one output code is ``rows``
+LSBs of current, which random inputs on a real matrix use a few percent of. Half the input vectors fit the
 correction ``I_measured = a_c · I_expected + b_c`` per column; the other half, not
 used in the fit, are what the reported errors are computed on. Full scale is the
 largest output the programmed matrix can give: ``V_read · max_c Σ_i G_ic``.
@@ -18,6 +20,7 @@ largest output the programmed matrix can give: ``V_read · max_c Σ_i G_ic``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +37,20 @@ class MvmParams(BaseModel):
     averaging: int = Field(16, ge=1, le=256)
     reference_reads: int = Field(8, ge=1, le=256)
     seed: int = Field(0, ge=0)
+    # the MVM path's output range (MVM:GAIN): "auto" chooses it from the outputs the matrix gives
+    # (bound management), a number fixes it; 1 is the board's default (every row at full input)
+    gain: Literal["auto"] | int = "auto"
+    headroom: float = Field(0.5, gt=0, le=1)  # "auto": the probes' largest output at most this much of the range
+
+
+def choose_gain(largest_code: float, top_code: int, rows: int, headroom: float) -> int:
+    """The largest power of two (1..rows) that keeps ``largest_code`` (seen at gain 1, offset
+    removed) within ``headroom`` of the ADC's range: resolution for the outputs this matrix
+    gives, with room for inputs the probes did not try."""
+    gain = 1
+    while gain * 2 <= rows and largest_code * gain * 2 <= headroom * top_code:
+        gain *= 2
+    return gain
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,8 @@ class MvmResult:
     full_scale_ua: float
     test: np.ndarray  # which vectors were held out of the fit
     repeat_ua: np.ndarray  # the held-out vectors measured a second time (the noise floor)
+    gain: int  # the MVM:GAIN the vectors were measured at
+    clipped: int  # outputs at the ADC's rails (beyond the range)
     intended_ua: np.ndarray | None  # (vectors, cols): what the intended matrix computes, when one was given
     deployed: DeployedAccuracy | None  # its figures
 
@@ -77,13 +96,31 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     volts = inputs / 127.0 * readout.read_voltage
     expected = volts @ conductance
     test = np.arange(params.vectors) % 2 == 1
+    top = 2 ** (board.adc().bits - 1) - 1
+    gain = params.gain if isinstance(params.gain, int) else 1
+    clipped = 0
 
-    def outputs_ua(vectors: np.ndarray) -> np.ndarray:
+    def codes_of(vectors: np.ndarray) -> np.ndarray:
+        nonlocal clipped
         codes = np.stack([board.mvm(vector) for vector in vectors]).astype(float)
-        return (codes - readout.offset) / readout.gain * readout.lsb_ua * g.rows
+        clipped += int((np.abs(codes) >= top).sum())
+        return codes
 
-    measured = outputs_ua(inputs)
-    repeat = outputs_ua(inputs[test])
+    def outputs_ua(codes: np.ndarray) -> np.ndarray:
+        return (codes - readout.offset) / readout.gain * readout.lsb_ua * g.rows / gain
+
+    if params.gain == "auto":
+        probes = codes_of(inputs[~test][:8])
+        gain = choose_gain(float(np.abs(probes - readout.offset).max()), top, g.rows, params.headroom)
+        clipped = 0
+    try:
+        if gain != 1:
+            board.set_mvm_gain(gain)
+        measured = outputs_ua(codes_of(inputs))
+        repeat = outputs_ua(codes_of(inputs[test]))
+    finally:
+        if gain != 1:
+            board.set_mvm_gain(1)  # later steps (drift's compensation) map MVM codes at the default range
     fit = ~test
     slope = np.empty(g.cols)
     intercept = np.empty(g.cols)
@@ -93,5 +130,5 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     full_scale = float(readout.read_voltage * conductance.sum(axis=0).max())
     intended = None if intended_us is None else volts @ intended_us
     deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test)
-    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, intended,
-                     deployed)
+    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, gain, clipped,
+                     intended, deployed)

@@ -78,3 +78,27 @@ def test_the_chip_figures_match_what_its_true_conductances_compute(preset, seed,
     assert deployed.l2_mean == pytest.approx(true_l2, abs=2 * deployed.noise_floor_l2 + 0.01)
     assert deployed.l2_mean > deployed.noise_floor_l2  # programming error and stuck cells are above the noise
     assert result.corrected["worst_fs"] < deployed.worst_output  # self-consistency flatters: it is not this figure
+
+
+@pytest.mark.parametrize("largest, rows, expected", [(2000.0, 256, 1), (400.0, 256, 2), (60.0, 256, 16),
+                                                     (1.0, 64, 64), (0.0, 32, 32)])
+def test_the_range_is_the_largest_power_of_two_that_keeps_the_outputs_in_headroom(largest, rows, expected):
+    from labctl_calibration.mvm import choose_gain
+
+    assert choose_gain(largest, 2047, rows, 0.5) == expected
+
+
+@pytest.mark.parametrize("preset,size", [("pcm", 64), ("rram", 32)])
+def test_auto_range_uses_more_of_the_adc_without_clipping_and_leaves_the_default(preset, size):
+    rig = TwinRig.build(preset, seed=2, rows=size, cols=size)
+    board = Board(InProcessTransport(rig.board.feed))
+    readout = Readout(board.adc().lsb_ua, 0.2)
+    targets = ramp((size, size), 2.0, 20.0, 8)
+    WriteVerify(board, readout, WriteVerifyParams(tolerance_us=3.0)).run(targets)
+    fixed = check_mvm(board, readout, MvmParams(vectors=32, gain=1), intended_us=targets)
+    auto = check_mvm(board, readout, MvmParams(vectors=32), intended_us=targets)
+    assert auto.gain > 1 and auto.clipped == 0 and fixed.gain == 1
+    assert board.query("MVM:GAIN?") == "1"  # later steps map codes at the default range
+    # finer codes: the self-consistency error shrinks; the deployed error does not grow
+    assert auto.raw["rms_fs"] < fixed.raw["rms_fs"]
+    assert auto.deployed.noise_floor_l2 <= fixed.deployed.noise_floor_l2 * 1.1

@@ -61,6 +61,10 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                     f"{100 * figures['deployed_worst_output']:.2f} % of the largest; signed (column pairs) "
                     f"{100 * figures['signed_l2_mean']:.2f} %; noise floor {100 * figures['noise_floor_l2']:.2f} % "
                     f"({figures['deployed_l2_vs_floor']:.1f}x). ")
+        if "mvm_gain" in figures:
+            text += (f"MVM:GAIN {figures['mvm_gain']}"
+                     + (f", {figures['clipped_outputs']} outputs clipped" if figures.get("clipped_outputs") else "")
+                     + ". ")
         return (text + f"Self-consistency against the conductances read ({figures['vectors']} vectors): worst "
                 f"{100 * figures['raw_worst_fs']:.3f} % FS raw, {100 * figures['corrected_worst_fs']:.3f} % FS "
                 f"corrected (RMS {100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")

@@ -247,7 +247,8 @@ def _mvm(ctx: StepContext) -> dict[str, Any]:
         "corrected_ua": result.corrected_ua.ravel(), "held_out": np.repeat(result.test, cols),
         "intended_ua": result.intended_ua.ravel(),  # what the targets compute: the user's reference
     })
-    figures = {"vectors": vectors, "full_scale_ua": result.full_scale_ua,
+    figures = {"vectors": vectors, "full_scale_ua": result.full_scale_ua, "mvm_gain": result.gain,
+               "clipped_outputs": result.clipped,
                "raw_rms_fs": result.raw["rms_fs"], "raw_worst_fs": result.raw["worst_fs"],
                "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
     if result.deployed is not None:
