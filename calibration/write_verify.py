@@ -61,6 +61,9 @@ class WriteVerifyParams(BaseModel):
     min_move_us: float = Field(0.15, ge=0)
     stuck_after: int = Field(3, ge=1)
     max_relapses: int = Field(6, ge=0, le=1000)  # re-pulses of a cell that was in band and read out of tolerance
+    # signed weights (--weights): re-target and program the partner of each stuck cell so its pair
+    # still computes the weight (labctl_calibration.defects); no effect on conductance targets
+    compensate_pairs: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> WriteVerifyParams:

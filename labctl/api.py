@@ -119,7 +119,7 @@ def calibrate(
         def prepare(run: Run) -> None:
             recorder = StoreRecorder(run, array=0, t0_s=t0, cols=spec.cols, progress=progress)
             contexts.append(StepContext(run, rig, loaded.protocol, target_matrix, recorder, nominal, record,
-                                        temperature))
+                                        temperature, signed=user_weights is not None))
             checkpoint(contexts[0])
 
         store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),

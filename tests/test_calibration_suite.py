@@ -111,6 +111,8 @@ def test_weights_map_to_differential_pairs(tmp_path):
     outcome = api.calibrate("chip0", size="32x32", weights=tmp_path / "w.npy", data=tmp_path / "d")
     cells = pd.read_parquet(tmp_path / "d" / "cells")
     assert cells["target_us"].min() >= 2.0 - 1e-6 and cells["target_us"].max() <= 20.0 + 1e-5
+    retargeted = cells["aimed_us"] != cells["target_us"]  # only the partners of stuck cells, within the window
+    assert retargeted.sum() <= 2 * cells["stuck"].sum() and cells["aimed_us"].between(0.0, 25.0).all()
     assert outcome.result.converged_fraction >= 0.93
 
 

@@ -25,6 +25,7 @@ def cells_rows(n, offset=0):
         "pulses": np.ones(n, np.int32),
         "converged": np.ones(n, bool),
         "stuck": np.zeros(n, bool),
+        "aimed_us": np.full(n, 5.0, np.float32),
     }
 
 
@@ -113,7 +114,8 @@ writer = TableWriter(__import__("pathlib").Path({str(tmp_path / "t")!r}), SCHEMA
 n = 50_000
 columns = {{"array": np.zeros(n, np.int16), "row": np.zeros(n, np.int16), "col": np.zeros(n, np.int16),
            "target_us": np.ones(n, np.float32), "achieved_us": np.ones(n, np.float32),
-           "pulses": np.ones(n, np.int32), "converged": np.ones(n, bool), "stuck": np.zeros(n, bool)}}
+           "pulses": np.ones(n, np.int32), "converged": np.ones(n, bool), "stuck": np.zeros(n, bool),
+           "aimed_us": np.ones(n, np.float32)}}
 while True:
     writer.append(columns)  # a full part each time: written, fsynced, renamed
     print(writer.parts_written, flush=True)

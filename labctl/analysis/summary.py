@@ -50,12 +50,24 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
         return (f"{figures['reads']} reads: median σ {figures['median_sigma_us']:.3f} µS per read; per column "
                 f"{figures['column_sigma_us_min']:.3f}..{figures['column_sigma_us_max']:.3f} µS")
     if step == "write_verify":
+        pairs = ""
+        if "pairs_stuck_cells" in figures:
+            pairs = (f"; {figures['pairs_compensated']} of {figures['pairs_stuck_cells']} stuck cells compensated "
+                     f"through their pair's partner"
+                     + (f", {figures['pairs_uncompensated']} not (residual up to "
+                        f"{figures['pairs_residual_max_us']:.2f} µS)" if figures["pairs_uncompensated"] else ""))
         return (f"{100 * figures['converged_fraction']:.2f} % converged in {figures['iterations']} iterations, "
                 f"{figures['stuck_cells']} stuck, {figures['unreachable_cells']} unreachable, "
-                f"σ {figures['error_sigma_us']:.3f} µS ({figures['readout']})")
+                f"σ {figures['error_sigma_us']:.3f} µS ({figures['readout']})" + pairs)
     if step == "mvm":
         text = ""
-        if "deployed_l2_mean" in figures:
+        if "deployed_l2_mean" in figures and figures.get("deployed_as", "").startswith("signed"):
+            text = (f"against the signed weights (held-out inputs): L2 error {100 * figures['signed_l2_mean']:.2f} % "
+                    f"mean, {100 * figures['signed_l2_worst']:.2f} % worst vector, worst output "
+                    f"{100 * figures['signed_worst_output']:.2f} % of the largest; noise floor "
+                    f"{100 * figures['signed_noise_floor_l2']:.2f} % "
+                    f"({figures['signed_l2_mean'] / max(figures['signed_noise_floor_l2'], 1e-12):.1f}x). ")
+        elif "deployed_l2_mean" in figures:
             text = (f"against the targets (held-out inputs): L2 error {100 * figures['deployed_l2_mean']:.2f} % mean, "
                     f"{100 * figures['deployed_l2_worst']:.2f} % worst vector, worst output "
                     f"{100 * figures['deployed_worst_output']:.2f} % of the largest; signed (column pairs) "

@@ -51,6 +51,7 @@ class StepContext:
     stuck_map: np.ndarray | None = None  # write-verify's, else the health check's
     mvm_slope: np.ndarray | None = None
     mvm_intercept_ua: np.ndarray | None = None
+    signed: bool = False  # the targets carry signed weights on differential column pairs (--weights)
 
 
 STATE_ARRAYS = "state.npz"
@@ -88,7 +89,7 @@ def checkpoint(ctx: StepContext) -> None:
     ctx.run.write_json(STATE_JSON, {"readout_calibrated": ctx.readout.calibrated,
                                     "readout_source": ctx.readout_source, "lsb_ua": ctx.readout.lsb_ua,
                                     "read_voltage": ctx.readout.read_voltage, "temperature_k": ctx.temperature_k,
-                                    "t0_s": ctx.recorder.t0_s})
+                                    "t0_s": ctx.recorder.t0_s, "signed": ctx.signed})
 
 
 def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -> StepContext:
@@ -108,6 +109,7 @@ def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -
     recorder = StoreRecorder(run, array=0, t0_s=state["t0_s"], cols=targets.shape[1], progress=progress)
     ctx = StepContext(run, rig, protocol, targets, recorder, readout, None, state["temperature_k"])
     ctx.readout_source = state["readout_source"]
+    ctx.signed = bool(state.get("signed", False))
     for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
         if name in arrays:
             setattr(ctx, name, arrays[name])
@@ -204,12 +206,15 @@ def _read_noise(ctx: StepContext) -> dict[str, Any]:
 
 def _write_verify(ctx: StepContext) -> dict[str, Any]:
     known = ctx.record.stuck if ctx.record is not None else None
-    result = WriteVerify(ctx.rig.board, ctx.readout, ctx.protocol.write_verify, ctx.recorder).run(
-        ctx.targets, known_stuck=known)
+    verify = WriteVerify(ctx.rig.board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
+    result = verify.run(ctx.targets, known_stuck=known)
+    pairs: dict[str, Any] = {}
+    if ctx.signed and ctx.protocol.write_verify.compensate_pairs and result.stuck.any():
+        result, pairs = _compensate_through_partners(ctx, verify, result)
     ctx.write_verify = result
     ctx.stuck_map = result.stuck
-    _store_cells(ctx.run, result)
-    return {"cells": result.cells, "converged_cells": int(result.converged.sum()),
+    _store_cells(ctx.run, result, ctx.targets)
+    return {**pairs, "cells": result.cells, "converged_cells": int(result.converged.sum()),
             "tolerance_us": result.tolerance_us, "error_max_us": result.max_abs_error_us,
             "pulses_per_cell_max": int(result.pulses.max(initial=0)),
             "iterations": result.iterations, "converged_fraction": result.converged_fraction,
@@ -219,18 +224,42 @@ def _write_verify(ctx: StepContext) -> dict[str, Any]:
             "known_stuck_from_record": int(known.sum()) if known is not None else 0}
 
 
-def _store_cells(run: Run, result: WriteVerifyResult) -> None:
+def _compensate_through_partners(ctx: StepContext, verify: WriteVerify, result: WriteVerifyResult
+                                 ) -> tuple[WriteVerifyResult, dict[str, Any]]:
+    """Signed weights: re-target and program the partners of the stuck cells so each pair
+    still computes its weight; the cells table then holds what each cell was programmed to."""
+    from dataclasses import replace
+
+    from labctl_calibration.defects import compensate_pairs
+
+    plan = compensate_pairs(ctx.targets, result.stuck, result.achieved_us, ctx.rig.spec.window_us)
+    partners = plan.partners & ~result.stuck
+    again = verify.run(plan.targets_us, include=partners, known_stuck=result.stuck)
+    merged = replace(
+        result, targets_us=plan.targets_us, achieved_us=np.where(partners, again.achieved_us, result.achieved_us),
+        pulses=result.pulses + again.pulses, converged=np.where(partners, again.converged, result.converged),
+        unreachable=np.where(partners, again.unreachable, result.unreachable),
+        stuck=result.stuck | again.stuck, iterations=result.iterations + again.iterations)
+    stuck = int(result.stuck.sum())
+    left = plan.uncompensated & result.stuck
+    return merged, {"pairs_stuck_cells": stuck, "pairs_compensated": int((plan.compensated & result.stuck).sum()),
+                    "pairs_uncompensated": int(left.sum()),
+                    "pairs_residual_max_us": float(np.nanmax(plan.residual_us[left])) if left.any() else 0.0}
+
+
+def _store_cells(run: Run, result: WriteVerifyResult, intended_us: np.ndarray) -> None:
     rows, cols = np.indices(result.targets_us.shape)
     n = result.targets_us.size
     run.table("cells").append({
         "array": np.zeros(n, dtype=np.int16),
         "row": rows.ravel().astype(np.int16),
         "col": cols.ravel().astype(np.int16),
-        "target_us": result.targets_us.ravel().astype(np.float32),
+        "target_us": intended_us.ravel().astype(np.float32),
         "achieved_us": result.achieved_us.ravel().astype(np.float32),
         "pulses": result.pulses.ravel(),
         "converged": result.converged.ravel(),
         "stuck": result.stuck.ravel(),
+        "aimed_us": result.targets_us.ravel().astype(np.float32),
     })
 
 
@@ -252,7 +281,8 @@ def _mvm(ctx: StepContext) -> dict[str, Any]:
                "raw_rms_fs": result.raw["rms_fs"], "raw_worst_fs": result.raw["worst_fs"],
                "corrected_rms_fs": result.corrected["rms_fs"], "corrected_worst_fs": result.corrected["worst_fs"]}
     if result.deployed is not None:
-        figures.update(result.deployed.figures())
+        figures.update(result.deployed.figures(), deployed_as="signed weights on column pairs" if ctx.signed
+                       else "conductance targets")
     return figures
 
 

@@ -51,6 +51,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("pulses", pa.int32()),
             ("converged", pa.bool_()),
             ("stuck", pa.bool_()),
+            ("aimed_us", pa.float32()),  # what the cell was programmed to: the target, or a stuck partner's compensation
         ]
     ),
 }

@@ -1,0 +1,70 @@
+"""Defect-aware mapping of signed weights: a stuck cell is compensated through its differential partner.
+
+A signed weight lives on a differential column pair, ``w_i ∝ G(i, 2j) − G(i, 2j+1)``. A cell
+that will not move (stuck at ``s``, as write-verify measured it) still leaves the pair's
+*difference* free: re-target its partner to ``s − d`` (or ``d + s`` when the negative side is
+stuck), ``d`` the intended difference, and the pair computes the intended weight for every
+input. Where that partner target lies outside the window, the nearest end of the window is
+the best the pair can do, and what is left is reported, cell by cell, with its size.
+Unsigned (single-column) deployments have no partner: a stuck cell there is reported,
+not compensated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PairCompensation:
+    targets_us: np.ndarray  # the conductance targets with the partners of stuck cells re-targeted
+    partners: np.ndarray  # cells re-targeted (to be programmed again)
+    compensated: np.ndarray  # stuck cells whose pair now computes its weight exactly (on target)
+    residual_us: np.ndarray  # per stuck cell: |intended − achievable difference|, 0 where compensated
+
+    @property
+    def uncompensated(self) -> np.ndarray:
+        return self.residual_us > 0
+
+
+def compensate_pairs(targets_us: np.ndarray, stuck: np.ndarray, stuck_at_us: np.ndarray,
+                     window_us: tuple[float, float]) -> PairCompensation:
+    """New targets for the partners of ``stuck`` cells (measured at ``stuck_at_us``), pairs being
+    columns (2j, 2j+1); a pair with both cells stuck keeps its targets and its residual."""
+    low, high = window_us
+    rows, cols = targets_us.shape
+    pairs = cols // 2
+    new = targets_us.astype(float).copy()
+    partners = np.zeros(targets_us.shape, dtype=bool)
+    residual = np.zeros(targets_us.shape)
+    positive, negative = np.s_[:, 0 : 2 * pairs : 2], np.s_[:, 1 : 2 * pairs : 2]
+    difference = targets_us[positive] - targets_us[negative]
+    stuck_p, stuck_n = stuck[positive], stuck[negative]
+    at_p, at_n = stuck_at_us[positive], stuck_at_us[negative]
+
+    both = stuck_p & stuck_n
+    residual[positive] = np.where(both, np.abs(difference - (at_p - at_n)), 0.0)
+
+    # the positive side is stuck: the negative side must be at_p - d
+    wanted_n = at_p - difference
+    only_p = stuck_p & ~stuck_n
+    reachable_n = np.clip(wanted_n, low, high)
+    new[negative] = np.where(only_p, reachable_n, new[negative])
+    partners[negative] |= only_p
+    residual[positive] = np.where(only_p, np.abs(wanted_n - reachable_n), residual[positive])
+
+    # the negative side is stuck: the positive side must be d + at_n
+    wanted_p = difference + at_n
+    only_n = stuck_n & ~stuck_p
+    reachable_p = np.clip(wanted_p, low, high)
+    new[positive] = np.where(only_n, reachable_p, new[positive])
+    partners[positive] |= only_n
+    residual[negative] = np.where(only_n, np.abs(wanted_p - reachable_p), residual[negative])
+
+    compensated = stuck & (residual == 0)
+    if cols % 2:  # an odd last column has no partner
+        compensated[:, -1] = False
+        residual[:, -1] = np.where(stuck[:, -1], np.nan, 0.0)
+    return PairCompensation(new, partners, compensated, residual)
