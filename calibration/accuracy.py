@@ -39,6 +39,8 @@ class DeployedAccuracy:
     signed_worst_output: float
     noise_floor_l2: float  # one MVM's repeatability, relative to ‖y*‖
     signed_noise_floor_l2: float
+    without_defects_l2_mean: float | None = None  # the L2 error with the defective cells' known error taken out
+    without_defects_worst_output: float | None = None
 
     @property
     def l2_vs_floor(self) -> float:
@@ -50,7 +52,10 @@ class DeployedAccuracy:
                 "deployed_raw_worst_output": self.raw_worst_output, "signed_l2_mean": self.signed_l2_mean,
                 "signed_l2_worst": self.signed_l2_worst, "signed_worst_output": self.signed_worst_output,
                 "noise_floor_l2": self.noise_floor_l2, "signed_noise_floor_l2": self.signed_noise_floor_l2,
-                "deployed_l2_vs_floor": self.l2_vs_floor}
+                "deployed_l2_vs_floor": self.l2_vs_floor,
+                **({"without_defects_l2_mean": self.without_defects_l2_mean,
+                    "without_defects_worst_output": self.without_defects_worst_output}
+                   if self.without_defects_l2_mean is not None else {})}
 
 
 def _relative(error: np.ndarray, ideal: np.ndarray) -> np.ndarray:
@@ -74,10 +79,15 @@ def output_scale(intended_ua: np.ndarray, measured_ua: np.ndarray, fit: np.ndarr
 
 
 def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: np.ndarray, repeat_ua: np.ndarray,
-                      test: np.ndarray) -> DeployedAccuracy:
+                      test: np.ndarray, defect_error_us: np.ndarray | None = None) -> DeployedAccuracy:
     """The figures for a deployed matrix ``intended_us`` (rows x cols, µS) and inputs ``volts``
     (vectors x rows): ``measured_ua`` every vector's outputs, ``repeat_ua`` the held-out
-    (``test``) vectors measured a second time, in the same order."""
+    (``test``) vectors measured a second time, in the same order.
+
+    ``defect_error_us``: the measured error of the cells that could not be programmed
+    (stuck or unreachable: achieved − intended, 0 elsewhere). With it, the figures are also
+    given with that known error taken out of the outputs: what the defects cost, and what
+    the rest of the chip achieves."""
     ideal = volts @ intended_us
     slope, intercept = output_scale(ideal, measured_ua, ~test)
     corrected = (measured_ua - intercept) / slope
@@ -89,7 +99,13 @@ def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: n
     largest, signed_largest = np.abs(held_ideal).max(), np.abs(signed_ideal).max()
     floor = _relative(held - repeat, held_ideal) / np.sqrt(2)
     signed_floor = _relative(signed - _differential(repeat), signed_ideal) / np.sqrt(2)
+    without_l2 = without_worst = None
+    if defect_error_us is not None:  # the same figures, output scale included, with the defects' known part removed
+        cost = volts @ defect_error_us
+        clean = deployed_accuracy(intended_us, volts, measured_ua - cost, repeat_ua - cost[test], test)
+        without_l2, without_worst = clean.l2_mean, clean.worst_output
     return DeployedAccuracy(
+        without_defects_l2_mean=without_l2, without_defects_worst_output=without_worst,
         l2_mean=float(l2.mean()), l2_worst=float(l2.max()),
         worst_output=float(np.abs(held - held_ideal).max() / largest),
         raw_l2_mean=float(_relative(held_raw - held_ideal, held_ideal).mean()),

@@ -83,9 +83,11 @@ class MvmResult:
         return self._stats(self.corrected_ua)
 
 
-def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None) -> MvmResult:
+def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None,
+              defect_error_us: np.ndarray | None = None) -> MvmResult:
     """Random signed inputs through the MVM path; ``intended_us`` (the targets) adds the
-    deployed matrix's figures for the same vectors."""
+    deployed matrix's figures for the same vectors, ``defect_error_us`` what its defective
+    cells cost (``labctl_calibration.accuracy``)."""
     g = board.geometry()
     board.read_voltage = readout.read_voltage
     board.averaging = 256
@@ -129,6 +131,7 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     corrected = (measured - intercept) / slope
     full_scale = float(readout.read_voltage * conductance.sum(axis=0).max())
     intended = None if intended_us is None else volts @ intended_us
-    deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test)
+    deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test,
+                                                                  defect_error_us)
     return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, gain, clipped,
                      intended, deployed)

@@ -102,3 +102,16 @@ def test_auto_range_uses_more_of_the_adc_without_clipping_and_leaves_the_default
     # finer codes: the self-consistency error shrinks; the deployed error does not grow
     assert auto.raw["rms_fs"] < fixed.raw["rms_fs"]
     assert auto.deployed.noise_floor_l2 <= fixed.deployed.noise_floor_l2 * 1.1
+
+
+def test_the_cost_of_known_defects_is_taken_out_exactly():
+    rng, intended, volts, test = synthetic()
+    programmed = intended + 0.3 * rng.standard_normal(intended.shape)
+    programmed[5, 3], programmed[17, 20] = 24.0, 0.1  # two stuck cells
+    defects = np.zeros(intended.shape)
+    defects[5, 3], defects[17, 20] = 24.0 - intended[5, 3], 0.1 - intended[17, 20]
+    measured = volts @ programmed
+    result = deployed_accuracy(intended, volts, measured, measured[test], test, defects)
+    clean = deployed_accuracy(intended, volts, volts @ (programmed - defects), measured[test], test)
+    assert result.l2_mean > result.without_defects_l2_mean and result.worst_output > result.without_defects_worst_output
+    assert result.without_defects_l2_mean == pytest.approx(clean.l2_mean, rel=1e-9)

@@ -72,7 +72,9 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                     f"{100 * figures['deployed_l2_worst']:.2f} % worst vector, worst output "
                     f"{100 * figures['deployed_worst_output']:.2f} % of the largest; signed (column pairs) "
                     f"{100 * figures['signed_l2_mean']:.2f} %; noise floor {100 * figures['noise_floor_l2']:.2f} % "
-                    f"({figures['deployed_l2_vs_floor']:.1f}x). ")
+                    f"({figures['deployed_l2_vs_floor']:.1f}x)"
+                    + (f"; without the stuck and unreachable cells' error {100 * figures['without_defects_l2_mean']:.2f} %"
+                       if "without_defects_l2_mean" in figures else "") + ". ")
         if "mvm_gain" in figures:
             text += (f"MVM:GAIN {figures['mvm_gain']}"
                      + (f", {figures['clipped_outputs']} outputs clipped" if figures.get("clipped_outputs") else "")

@@ -264,7 +264,12 @@ def _store_cells(run: Run, result: WriteVerifyResult, intended_us: np.ndarray) -
 
 
 def _mvm(ctx: StepContext) -> dict[str, Any]:
-    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm, intended_us=ctx.targets)
+    defects = None
+    wv = ctx.write_verify
+    if wv is not None and not ctx.signed:  # signed pairs have compensated theirs, and report what is left
+        bad = wv.stuck | wv.unreachable
+        defects = np.where(bad, wv.achieved_us - ctx.targets, 0.0)
+    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm, intended_us=ctx.targets, defect_error_us=defects)
     ctx.mvm = result
     ctx.mvm_slope, ctx.mvm_intercept_ua = result.slope, result.intercept_ua
     vectors, cols = result.expected_ua.shape
