@@ -34,7 +34,9 @@ def one(preset: str, size: int, seed: int) -> dict:
     mvm = summary["steps"]["mvm"]
     return {"preset": preset, "size": size, "seed": seed, "passed": summary["passed"], "failed": failed,
             "converged": summary["converged_fraction"], "sigma_us": summary["error_sigma_us"],
-            "l2": mvm["deployed_l2_mean"], "floor": mvm["noise_floor_l2"], "wall_s": wall}
+            "l2": mvm["deployed_l2_mean"], "floor": mvm["noise_floor_l2"], "wall_s": wall,
+            "clean": mvm.get("without_defects_l2_mean", float("nan")), "worst_output": mvm["deployed_worst_output"],
+            "signed": mvm["signed_l2_mean"]}
 
 
 def main() -> None:
@@ -51,7 +53,9 @@ def main() -> None:
                 results.append(r)
                 print(f"{preset:<8} {size:>4}x{size:<4} seed {seed}  {'pass' if r['passed'] else 'FAIL'}  "
                       f"converged {100 * r['converged']:6.2f} %  σ {r['sigma_us']:.3f} µS  "
-                      f"deployed L2 {100 * r['l2']:5.1f} % (floor {100 * r['floor']:4.1f} %)  {r['wall_s']:5.1f} s"
+                      f"deployed L2 {100 * r['l2']:5.1f} % (floor {100 * r['floor']:4.1f} %, without defects "
+                      f"{100 * r['clean']:4.1f} %), worst output {100 * r['worst_output']:4.1f} %, signed "
+                      f"{100 * r['signed']:4.1f} %  {r['wall_s']:5.1f} s"
                       + (f"  missed: {', '.join(r['failed'])}" if r["failed"] else ""), flush=True)
     passed = sum(r["passed"] for r in results)
     print(f"\n{passed} of {len(results)} passed their acceptance")

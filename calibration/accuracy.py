@@ -44,9 +44,15 @@ class DeployedAccuracy:
 
     @property
     def l2_vs_floor(self) -> float:
-        return self.l2_mean / self.noise_floor_l2 if self.noise_floor_l2 > 0 else float("inf")
+        return self.l2_mean / self.noise_floor_l2 if self.noise_floor_l2 > 0 else float("nan")
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> dict[str, float | None]:
+        """Every figure by name; one that is undefined for this matrix (signed figures of a
+        matrix whose pairs are equal) is None."""
+        return {name: (value if value is None or np.isfinite(value) else None)
+                for name, value in self._all().items()}
+
+    def _all(self) -> dict[str, float | None]:
         return {"deployed_l2_mean": self.l2_mean, "deployed_l2_worst": self.l2_worst,
                 "deployed_worst_output": self.worst_output, "deployed_raw_l2_mean": self.raw_l2_mean,
                 "deployed_raw_worst_output": self.raw_worst_output, "signed_l2_mean": self.signed_l2_mean,
@@ -59,7 +65,19 @@ class DeployedAccuracy:
 
 
 def _relative(error: np.ndarray, ideal: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(error, axis=1) / np.maximum(np.linalg.norm(ideal, axis=1), 1e-30)
+    """Per vector ``‖error‖ / ‖ideal‖``; NaN where the ideal output is zero (nothing to be relative to)."""
+    norm = np.linalg.norm(ideal, axis=1)
+    return np.linalg.norm(error, axis=1) / np.where(norm > 0, norm, np.nan)
+
+
+def _mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _max(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else float("nan")
 
 
 def _differential(outputs: np.ndarray) -> np.ndarray:
@@ -79,7 +97,7 @@ def output_scale(intended_ua: np.ndarray, measured_ua: np.ndarray, fit: np.ndarr
 
 
 def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: np.ndarray, repeat_ua: np.ndarray,
-                      test: np.ndarray, defect_error_us: np.ndarray | None = None) -> DeployedAccuracy:
+                      test: np.ndarray, defect_error_us: np.ndarray | None = None) -> DeployedAccuracy | None:
     """The figures for a deployed matrix ``intended_us`` (rows x cols, µS) and inputs ``volts``
     (vectors x rows): ``measured_ua`` every vector's outputs, ``repeat_ua`` the held-out
     (``test``) vectors measured a second time, in the same order.
@@ -89,6 +107,8 @@ def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: n
     given with that known error taken out of the outputs: what the defects cost, and what
     the rest of the chip achieves."""
     ideal = volts @ intended_us
+    if not np.abs(ideal[test]).max(initial=0.0) > 0:
+        return None  # a matrix of zeros computes nothing to be relative to
     slope, intercept = output_scale(ideal, measured_ua, ~test)
     corrected = (measured_ua - intercept) / slope
     held_ideal, held, held_raw = ideal[test], corrected[test], measured_ua[test]
@@ -96,21 +116,23 @@ def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: n
     l2 = _relative(held - held_ideal, held_ideal)
     signed_ideal, signed = _differential(held_ideal), _differential(held)
     signed_l2 = _relative(signed - signed_ideal, signed_ideal)
-    largest, signed_largest = np.abs(held_ideal).max(), np.abs(signed_ideal).max()
+    largest = np.abs(held_ideal).max()
+    signed_largest = np.abs(signed_ideal).max(initial=0.0)  # 0: equal pairs, no signed weight to judge
+    signed_worst = float(np.abs(signed - signed_ideal).max() / signed_largest) if signed_largest > 0 else float("nan")
     floor = _relative(held - repeat, held_ideal) / np.sqrt(2)
     signed_floor = _relative(signed - _differential(repeat), signed_ideal) / np.sqrt(2)
     without_l2 = without_worst = None
     if defect_error_us is not None:  # the same figures, output scale included, with the defects' known part removed
         cost = volts @ defect_error_us
         clean = deployed_accuracy(intended_us, volts, measured_ua - cost, repeat_ua - cost[test], test)
+        assert clean is not None  # the same intended outputs as above
         without_l2, without_worst = clean.l2_mean, clean.worst_output
     return DeployedAccuracy(
         without_defects_l2_mean=without_l2, without_defects_worst_output=without_worst,
-        l2_mean=float(l2.mean()), l2_worst=float(l2.max()),
+        l2_mean=_mean(l2), l2_worst=_max(l2),
         worst_output=float(np.abs(held - held_ideal).max() / largest),
-        raw_l2_mean=float(_relative(held_raw - held_ideal, held_ideal).mean()),
+        raw_l2_mean=_mean(_relative(held_raw - held_ideal, held_ideal)),
         raw_worst_output=float(np.abs(held_raw - held_ideal).max() / largest),
-        signed_l2_mean=float(signed_l2.mean()), signed_l2_worst=float(signed_l2.max()),
-        signed_worst_output=float(np.abs(signed - signed_ideal).max() / signed_largest),
-        noise_floor_l2=float(floor.mean()), signed_noise_floor_l2=float(signed_floor.mean()),
+        signed_l2_mean=_mean(signed_l2), signed_l2_worst=_max(signed_l2), signed_worst_output=signed_worst,
+        noise_floor_l2=_mean(floor), signed_noise_floor_l2=_mean(signed_floor),
     )

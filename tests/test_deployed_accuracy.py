@@ -115,3 +115,22 @@ def test_the_cost_of_known_defects_is_taken_out_exactly():
     clean = deployed_accuracy(intended, volts, volts @ (programmed - defects), measured[test], test)
     assert result.l2_mean > result.without_defects_l2_mean and result.worst_output > result.without_defects_worst_output
     assert result.without_defects_l2_mean == pytest.approx(clean.l2_mean, rel=1e-9)
+
+
+def test_matrices_with_nothing_to_be_relative_to_give_no_figure_not_a_crash(tmp_path):
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    _, intended, volts, test = synthetic()
+    zeros = np.zeros_like(intended)
+    assert deployed_accuracy(zeros, volts, volts @ intended, (volts @ intended)[test], test) is None
+    equal_pairs = np.repeat(intended[:, ::2], 2, axis=1)  # every signed weight zero
+    figures = deployed_accuracy(equal_pairs, volts, volts @ equal_pairs, (volts @ equal_pairs)[test], test).figures()
+    assert figures["signed_l2_mean"] is None and figures["signed_worst_output"] is None
+    assert figures["deployed_l2_mean"] < 1e-9
+    for name, matrix in (("zeros", np.zeros((16, 16))), ("pairs", np.full((16, 16), 5.0))):
+        np.save(tmp_path / f"{name}.npy", matrix)
+        result = CliRunner().invoke(app, ["calibrate", "--size", "16x16", "--targets", str(tmp_path / f"{name}.npy"),
+                                          "--data", str(tmp_path / name), "-q"])
+        assert result.exit_code in (0, 1), result.output

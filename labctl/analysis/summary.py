@@ -61,19 +61,26 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                 f"σ {figures['error_sigma_us']:.3f} µS ({figures['readout']})" + pairs)
     if step == "mvm":
         text = ""
+
+        def pct(name: str) -> str:  # a figure this matrix leaves undefined is None in the JSON
+            value = figures.get(name)
+            return "n/a" if value is None else f"{100 * value:.2f} %"
+
+        def times(a: str, b: str) -> str:
+            top, bottom = figures.get(a), figures.get(b)
+            return f"{top / bottom:.1f}x" if top is not None and bottom else "n/a"
+
         if "deployed_l2_mean" in figures and figures.get("deployed_as", "").startswith("signed"):
-            text = (f"against the signed weights (held-out inputs): L2 error {100 * figures['signed_l2_mean']:.2f} % "
-                    f"mean, {100 * figures['signed_l2_worst']:.2f} % worst vector, worst output "
-                    f"{100 * figures['signed_worst_output']:.2f} % of the largest; noise floor "
-                    f"{100 * figures['signed_noise_floor_l2']:.2f} % "
-                    f"({figures['signed_l2_mean'] / max(figures['signed_noise_floor_l2'], 1e-12):.1f}x). ")
+            text = (f"against the signed weights (held-out inputs): L2 error {pct('signed_l2_mean')} mean, "
+                    f"{pct('signed_l2_worst')} worst vector, worst output {pct('signed_worst_output')} of the "
+                    f"largest; noise floor {pct('signed_noise_floor_l2')} "
+                    f"({times('signed_l2_mean', 'signed_noise_floor_l2')}). ")
         elif "deployed_l2_mean" in figures:
-            text = (f"against the targets (held-out inputs): L2 error {100 * figures['deployed_l2_mean']:.2f} % mean, "
-                    f"{100 * figures['deployed_l2_worst']:.2f} % worst vector, worst output "
-                    f"{100 * figures['deployed_worst_output']:.2f} % of the largest; signed (column pairs) "
-                    f"{100 * figures['signed_l2_mean']:.2f} %; noise floor {100 * figures['noise_floor_l2']:.2f} % "
-                    f"({figures['deployed_l2_vs_floor']:.1f}x)"
-                    + (f"; without the stuck and unreachable cells' error {100 * figures['without_defects_l2_mean']:.2f} %"
+            text = (f"against the targets (held-out inputs): L2 error {pct('deployed_l2_mean')} mean, "
+                    f"{pct('deployed_l2_worst')} worst vector, worst output {pct('deployed_worst_output')} of the "
+                    f"largest; signed (column pairs) {pct('signed_l2_mean')}; noise floor {pct('noise_floor_l2')} "
+                    f"({times('deployed_l2_mean', 'noise_floor_l2')})"
+                    + (f"; without the stuck and unreachable cells' error {pct('without_defects_l2_mean')}"
                        if "without_defects_l2_mean" in figures else "") + ". ")
         if "mvm_gain" in figures:
             text += (f"MVM:GAIN {figures['mvm_gain']}"

@@ -112,7 +112,8 @@ def test_the_summary_says_what_a_lossy_link_cost_and_a_loss_costs_one_timeout(tm
         process = labctl(["calibrate", CHIP, "--config", str(config), "--data", str(data), "--protocol",
                           str(lighter_protocol(tmp_path / "protocol.toml")), "--json", "-q"], tmp_path)
         out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err
+    # a completed run, judged (on an 8x8 chip the MVM's worst case sits near its 3 % limit: not this test's subject)
+    assert process.returncode in (0, 1), err
     link = json.loads(out)["link"]
     dropped = rig.faults.counts["drop"]
     assert dropped > 5
@@ -122,4 +123,4 @@ def test_the_summary_says_what_a_lossy_link_cost_and_a_loss_costs_one_timeout(tm
     assert dropped * timeout_s <= link["time_lost_s"] <= dropped * (timeout_s + 0.1)
     assert sum(stats["lost_replies"] for stats in link["by_instrument"].values()) == dropped
     (run,) = manifests(data).values()
-    assert run["summary"]["link"]["lost_replies"] == dropped
+    assert run["status"] == "completed" and run["summary"]["link"]["lost_replies"] == dropped
