@@ -34,7 +34,7 @@ def compensate_pairs(targets_us: np.ndarray, stuck: np.ndarray, stuck_at_us: np.
     """New targets for the partners of ``stuck`` cells (measured at ``stuck_at_us``), pairs being
     columns (2j, 2j+1); a pair with both cells stuck keeps its targets and its residual."""
     low, high = window_us
-    rows, cols = targets_us.shape
+    cols = targets_us.shape[1]
     pairs = cols // 2
     new = targets_us.astype(float).copy()
     partners = np.zeros(targets_us.shape, dtype=bool)

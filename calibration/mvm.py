@@ -6,13 +6,14 @@ agrees with the read path, not whether the chip computes what was asked (stuck c
 programming error cancel out of them). What was asked is judged by
 ``labctl_calibration.accuracy`` against the intended matrix, on the same vectors.
 
-Expected outputs for self-consistency come from the read conductances and the inputs: ``I_c = Σ_i v_i · G_ic`` with ``v_i = dac_i / 127 ·
-V_read``. The board's MVM path divides the column sum by the number of rows before
-its ADC (the twin documents this; PROTOCOL.md is silent), so a measured code maps back
-to ``I_c = (code - offset_c) / gain_c · LSB · rows / MVM:GAIN``. The range is chosen
-from the matrix's own outputs (``choose_gain``): at gain 1 one output code is ``rows``
-LSBs of current, which random inputs on a real matrix use a few percent of. Half the input vectors fit the
-correction ``I_measured = a_c · I_expected + b_c`` per column; the other half, not
+Expected outputs for self-consistency come from the read conductances and the inputs:
+``I_c = Σ_i v_i · G_ic`` with ``v_i = dac_i / 127 · V_read``. The board's MVM path scales
+the column sum by ``MVM:GAIN / rows`` before its ADC (PROTOCOL.md), so a measured code
+maps back to ``I_c = (code - offset_c) / gain_c · LSB · rows / MVM:GAIN``. The range is
+chosen from the matrix's own outputs (``choose_gain``): at gain 1 one output code is
+``rows`` LSBs of current, of which random inputs on a real matrix use a few percent. Half
+the input vectors fit the correction ``I_measured = a_c · I_expected + b_c`` per column
+(``accuracy.output_scale``, the same fit a deployment's output scale uses); the other half, not
 used in the fit, are what the reported errors are computed on. Full scale is the
 largest output the programmed matrix can give: ``V_read · max_c Σ_i G_ic``.
 """
@@ -25,7 +26,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy
+from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy, output_scale
 from labctl_calibration.readout import Readout
 from labctl_drivers.board import Board
 
@@ -124,10 +125,7 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
         if gain != 1:
             board.set_mvm_gain(1)  # later steps (drift's compensation) map MVM codes at the default range
     fit = ~test
-    slope = np.empty(g.cols)
-    intercept = np.empty(g.cols)
-    for c in range(g.cols):
-        slope[c], intercept[c] = np.polyfit(expected[fit, c], measured[fit, c], 1)
+    slope, intercept = output_scale(expected, measured, fit)
     corrected = (measured - intercept) / slope
     full_scale = float(readout.read_voltage * conductance.sum(axis=0).max())
     intended = None if intended_us is None else volts @ intended_us

@@ -43,19 +43,18 @@ class Periphery:
         """``gain0``/``offset0`` are the trims, (arrays, cols); ``rng`` draws everything else
         (a stream of its own, so adding to the periphery changes no cell of a chip)."""
         columns = gain0.shape
-        fab = rng
         self.bits = p.adc_bits
         self.full_scale_ua = p.adc_full_scale_ua
         self.gain0 = gain0.astype(np.float64)
         self.offset0 = offset0.astype(np.float64)
-        amplitude = p.adc_inl_lsb * fab.uniform(0.5, 1.0, columns)
-        phase = fab.uniform(0.0, 2 * np.pi, columns)
+        amplitude = p.adc_inl_lsb * rng.uniform(0.5, 1.0, columns)
+        phase = rng.uniform(0.0, 2 * np.pi, columns)
         self.inl_bow = amplitude * np.cos(phase)
         self.inl_s = amplitude * np.sin(phase) * S_SHAPE_PEAK
-        self.gain_tempco = p.adc_gain_tempco_per_k + p.adc_gain_tempco_spread * fab.standard_normal(columns)
-        self.offset_tempco = p.adc_offset_tempco_lsb_per_k * fab.standard_normal(columns)
-        self.mvm_gain_ratio = 1.0 + p.mvm_gain_mismatch * fab.standard_normal(columns)
-        self.mvm_offset_delta = p.mvm_offset_mismatch_lsb * fab.standard_normal(columns)
+        self.gain_tempco = p.adc_gain_tempco_per_k + p.adc_gain_tempco_spread * rng.standard_normal(columns)
+        self.offset_tempco = p.adc_offset_tempco_lsb_per_k * rng.standard_normal(columns)
+        self.mvm_gain_ratio = 1.0 + p.mvm_gain_mismatch * rng.standard_normal(columns)
+        self.mvm_offset_delta = p.mvm_offset_mismatch_lsb * rng.standard_normal(columns)
         # wander: (gain, offset) x terms x columns; periods log-uniform over [τ/4, 4τ]
         shape = (2, WANDER_TERMS, *columns)
         tau = max(p.adc_wander_tau_s, 1e-9)
