@@ -54,8 +54,12 @@ def drift_reads_done(data: Path) -> int:
     return sum(len(segment["times_s"]) for segment in journal["segments"])
 
 
-def start(args: list[str], workdir: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "LABCTL_CONFIG"}
+def start(args: list[str], workdir: Path, crash_at: str | None = None) -> subprocess.Popen:
+    """labctl in a subprocess; ``crash_at`` names a crash point where it SIGKILLs itself
+    (``labctl.store.crashpoints``): a kill at an exact read, with no race against a poller."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LABCTL_CONFIG", "LABCTL_CRASH_AT")}
+    if crash_at is not None:
+        env["LABCTL_CRASH_AT"] = crash_at
     return subprocess.Popen([sys.executable, "-m", "labctl", *args], cwd=workdir, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -76,14 +80,6 @@ def kill_when_step_done(process: subprocess.Popen, data: Path, step: str) -> Non
     process.wait()
 
 
-def kill_after(process: subprocess.Popen, data: Path, reads: int) -> None:
-    deadline = time.time() + 120
-    while drift_reads_done(data) < reads and process.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
 def test_a_killed_drift_run_resumes_with_every_read_exactly_once(served):
     workdir, config = served
     data = workdir / "data"
@@ -94,8 +90,10 @@ def test_a_killed_drift_run_resumes_with_every_read_exactly_once(served):
     (run_dir,) = (data / "runs").iterdir()
     run_id = run_dir.name
     assert "write_verify" not in steps_done(data)
-    kill_after(start(["resume", run_id, *common], workdir), data, 2)  # in the first temperature
-    kill_after(start(["resume", run_id, *common], workdir), data, READS + 3)  # in the second
+    for crash_at in ("drift-read-0-1", "drift-read-1-2"):  # the 2nd read of the first temperature, 3rd of the second
+        killed = start(["resume", run_id, *common], workdir, crash_at=crash_at)
+        killed.communicate(timeout=300)
+        assert killed.returncode == -signal.SIGKILL, crash_at
     done = start(["drift", "chipR", "--resume", "--json", *common[:-1]], workdir)
     out, err = done.communicate(timeout=300)
     assert done.returncode in (0, 1), err

@@ -27,6 +27,7 @@ from labctl.runs.protocol import CalibrateProtocol
 from labctl.runs.recorder import StoreRecorder
 from labctl.runs.records import CalibrationRecord
 from labctl.rigs.rig import Rig
+from labctl.store import crashpoints
 from labctl.store.run import Run
 
 
@@ -328,6 +329,7 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         phase = f"drift-{params.temperatures_k[k]:g}K"
         columns = ctx.recorder.read_columns(phase, i, np.arange(shape[0]), codes, g, time_s, kelvin)
         ctx.run.table("reads").write_part(part_name(k, i), columns)
+        crashpoints.reached(f"drift-read-{k}-{i}")  # the crash suite's kill: stored, not yet journalled
         if ctx.recorder.progress:
             ctx.recorder.progress("drift", k * params.reads + i + 1, total)
 

@@ -2,8 +2,10 @@
 
 Random kill times rarely land in a window a few microseconds wide (the write probe of
 the data directory, say), so the crash suite also names such windows:
-``LABCTL_CRASH_AT=<point>`` makes the process SIGKILL itself there. Unset, as in every
-normal run, ``reached`` is one dictionary lookup.
+``LABCTL_CRASH_AT=<point>`` makes the process SIGKILL itself there. Points: ``probe``
+(the data directory's write probe) and ``drift-read-<k>-<i>`` (read i of drift
+temperature k, stored but not yet in the journal). Unset, as in every normal run,
+``reached`` is one dictionary lookup.
 """
 
 from __future__ import annotations
