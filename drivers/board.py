@@ -99,10 +99,21 @@ class Board(ScpiInstrument):
     # ---- identity and geometry -----------------------------------------------------
 
     def identity(self) -> Identity:
-        parts = [p.strip() for p in self.identify().split(",")]
-        if len(parts) != 4:
-            raise ReplyError(f"{self.name}: *IDN? reply has {len(parts)} fields, expected 4: {','.join(parts)!r}")
-        return Identity(*parts)
+        """``*IDN?``, judged inside the exchange: a reply without its four fields (a previous
+        client's late block still on the line, say) is a damaged reply, discarded and asked
+        again like any other, not a board that cannot identify."""
+
+        def read() -> Identity:
+            line = self.transport.read_line()
+            try:
+                parts = [p.strip() for p in line.decode("ascii").strip().split(",")]
+            except UnicodeDecodeError:
+                raise ReplyError(f"non-ASCII reply: {line[:60]!r}") from None
+            if len(parts) != 4:
+                raise ReplyError(f"*IDN? reply has {len(parts)} fields, expected 4: {','.join(parts)[:60]!r}")
+            return Identity(*parts)
+
+        return self._exchange("*IDN?", read)
 
     def geometry(self) -> Geometry:
         if self._geometry is None:
