@@ -20,6 +20,9 @@ largest output the programmed matrix can give: ``V_read · max_c Σ_i G_ic``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,6 +45,9 @@ class MvmParams(BaseModel):
     # (bound management), a number fixes it; 1 is the board's default (every row at full input)
     gain: Literal["auto"] | int = "auto"
     headroom: float = Field(0.5, gt=0, le=1)  # "auto": the probes' largest output at most this much of the range
+    # board time waited before measuring: a figure taken the moment RRAM cells were verified is one
+    # they have not relaxed from yet; the deployed figures then hold for this long after programming
+    settle_s: float = Field(0.0, ge=0, le=86_400)
 
 
 def choose_gain(largest_code: float, top_code: int, rows: int, headroom: float) -> int:
@@ -84,11 +90,45 @@ class MvmResult:
         return self._stats(self.corrected_ua)
 
 
+def _top_code(board: Board) -> int:
+    return 2 ** (board.adc().bits - 1) - 1
+
+
+def measure_outputs(board: Board, readout: Readout, inputs: np.ndarray, gain: int) -> tuple[np.ndarray, int]:
+    """Each input vector's column currents (µA) through the MVM path at ``MVM:GAIN`` ``gain``
+    (set by the caller, ``at_gain``), and how many outputs sat at the ADC's rails."""
+    rows = inputs.shape[1]
+    codes = np.stack([board.mvm(vector) for vector in inputs]).astype(float)
+    clipped = int((np.abs(codes) >= _top_code(board)).sum())
+    return (codes - readout.offset) / readout.gain * readout.lsb_ua * rows / gain, clipped
+
+
+def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: float) -> int:
+    """Bound management: the range the matrix's own outputs to ``probes`` (measured at gain 1) call for."""
+    codes = np.stack([board.mvm(vector) for vector in probes]).astype(float)
+    return choose_gain(float(np.abs(codes - readout.offset).max()), _top_code(board), probes.shape[1], headroom)
+
+
+@contextmanager
+def at_gain(board: Board, gain: int) -> Iterator[None]:
+    """The MVM path at ``gain``, restored to 1 after: later steps (drift's compensation) map
+    MVM codes at the default range."""
+    if gain != 1:
+        board.set_mvm_gain(gain)
+    try:
+        yield
+    finally:
+        if gain != 1:
+            board.set_mvm_gain(1)
+
+
 def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None,
-              defect_error_us: np.ndarray | None = None) -> MvmResult:
+              defect_error_us: np.ndarray | None = None, wait: Callable[[float], None] = time.sleep) -> MvmResult:
     """Random signed inputs through the MVM path; ``intended_us`` (the targets) adds the
     deployed matrix's figures for the same vectors, ``defect_error_us`` what its defective
-    cells cost (``labctl_calibration.accuracy``)."""
+    cells cost (``labctl_calibration.accuracy``); ``wait`` lets ``settle_s`` pass first."""
+    if params.settle_s > 0:
+        wait(params.settle_s)
     g = board.geometry()
     board.read_voltage = readout.read_voltage
     board.averaging = 256
@@ -99,31 +139,11 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     volts = inputs / 127.0 * readout.read_voltage
     expected = volts @ conductance
     test = np.arange(params.vectors) % 2 == 1
-    top = 2 ** (board.adc().bits - 1) - 1
-    gain = params.gain if isinstance(params.gain, int) else 1
-    clipped = 0
-
-    def codes_of(vectors: np.ndarray) -> np.ndarray:
-        nonlocal clipped
-        codes = np.stack([board.mvm(vector) for vector in vectors]).astype(float)
-        clipped += int((np.abs(codes) >= top).sum())
-        return codes
-
-    def outputs_ua(codes: np.ndarray) -> np.ndarray:
-        return (codes - readout.offset) / readout.gain * readout.lsb_ua * g.rows / gain
-
-    if params.gain == "auto":
-        probes = codes_of(inputs[~test][:8])
-        gain = choose_gain(float(np.abs(probes - readout.offset).max()), top, g.rows, params.headroom)
-        clipped = 0
-    try:
-        if gain != 1:
-            board.set_mvm_gain(gain)
-        measured = outputs_ua(codes_of(inputs))
-        repeat = outputs_ua(codes_of(inputs[test]))
-    finally:
-        if gain != 1:
-            board.set_mvm_gain(1)  # later steps (drift's compensation) map MVM codes at the default range
+    gain = params.gain if isinstance(params.gain, int) else auto_gain(board, readout, inputs[~test][:8],
+                                                                       params.headroom)
+    with at_gain(board, gain):
+        measured, clipped = measure_outputs(board, readout, inputs, gain)
+        repeat, clipped_again = measure_outputs(board, readout, inputs[test], gain)
     fit = ~test
     slope, intercept = output_scale(expected, measured, fit)
     corrected = (measured - intercept) / slope
@@ -131,5 +151,5 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     intended = None if intended_us is None else volts @ intended_us
     deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test,
                                                                   defect_error_us)
-    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, gain, clipped,
-                     intended, deployed)
+    return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, gain,
+                     clipped + clipped_again, intended, deployed)

@@ -24,7 +24,7 @@ are used; nothing here knows the chip's true state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import numpy as np
@@ -142,6 +142,16 @@ class WriteVerifyResult:
     def max_abs_error_us(self) -> float:
         usable = self._usable
         return float(np.abs(self.error_us[usable]).max()) if usable.any() else float("nan")
+
+    def merged(self, again: WriteVerifyResult, cells: np.ndarray) -> WriteVerifyResult:
+        """This result with ``cells`` taken from a later pass over them (``again``): what
+        each cell was last programmed to and read at, the pulses of both passes."""
+        return replace(
+            self, targets_us=np.where(cells, again.targets_us, self.targets_us),
+            achieved_us=np.where(cells, again.achieved_us, self.achieved_us), pulses=self.pulses + again.pulses,
+            converged=np.where(cells, again.converged, self.converged),
+            unreachable=np.where(cells, again.unreachable, self.unreachable), stuck=self.stuck | again.stuck,
+            iterations=self.iterations + again.iterations)
 
 
 class _CellModel:

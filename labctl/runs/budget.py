@@ -48,6 +48,8 @@ def estimate(protocol: CalibrateProtocol, rows: int, cols: int) -> Budget:
     wv_iterations = protocol.write_verify.max_iterations + 1
     if "write_verify" in steps or "drift" in steps:
         full_reads += wv_iterations
+    if "refine" in steps:  # each round re-verifies some cells: at most a whole write-verify
+        full_reads += protocol.refine.rounds * wv_iterations
     if "mvm" in steps:
         full_reads += protocol.mvm.reference_reads
     kept = 0  # array reads held in memory at once
@@ -56,7 +58,8 @@ def estimate(protocol: CalibrateProtocol, rows: int, cols: int) -> Budget:
         full_reads += drift_reads
         kept = drift_reads  # every read of every segment, for the fit
     read_rows += full_reads * cells
-    pulses = cells * wv_iterations * (2 if "readout" in steps else 1)
+    passes = 1 + (1 if "readout" in steps else 0) + (protocol.refine.rounds if "refine" in steps else 0)
+    pulses = cells * wv_iterations * passes
     return Budget(memory_bytes=BASE_MEMORY_BYTES + cells * (CELL_MEMORY_BYTES + 8 * kept),
                   disk_bytes=read_rows * READ_ROW_DISK_BYTES + pulses * PULSE_ROW_DISK_BYTES, read_rows=read_rows)
 

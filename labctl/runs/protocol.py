@@ -19,11 +19,12 @@ from labctl_calibration.drift import DriftParams
 from labctl_calibration.health import HealthParams
 from labctl_calibration.mvm import MvmParams
 from labctl_calibration.read_noise import ReadNoiseParams
+from labctl_calibration.refine import RefineParams
 from labctl_calibration.readout_calibration import ReadoutCalibrationParams
 from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
-STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "mvm", "drift")
+STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "drift")
 
 
 class TargetPattern(BaseModel):
@@ -62,13 +63,14 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
-    steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "mvm", "drift"], ...] = Field(
-        STEPS[1:6], min_length=1)  # a protocol that runs nothing is a mistake, not a run
+    steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "drift"],
+                 ...] = Field(("health", "readout", "read_noise", "write_verify", "mvm"), min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
     readout: ReadoutCalibrationParams = ReadoutCalibrationParams()
     read_noise: ReadNoiseParams = ReadNoiseParams()
     write_verify: WriteVerifyParams = WriteVerifyParams()
+    refine: RefineParams = RefineParams()
     mvm: MvmParams = MvmParams()
     drift: DriftParams = DriftParams()
     heater_on_exit: Literal["hold", "off"] = "hold"  # what the temperature controller does when the run ends

@@ -58,6 +58,7 @@ class StepContext:
 STATE_ARRAYS = "state.npz"
 STATE_JSON = "state.json"
 DRIFT_JOURNAL = "drift.json"
+WV_ARRAYS = ("targets_us", "achieved_us", "pulses", "converged", "stuck", "unreachable", "included")
 
 
 def run_steps(ctx: StepContext) -> None:
@@ -84,6 +85,10 @@ def checkpoint(ctx: StepContext) -> None:
     for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
         if getattr(ctx, name) is not None:
             arrays[name] = getattr(ctx, name)
+    if ctx.write_verify is not None:  # refine and the mvm step's defect figures start from it
+        wv = ctx.write_verify
+        arrays.update({f"wv_{name}": getattr(wv, name) for name in WV_ARRAYS},
+                      wv_scalars=np.array([wv.iterations, wv.tolerance_us]))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     ctx.run.write_bytes(STATE_ARRAYS, buffer.getvalue())
@@ -114,6 +119,10 @@ def restore_context(run: Run, rig: Rig, protocol: CalibrateProtocol, progress) -
     for name in ("stuck_map", "mvm_slope", "mvm_intercept_ua"):
         if name in arrays:
             setattr(ctx, name, arrays[name])
+    if "wv_scalars" in arrays:
+        iterations, tolerance = arrays["wv_scalars"]
+        ctx.write_verify = WriteVerifyResult(**{name: arrays[f"wv_{name}"] for name in WV_ARRAYS},
+                                             iterations=int(iterations), tolerance_us=float(tolerance))
     return ctx
 
 
@@ -229,18 +238,12 @@ def _compensate_through_partners(ctx: StepContext, verify: WriteVerify, result: 
                                  ) -> tuple[WriteVerifyResult, dict[str, Any]]:
     """Signed weights: re-target and program the partners of the stuck cells so each pair
     still computes its weight; the cells table then holds what each cell was programmed to."""
-    from dataclasses import replace
-
     from labctl_calibration.defects import compensate_pairs
 
     plan = compensate_pairs(ctx.targets, result.stuck, result.achieved_us, ctx.rig.spec.window_us)
     partners = plan.partners & ~result.stuck
     again = verify.run(plan.targets_us, include=partners, known_stuck=result.stuck)
-    merged = replace(
-        result, targets_us=plan.targets_us, achieved_us=np.where(partners, again.achieved_us, result.achieved_us),
-        pulses=result.pulses + again.pulses, converged=np.where(partners, again.converged, result.converged),
-        unreachable=np.where(partners, again.unreachable, result.unreachable),
-        stuck=result.stuck | again.stuck, iterations=result.iterations + again.iterations)
+    merged = result.merged(again, partners)
     stuck = int(result.stuck.sum())
     left = plan.uncompensated & result.stuck
     return merged, {"pairs_stuck_cells": stuck, "pairs_compensated": int((plan.compensated & result.stuck).sum()),
@@ -264,13 +267,45 @@ def _store_cells(run: Run, result: WriteVerifyResult, intended_us: np.ndarray) -
     })
 
 
+def _refine(ctx: StepContext) -> dict[str, Any]:
+    """MVM-level refinement of what write-verify left (``labctl_calibration.refine``)."""
+    from labctl_calibration.refine import refine
+
+    first = ctx.write_verify
+    if first is None:
+        return {"skipped": "refine needs write_verify's result: add write_verify before it in the protocol's steps"}
+    verify = WriteVerify(ctx.rig.board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
+    result = refine(ctx.rig.board, ctx.readout, verify, first.targets_us, first, ctx.protocol.refine,
+                    ctx.rig.spec.window_us, _waiter(ctx.rig))
+    ctx.write_verify = result.write_verify
+    ctx.stuck_map = result.write_verify.stuck
+    rows, cols = np.indices(ctx.targets.shape)
+    for k, (estimate, picked) in enumerate(zip(result.estimates, result.picked, strict=True)):
+        n = picked.size
+        ctx.run.table("refine").append({
+            "round": np.full(n, k, dtype=np.int16), "array": np.zeros(n, dtype=np.int16),
+            "row": rows.ravel().astype(np.int16), "col": cols.ravel().astype(np.int16),
+            "estimate_us": estimate.error_us.ravel().astype(np.float32),
+            "estimate_sigma_us": estimate.sigma_us.ravel().astype(np.float32), "picked": picked.ravel(),
+            "achieved_us": result.write_verify.achieved_us.ravel().astype(np.float32)
+            if k == len(result.estimates) - 1 else np.full(n, np.nan, dtype=np.float32),
+        })
+    final = result.write_verify
+    return {"rounds": [vars(r) for r in result.rounds],
+            "picked_cells": int(sum(r.picked for r in result.rounds)),
+            "board_s": float(sum(r.board_s for r in result.rounds)),
+            "converged_fraction": final.converged_fraction, "error_sigma_us": final.error_sigma_us,
+            "stuck_cells": int(final.stuck.sum())}
+
+
 def _mvm(ctx: StepContext) -> dict[str, Any]:
     defects = None
     wv = ctx.write_verify
     if wv is not None and not ctx.signed:  # signed pairs have compensated theirs, and report what is left
         bad = wv.stuck | wv.unreachable
         defects = np.where(bad, wv.achieved_us - ctx.targets, 0.0)
-    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm, intended_us=ctx.targets, defect_error_us=defects)
+    result = check_mvm(ctx.rig.board, ctx.readout, ctx.protocol.mvm, intended_us=ctx.targets, defect_error_us=defects,
+                       wait=_waiter(ctx.rig))
     ctx.mvm = result
     ctx.mvm_slope, ctx.mvm_intercept_ua = result.slope, result.intercept_ua
     vectors, cols = result.expected_ua.shape
@@ -405,5 +440,5 @@ def _waiter(rig: Rig) -> Callable[[float], None]:
 
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "settle": _settle, "health": _health, "readout": _readout, "read_noise": _read_noise,
-    "write_verify": _write_verify, "mvm": _mvm, "drift": _drift,
+    "write_verify": _write_verify, "refine": _refine, "mvm": _mvm, "drift": _drift,
 }

@@ -77,6 +77,18 @@ SCHEMAS["mvm"] = pa.schema(
         ("intended_ua", pa.float64()),  # what the intended matrix (the targets) computes for this input
     ]
 )
+SCHEMAS["refine"] = pa.schema(
+    [
+        ("round", pa.int16()),
+        ("array", pa.int16()),
+        ("row", pa.int16()),
+        ("col", pa.int16()),
+        ("estimate_us", pa.float32()),  # the cell's error against the intended matrix, from the MVM error alone
+        ("estimate_sigma_us", pa.float32()),  # its standard error
+        ("picked", pa.bool_()),  # sent through write-verify again this round
+        ("achieved_us", pa.float32()),  # its read after the round (unchanged where not picked)
+    ]
+)
 SCHEMAS["drift"] = pa.schema(
     [
         ("array", pa.int16()),
