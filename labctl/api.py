@@ -250,7 +250,7 @@ def _check_protocol_limits(loaded: LoadedProtocol, spec: ChipSpec) -> None:
     """Refuse, before anything starts, a protocol that would ask for more than the chip's
     safe operating area (the drivers would refuse it too, but only halfway through a run)."""
     p, safe, steps = loaded.protocol, spec.soa, set(loaded.protocol.steps)
-    programs = steps & {"readout", "write_verify", "refine", "drift", "mvm"}  # the steps that program or read with these
+    programs = steps & {"readout", "write_verify", "refine", "drift", "mvm"}  # the steps that program or read
     checks = [
         (bool(programs), "write_verify.set_max_mv", p.write_verify.set_max_mv, "set_max_mv", safe.set_max_mv),
         (bool(programs), "write_verify.reset_max_mv", p.write_verify.reset_max_mv, "reset_max_mv",

@@ -63,10 +63,11 @@ def test_refinement_lowers_the_true_error_of_the_cells_it_picks(preset, seed, si
     targets = np.random.default_rng(seed).uniform(2.0, top, (size, size))
     verify = WriteVerify(board, readout, WriteVerifyParams(tolerance_us=tolerance, band_us=tolerance / 2))
     first = verify.run(targets)
-    advance = lambda seconds: board.write_checked(f"SIM:CLOCK:ADV {seconds!r}")  # noqa: E731
+    advance = lambda seconds: board.write_checked(f"SIM:CLOCK:ADV {seconds!r}")
     advance(settle_s)  # the cells relaxed, as the first round finds them
     before = rig.chip.ground_truth().conductance_us[0] - targets
-    result = refine(board, readout, verify, targets, first, RefineParams(band_us=0.75, rounds=rounds, settle_s=settle_s), (0.0, top), advance)
+    params = RefineParams(band_us=0.75, rounds=rounds, settle_s=settle_s)
+    result = refine(board, readout, verify, targets, first, params, (0.0, top), advance)
     advance(settle_s)
     after = rig.chip.ground_truth().conductance_us[0] - targets
     picked = result.picked[0]

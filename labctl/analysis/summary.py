@@ -65,8 +65,9 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
         rounds = "; ".join(f"{r['vectors']} MVMs, estimated error {r['estimated_rms_us']:.3f} µS RMS "
                            f"(±{r['estimate_sigma_us']:.3f}), {r['picked']} cells re-verified"
                            for r in figures["rounds"])
-        return (f"{len(figures['rounds'])} round(s) from the MVM error: {rounds}; then {100 * figures['converged_fraction']:.2f} % "
-                f"converged, σ {figures['error_sigma_us']:.3f} µS, {figures['board_s']:.1f} s of board time")
+        return (f"{len(figures['rounds'])} round(s) from the MVM error: {rounds}; then "
+                f"{100 * figures['converged_fraction']:.2f} % converged, σ {figures['error_sigma_us']:.3f} µS, "
+                f"{figures['board_s']:.1f} s of board time")
     if step == "mvm":
         text = ""
 

@@ -64,7 +64,8 @@ class CalibrateProtocol(BaseModel):
     name: str
     description: str = ""
     steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "drift"],
-                 ...] = Field(("health", "readout", "read_noise", "write_verify", "mvm"), min_length=1)  # a protocol that runs nothing is a mistake, not a run
+                 ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
+                              min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
     readout: ReadoutCalibrationParams = ReadoutCalibrationParams()
