@@ -96,6 +96,12 @@ def output_scale(intended_ua: np.ndarray, measured_ua: np.ndarray, fit: np.ndarr
     return slope, y_mean - slope * x_mean
 
 
+def relative_l2(ideal_ua: np.ndarray, measured_ua: np.ndarray, slope: np.ndarray, intercept_ua: np.ndarray) -> float:
+    """Mean relative L2 error of ``measured`` against ``ideal`` through a given output scale
+    (one fitted earlier: what a deployment that did not re-fit it computes)."""
+    return _mean(_relative((measured_ua - intercept_ua) / slope - ideal_ua, ideal_ua))
+
+
 def deployed_accuracy(intended_us: np.ndarray, volts: np.ndarray, measured_ua: np.ndarray, repeat_ua: np.ndarray,
                       test: np.ndarray, defect_error_us: np.ndarray | None = None) -> DeployedAccuracy | None:
     """The figures for a deployed matrix ``intended_us`` (rows x cols, µS) and inputs ``volts``

@@ -51,6 +51,7 @@ def check(
     config: str | Path | None = None,
     builtin: str = "calibrate",
     drift: dict[str, Any] | None = None,
+    maintain: dict[str, Any] | None = None,
 ) -> tuple[ChipSpec, LoadedProtocol, np.ndarray | None, np.ndarray | None]:
     """Everything a run checks before it touches an instrument: the chip, the protocol
     against the chip's limits, the targets or weights. Raises ``UsageError``; a schedule
@@ -61,8 +62,9 @@ def check(
     if protocol is None and builtin == "calibrate":
         protocol = spec.config.calibrate_protocol  # the chip's own choice, when lab.toml makes one
     loaded = load_protocol(protocol, builtin=builtin)
-    if drift:
-        loaded = _with_drift_options(loaded, drift)
+    for step, overrides in (("drift", drift), ("maintain", maintain)):
+        if overrides:
+            loaded = _with_step_options(loaded, step, overrides)
     _check_protocol_limits(loaded, spec)
     user_targets = read_targets(targets) if targets is not None else None
     user_weights = read_targets(weights, "weights") if weights is not None else None
@@ -84,6 +86,7 @@ def calibrate(
     keep_rig: list[Rig] | None = None,
     builtin: str = "calibrate",
     drift: dict[str, Any] | None = None,
+    maintain: dict[str, Any] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
 
@@ -92,7 +95,8 @@ def calibrate(
     """
     started = time.perf_counter()
     spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
-                                                     protocol=protocol, config=config, builtin=builtin, drift=drift)
+                                                     protocol=protocol, config=config, builtin=builtin, drift=drift,
+                                                     maintain=maintain)
     store = RunStore(data_root(data))
     size_known = spec.rows is not None  # an in-process twin: its size is known before it is built
     if size_known:
@@ -216,21 +220,30 @@ def run_drift(chip: str = "chip0", *, duration_s: float | None = None, reads: in
     return calibrate(chip, builtin="drift", drift=overrides, **options)
 
 
-def _with_drift_options(loaded: LoadedProtocol, overrides: dict[str, Any]) -> LoadedProtocol:
+def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: float | None = None,
+                 refresh: bool | None = None, **options: Any) -> CalibrationOutcome:
+    """The maintenance protocol (built-in ``maintain`` unless ``protocol=``), with these options over its own."""
+    overrides = {key: value for key, value in
+                 (("every_s", every_s), ("until_s", until_s), ("refresh", refresh)) if value is not None}
+    return calibrate(chip, builtin="maintain", maintain=overrides, **options)
+
+
+def _with_step_options(loaded: LoadedProtocol, step: str, overrides: dict[str, Any]) -> LoadedProtocol:
+    """The protocol with a step's parameters changed from the command line, validated as the file's are."""
     from dataclasses import replace
 
     from pydantic import ValidationError
 
-    from labctl_calibration.drift import DriftParams
     from labctl.runs.protocol import describe_validation_error
 
+    current = getattr(loaded.protocol, step)
     try:
-        params = DriftParams(**{**loaded.protocol.drift.model_dump(), **overrides})
+        params = type(current)(**{**current.model_dump(), **overrides})
     except ValidationError as err:
-        raise UsageError(f"drift options: {describe_validation_error(err)}") from None
-    if "drift" not in loaded.protocol.steps:
-        raise UsageError(f"{loaded.source}: the protocol has no drift step")
-    return replace(loaded, protocol=loaded.protocol.model_copy(update={"drift": params}))
+        raise UsageError(f"{step} options: {describe_validation_error(err)}") from None
+    if step not in loaded.protocol.steps:
+        raise UsageError(f"{loaded.source}: the protocol has no {step} step")
+    return replace(loaded, protocol=loaded.protocol.model_copy(update={step: params}))
 
 
 def _save_record(ctx: StepContext) -> None:

@@ -98,6 +98,17 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
         return (text + f"Self-consistency against the conductances read ({figures['vectors']} vectors): worst "
                 f"{100 * figures['raw_worst_fs']:.3f} % FS raw, {100 * figures['corrected_worst_fs']:.3f} % FS "
                 f"corrected (RMS {100 * figures['corrected_rms_fs']:.3f} %), FS {figures['full_scale_ua']:.1f} µA")
+    if step == "maintain":
+        ticks = figures["ticks"]
+        nus = [t["nu"] for t in ticks if t.get("nu") is not None]
+        return (f"{len(ticks)} looks every {figures['every_s'] / 3600:g} h to {figures['until_s'] / 3600:g} h: "
+                f"L2 error against the targets {100 * figures['l2_start']:.2f} % at the start, at most "
+                f"{100 * figures['l2_max']:.2f} % after, {100 * figures['l2_end']:.2f} % at the end (output scale "
+                f"re-fitted at each look; with the first look's scale {100 * figures['stale_l2_end']:.2f} %); noise "
+                f"floor {100 * figures['noise_floor_l2_end']:.2f} %; "
+                + (f"{figures['refreshed_cells']} cells refreshed" if figures["refresh"] else "no refresh")
+                + (f", ν {min(nus):.3f}..{max(nus):.3f}" if nus else "")
+                + f"; {figures['board_s']:.1f} s of board time spent")
     if step == "drift":
         if figures["nu_median"] is None:
             nu = "no cell fitted well enough for ν; "

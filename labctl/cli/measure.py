@@ -1,4 +1,4 @@
-"""Commands that measure a chip: calibrate, drift, resume."""
+"""Commands that measure a chip: calibrate, drift, maintain, resume."""
 
 from __future__ import annotations
 
@@ -208,6 +208,56 @@ def drift(
             fresh=fresh,
             progress=progress,
         )
+
+    with StepProgress(enabled=not quiet) as progress:
+        outcome = reported(run)
+    print_outcome(outcome, as_json)
+
+
+def maintain(
+    chip: Annotated[
+        str, typer.Argument(metavar="[CHIP]", help="Chip to deploy on and keep; chip0 is the built-in twin.")
+    ] = "chip0",
+    every: Annotated[str, typer.Option("--every", metavar="TIME", help="Interval between looks: 1h, 30m, 2d.")] = "1h",
+    until: Annotated[
+        str, typer.Option("--until", metavar="TIME", help="How long after programming to keep it: 24h, 7d.")
+    ] = "24h",
+    refresh: Annotated[
+        bool, typer.Option("--refresh/--no-refresh", help="Re-program drifted cells (or only re-fit the scale).")
+    ] = True,
+    targets: Annotated[
+        Optional[Path], typer.Option("--targets", metavar="FILE", help="Target conductances (µS) to deploy.")
+    ] = None,
+    protocol: Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in maintain."),
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    fresh: FreshOption = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+    resume_run: Annotated[
+        bool, typer.Option("--resume", help="Continue this chip's newest unfinished maintain run instead.")
+    ] = False,
+) -> None:
+    """Deploy the targets, then keep them computing what was asked: every interval, probe MVMs
+    judged against the intended matrix, the output scale re-fitted, drifted cells refreshed.
+
+    Journalled per look, so an interrupted run resumes at its next look; on the twin the
+    waits advance its virtual clock.
+    """
+    from labctl import api
+
+    def run():
+        if resume_run:
+            run_id = api.resumable_run(chip, "maintain", data)
+            return api.resume(run_id, data=data, config=config, progress=progress)
+        return api.run_maintain(chip, every_s=parse_duration(every), until_s=parse_duration(until), refresh=refresh,
+                                targets=targets, seed=seed, size=size, protocol=protocol, data=data, config=config,
+                                fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:
         outcome = reported(run)

@@ -12,7 +12,7 @@ ViaOption = Annotated[str, typer.Option("--via", metavar="auto|cron|systemd", he
 
 
 def schedule_add(
-    kind: Annotated[str, typer.Argument(metavar="KIND", help="What to run: drift or calibrate.")],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="What to run: calibrate, drift or maintain.")],
     chip: Annotated[str, typer.Argument(metavar="CHIP", help="Chip to run it on.")],
     at: Annotated[str, typer.Option("--at", metavar="HH:MM", help="Time of day, HH:MM.")],
     daily: Annotated[bool, typer.Option("--daily", help="Every day (default: once, at the next HH:MM).")] = False,
@@ -61,6 +61,13 @@ def _check_scheduled(kind: str, chip: str, extra: str) -> None:
         if params["temperatures"]:
             overrides["temperatures_k"] = parse_temperatures(params["temperatures"])
         api.check(params["chip"], builtin="drift", drift=overrides, **common)
+        return
+    if kind == "maintain":
+        if params["resume_run"]:
+            raise UsageError("--args: a schedule starts new runs; --resume is for continuing one by hand")
+        overrides = {"every_s": parse_duration(params["every"]), "until_s": parse_duration(params["until"]),
+                     "refresh": params["refresh"]}
+        api.check(params["chip"], builtin="maintain", maintain=overrides, targets=params["targets"], **common)
         return
     for name in chip_names(params["chips"], params["all_chips"], params["config"]):
         api.check(name, targets=params["targets"], weights=params["weights"], **common)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from labctl_calibration.drift import DriftParams
 from labctl_calibration.health import HealthParams
+from labctl_calibration.maintain import MaintainParams
 from labctl_calibration.mvm import MvmParams
 from labctl_calibration.read_noise import ReadNoiseParams
 from labctl_calibration.refine import RefineParams
@@ -24,7 +25,7 @@ from labctl_calibration.readout_calibration import ReadoutCalibrationParams
 from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
-STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "drift")
+STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain", "drift")
 
 
 class TargetPattern(BaseModel):
@@ -63,8 +64,8 @@ class CalibrateProtocol(BaseModel):
 
     name: str
     description: str = ""
-    steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "drift"],
-                 ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
+    steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain",
+                         "drift"], ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
                               min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
@@ -73,6 +74,7 @@ class CalibrateProtocol(BaseModel):
     write_verify: WriteVerifyParams = WriteVerifyParams()
     refine: RefineParams = RefineParams()
     mvm: MvmParams = MvmParams()
+    maintain: MaintainParams = MaintainParams()
     drift: DriftParams = DriftParams()
     heater_on_exit: Literal["hold", "off"] = "hold"  # what the temperature controller does when the run ends
     acceptance: Acceptance = Acceptance()

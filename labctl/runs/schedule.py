@@ -23,7 +23,7 @@ from labctl.errors import LabctlError, UsageError
 from labctl.names import check_chip_name
 
 TAG = "# labctl:"
-KINDS = ("calibrate", "drift")
+KINDS = ("calibrate", "drift", "maintain")
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,20 @@ SCHEMAS["refine"] = pa.schema(
         ("achieved_us", pa.float32()),  # its read after the round (unchanged where not picked)
     ]
 )
+SCHEMAS["maintain"] = pa.schema(
+    [
+        ("tick", pa.int32()),
+        ("t_s", pa.float64()),  # since the maintenance began (just after programming), board clock
+        ("l2_mean", pa.float64()),  # against the intended matrix, output scale re-fitted at this tick
+        ("worst_output", pa.float64()),
+        ("noise_floor_l2", pa.float64()),
+        ("stale_l2_mean", pa.float64()),  # with the output scale of tick 0 (a deployment left alone)
+        ("previous_l2_mean", pa.float64()),  # with the previous tick's scale (what was computed until now)
+        ("nu", pa.float64()),  # drift exponent measured since the previous tick (NaN: not yet)
+        ("refreshed", pa.int32()),  # cells re-programmed after this look
+        ("board_s", pa.float64()),  # board time this tick's looking and refreshing took (not the wait)
+    ]
+)
 SCHEMAS["drift"] = pa.schema(
     [
         ("array", pa.int16()),

@@ -1,0 +1,144 @@
+"""Keeping a deployed matrix computing what was asked while it drifts: the maintenance loop.
+
+A deployment calibrates its per-column output scale once; PCM conductances then fall as
+``((t + t0) / t0)^-ν`` with ν spread from cell to cell, so the scale goes stale and the
+cells part company. Every ``every_s`` until ``until_s`` (time since programming), a tick:
+
+1. **looks**: probe MVMs of the deployed matrix (``vectors`` random signed inputs, each
+   measured twice for the noise floor), judged against the intended matrix with three
+   output scales: the one calibrated at tick 0 (what a deployment left alone computes),
+   the previous tick's (what this loop's user computed until now), and one fitted afresh
+   on half the probes (what re-compensation gives; judged on the other half);
+2. **refreshes** (``refresh``): an averaged array read gives each column's drift factor
+   ``f_c`` (median of G/target over the cells not yet refreshed); a cell further than
+   ``refresh_tolerance_us`` from ``f_c·target`` is re-programmed. A fresh cell drifts
+   fastest at first, so it is aimed at where its column will be half an interval later:
+   ``f_c·target·((every/2 + t0)/t0)^ν̂ · ((t_mid + t0)/(t + t0))^-ν̂``, with ν̂ measured
+   between the last two ticks on cells that were not refreshed.
+
+The figure that matters is the re-compensated L2 error at each tick, before that tick's
+refresh: the state the matrix was left in a whole interval ago. Everything is measured;
+nothing here reads the chip's truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from labctl_calibration.accuracy import deployed_accuracy, output_scale, relative_l2
+from labctl_calibration.mvm import at_gain, auto_gain, measure_outputs
+from labctl_calibration.readout import Readout
+from labctl_calibration.write_verify import WriteVerify
+from labctl_drivers.board import Board
+
+
+class MaintainParams(BaseModel):
+    """A protocol file's ``[maintain]`` table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    every_s: float = Field(3600.0, ge=1.0)
+    until_s: float = Field(86_400.0, gt=0, le=365 * 86_400.0)
+    vectors: int = Field(64, ge=8, le=100_000)  # probe inputs per tick: half fit the scale, half judge it
+    averaging: int = Field(16, ge=1, le=256)
+    reads: int = Field(4, ge=1, le=64)  # averaged array reads behind a refresh decision
+    refresh: bool = True  # False: re-compensate only (the scale), never re-program
+    refresh_tolerance_us: float = Field(1.5, gt=0)
+    t0_s: float = Field(20.0, gt=0)  # the drift law's reference time, as the drift protocol's
+    nu_prior: float = Field(0.05, ge=0, le=0.5)  # ν̂ until two ticks have measured it
+    headroom: float = Field(0.5, gt=0, le=1)
+    seed: int = Field(11, ge=0)
+
+    @model_validator(mode="after")
+    def _ticks(self) -> MaintainParams:
+        if self.every_s > self.until_s:
+            raise ValueError(f"every_s ({self.every_s:g}) exceeds until_s ({self.until_s:g}): no tick would run")
+        return self
+
+    @property
+    def ticks(self) -> int:
+        """Ticks after the first look (tick 0, at the start)."""
+        return int(self.until_s // self.every_s)
+
+
+@dataclass(frozen=True)
+class Look:
+    """One tick's probe MVMs, judged against the intended matrix."""
+
+    l2_mean: float  # re-compensated: scale fitted now (half the probes), judged on the other half
+    worst_output: float
+    noise_floor_l2: float
+    stale_l2_mean: float  # with the scale calibrated at tick 0
+    previous_l2_mean: float  # with the previous tick's scale
+    slope: np.ndarray
+    intercept_ua: np.ndarray
+
+
+def look(board: Board, readout: Readout, intended_us: np.ndarray, params: MaintainParams, rng: np.random.Generator,
+         first_scale: tuple[np.ndarray, np.ndarray] | None, previous_scale: tuple[np.ndarray, np.ndarray] | None
+         ) -> Look:
+    rows = intended_us.shape[0]
+    inputs = rng.integers(-127, 128, size=(params.vectors, rows))
+    volts = inputs / 127.0 * readout.read_voltage
+    test = np.arange(params.vectors) % 2 == 1
+    board.averaging = params.averaging
+    gain = auto_gain(board, readout, inputs[~test][:8], params.headroom)
+    with at_gain(board, gain):
+        measured, _ = measure_outputs(board, readout, inputs, gain)
+        repeat, _ = measure_outputs(board, readout, inputs[test], gain)
+    deployed = deployed_accuracy(intended_us, volts, measured, repeat, test)
+    if deployed is None:
+        raise ValueError("the deployed matrix is all zeros: there is nothing to maintain")
+    ideal = volts @ intended_us
+    slope, intercept = output_scale(ideal, measured, ~test)
+    first = first_scale or (slope, intercept)
+    previous = previous_scale or first
+    return Look(deployed.l2_mean, deployed.worst_output, deployed.noise_floor_l2,
+                relative_l2(ideal[test], measured[test], *first), relative_l2(ideal[test], measured[test], *previous),
+                slope, intercept)
+
+
+@dataclass(frozen=True)
+class Refresh:
+    conductance_us: np.ndarray  # the averaged read the decision was made on
+    column_factor: np.ndarray
+    drifted: np.ndarray  # cells found out of tolerance (and re-programmed)
+    aims_us: np.ndarray
+
+
+def drift_exponent(previous_us: np.ndarray, now_us: np.ndarray, stable: np.ndarray, t_previous_s: float,
+                   t_now_s: float, t0_s: float) -> float | None:
+    """ν̂ from the cells that were left alone between two reads (``t`` since programming)."""
+    span = np.log((t_now_s + t0_s) / (t_previous_s + t0_s))
+    usable = stable & (previous_us > 0.5) & (now_us > 0.5)
+    if span <= 0 or usable.sum() < 8:
+        return None
+    return float(-np.median(np.log(now_us[usable] / previous_us[usable])) / span)
+
+
+def refresh(board: Board, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
+            usable: np.ndarray, params: MaintainParams, t_s: float, nu: float, window_us: tuple[float, float],
+            conductance_us: np.ndarray) -> Refresh:
+    """Re-program the cells that left their column's drift (``stable``: never refreshed, the
+    cells whose ratio tells the column's factor)."""
+    ratio = np.where(intended_us > 0, conductance_us / np.where(intended_us > 0, intended_us, 1.0), np.nan)
+    reference = stable & usable & np.isfinite(ratio)
+    fallback = float(np.nanmedian(ratio[reference])) if reference.any() else 1.0
+    factor = np.array([np.median(ratio[reference[:, c], c]) if reference[:, c].any() else fallback
+                       for c in range(intended_us.shape[1])])
+    level = factor * intended_us
+    drifted = (np.abs(conductance_us - level) > params.refresh_tolerance_us) & usable
+    middle = t_s + params.every_s / 2
+    ahead = ((params.every_s / 2 + params.t0_s) / params.t0_s) ** nu * ((middle + params.t0_s) / (t_s + params.t0_s)) ** -nu
+    aims = np.clip(level * ahead, *window_us)
+    if drifted.any():
+        verify.run(aims, include=drifted)
+    return Refresh(conductance_us, factor, drifted, aims)
+
+
+def averaged_read(board: Board, readout: Readout, reads: int) -> np.ndarray:
+    board.averaging = 256
+    return np.mean([readout.conductance_us(board.read_array()) for _ in range(reads)], axis=0)
