@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +33,30 @@ def quiet_preset(monkeypatch) -> str:
     monkeypatch.setitem(PRESETS, "pcm-quiet", replace(PRESETS["pcm"], name="pcm-quiet", read_noise_scale=0.0,
                                                                 rtn_fraction=0.0))
     return "pcm-quiet"
+
+
+@contextmanager
+def served_twin(workdir: Path, size: str, chip: str) -> Iterator[Path]:
+    """``labctl sim serve`` in a subprocess, and a lab.toml reaching its board over the pty
+    (the rest over TCP): a twin that outlives the labctl processes a test kills."""
+    process = subprocess.Popen([sys.executable, "-m", "labctl", "sim", "serve", "--size", size, "--chip", chip],
+                               cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    while True:
+        line = process.stdout.readline()
+        lines.append(line)
+        if not line or line.startswith("Ctrl-C"):
+            break
+    snippet = "".join(lines).split("lab.toml:\n", 1)[1].split("\n\n", 1)[0]
+    pty = re.findall(r"# or \"(/dev/pts/\d+)\"", snippet)
+    snippet = re.sub(r'board = "[^"]+"', f'board = "{pty[0]}"', snippet)
+    config = workdir / "lab.toml"
+    config.write_text(snippet + "\n")
+    try:
+        yield config
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import served_twin
 from labctl.cli import app
 
 READS, TEMPERATURES = 10, (300, 330)
@@ -23,24 +23,8 @@ READS, TEMPERATURES = 10, (300, 330)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("resume")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "labctl", "sim", "serve", "--size", "128x128", "--chip", "chipR"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    lines = []
-    while True:
-        line = process.stdout.readline()
-        lines.append(line)
-        if not line or line.startswith("Ctrl-C"):
-            break
-    snippet = "".join(lines).split("lab.toml:\n", 1)[1].split("\n\n", 1)[0]
-    pty = re.findall(r"# or \"(/dev/pts/\d+)\"", snippet)
-    snippet = re.sub(r'board = "[^"]+"', f'board = "{pty[0]}"', snippet)  # the board over the pty, the rest TCP
-    config = workdir / "lab.toml"
-    config.write_text(snippet + "\n")
-    yield workdir, config
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=10)
+    with served_twin(workdir, "128x128", "chipR") as config:
+        yield workdir, config
 
 
 def drift_reads_done(data: Path) -> int:

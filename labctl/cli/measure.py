@@ -255,7 +255,8 @@ def maintain(
         if resume_run:
             run_id = api.resumable_run(chip, "maintain", data)
             return api.resume(run_id, data=data, config=config, progress=progress)
-        return api.run_maintain(chip, every_s=parse_duration(every), until_s=parse_duration(until), refresh=refresh,
+        return api.run_maintain(chip, every_s=parse_duration(every, "--every"),
+                                until_s=parse_duration(until, "--until"), refresh=refresh,
                                 targets=targets, seed=seed, size=size, protocol=protocol, data=data, config=config,
                                 fresh=fresh, progress=progress)
 

@@ -46,17 +46,17 @@ RunIdArgument = Annotated[
 ]
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--duration") -> float:
     import re
 
     from labctl.errors import UsageError
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
-        raise UsageError(f"--duration {text!r}: expected a number with s, m, h or d, for example 12h")
+        raise UsageError(f"{option} {text!r}: expected a number with s, m, h or d, for example 12h")
     value = float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
     if value <= 0:
-        raise UsageError(f"--duration {text!r}: must be positive")
+        raise UsageError(f"{option} {text!r}: must be positive")
     return value
 
 

@@ -65,7 +65,8 @@ def _check_scheduled(kind: str, chip: str, extra: str) -> None:
     if kind == "maintain":
         if params["resume_run"]:
             raise UsageError("--args: a schedule starts new runs; --resume is for continuing one by hand")
-        overrides = {"every_s": parse_duration(params["every"]), "until_s": parse_duration(params["until"]),
+        overrides = {"every_s": parse_duration(params["every"], "--every"),
+                     "until_s": parse_duration(params["until"], "--until"),
                      "refresh": params["refresh"]}
         api.check(params["chip"], builtin="maintain", maintain=overrides, targets=params["targets"], **common)
         return
