@@ -42,7 +42,7 @@ class MaintainParams(BaseModel):
 
     every_s: float = Field(3600.0, ge=1.0)
     until_s: float = Field(86_400.0, gt=0, le=365 * 86_400.0)
-    vectors: int = Field(64, ge=8, le=100_000)  # probe inputs per tick: half fit the scale, half judge it
+    vectors: int = Field(256, ge=8, le=100_000)  # probe inputs per tick: half fit the scale, half judge it
     averaging: int = Field(16, ge=1, le=256)
     reads: int = Field(4, ge=1, le=64)  # averaged array reads behind a refresh decision
     refresh: bool = True  # False: re-compensate only (the scale), never re-program
