@@ -147,6 +147,21 @@ def _mvm_plot(plt, mvm, out: Path, full_scale_ua: float | None) -> list[tuple[st
              _save(plt, fig, out / "mvm_error.png"))]
 
 
+def _maintain_plot(plt, looks, out: Path) -> list[tuple[str, str]]:
+    looks = looks.sort_values("tick")
+    hours = looks["t_s"] / 3600.0
+    fig, axis = plt.subplots(figsize=(7, 4.2))
+    axis.plot(hours, 100 * looks["l2_mean"], "o-", label="output scale re-fitted at each look")
+    axis.plot(hours, 100 * looks["stale_l2_mean"], "s--", label="with the first look's scale")
+    axis.plot(hours, 100 * looks["noise_floor_l2"], ":", label="noise floor (two MVMs of one input)")
+    axis.set_xlabel("time since the maintenance began (h)")
+    axis.set_ylabel("L2 error against the targets (%)")
+    axis.legend()
+    refreshed = int(looks["refreshed"].sum())
+    axis.set_title(f"maintenance: {refreshed} cells refreshed")
+    return [("Maintenance: the deployed matrix's error at each look", _save(plt, fig, out / "maintain.png"))]
+
+
 def write_report(store: Store, run_id: str, out: Path) -> Path:
     manifest = store.manifest(run_id)
     try:
@@ -166,6 +181,9 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
     mvm = _optional(store, "mvm", run_id)
     if mvm is not None:
         plots += _mvm_plot(plt, mvm, out, steps.get("mvm", {}).get("full_scale_ua"))
+    looks = _optional(store, "maintain", run_id)
+    if looks is not None:
+        plots += _maintain_plot(plt, looks, out)
     page = out / "index.html"
     page.write_text(_html(manifest, plots), encoding="utf-8")
     return page

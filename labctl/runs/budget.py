@@ -52,6 +52,10 @@ def estimate(protocol: CalibrateProtocol, rows: int, cols: int) -> Budget:
         full_reads += protocol.refine.rounds * wv_iterations
     if "mvm" in steps:
         full_reads += protocol.mvm.reference_reads
+    if "maintain" in steps and protocol.maintain.refresh:  # per look: the refresh's averaged reads, its
+        # write-verify's first and last full reads, and its sparse verifies (a few per cent of the cells)
+        m = protocol.maintain
+        full_reads += (m.ticks + 1) * (m.reads + 3 + protocol.write_verify.max_iterations // 10)
     kept = 0  # array reads held in memory at once
     if "drift" in steps:
         drift_reads = protocol.drift.reads * len(protocol.drift.temperatures_k)
