@@ -13,8 +13,12 @@ not compensated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from labctl_calibration.write_verify import WriteVerify, WriteVerifyResult
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,13 @@ def compensate_pairs(targets_us: np.ndarray, stuck: np.ndarray, stuck_at_us: np.
         compensated[:, -1] = False
         residual[:, -1] = np.where(stuck[:, -1], np.nan, 0.0)
     return PairCompensation(new, partners, compensated, residual)
+
+
+def compensate_through_partners(verify: WriteVerify, result: WriteVerifyResult, window_us: tuple[float, float]
+                                ) -> tuple[WriteVerifyResult, PairCompensation]:
+    """Re-target and program the partners of the cells ``result`` found stuck; the merged
+    result holds what each cell was last programmed to and read at."""
+    plan = compensate_pairs(result.targets_us, result.stuck, result.achieved_us, window_us)
+    partners = plan.partners & ~result.stuck
+    again = verify.run(plan.targets_us, include=partners, known_stuck=result.stuck)
+    return result.merged(again, partners), plan

@@ -52,6 +52,7 @@ def check(
     builtin: str = "calibrate",
     drift: dict[str, Any] | None = None,
     maintain: dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
 ) -> tuple[ChipSpec, LoadedProtocol, np.ndarray | None, np.ndarray | None]:
     """Everything a run checks before it touches an instrument: the chip, the protocol
     against the chip's limits, the targets or weights. Raises ``UsageError``; a schedule
@@ -62,7 +63,7 @@ def check(
     if protocol is None and builtin == "calibrate":
         protocol = spec.config.calibrate_protocol  # the chip's own choice, when lab.toml makes one
     loaded = load_protocol(protocol, builtin=builtin)
-    for step, overrides in (("drift", drift), ("maintain", maintain)):
+    for step, overrides in (("drift", drift), ("maintain", maintain), ("network", network)):
         if overrides:
             loaded = _with_step_options(loaded, step, overrides)
     _check_protocol_limits(loaded, spec)
@@ -87,16 +88,19 @@ def calibrate(
     builtin: str = "calibrate",
     drift: dict[str, Any] | None = None,
     maintain: dict[str, Any] | None = None,
+    network: dict[str, Any] | None = None,
+    attachments: dict[str, bytes] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
 
     The newest calibration record of the chip is reused (read-out, stuck map) unless
     ``fresh``. ``keep_rig`` (tests) receives the rig, so a test can inspect the twin.
+    ``attachments`` are files the run keeps beside its results (a validated model and its data).
     """
     started = time.perf_counter()
     spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
                                                      protocol=protocol, config=config, builtin=builtin, drift=drift,
-                                                     maintain=maintain)
+                                                     maintain=maintain, network=network)
     store = RunStore(data_root(data))
     size_known = spec.rows is not None  # an in-process twin: its size is known before it is built
     if size_known:
@@ -110,6 +114,8 @@ def calibrate(
         target_matrix = _targets(loaded, spec, user_targets, targets, user_weights, weights)
         if not size_known:  # a board: its size is what it answered
             check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
+        if "network" in loaded.protocol.steps:
+            _check_network_fits(rig, attachments or {})
         store.check_writable()
         identity = rig.chip_identity
         adc = rig.board.adc()
@@ -121,6 +127,8 @@ def calibrate(
         contexts: list[StepContext] = []
 
         def prepare(run: Run) -> None:
+            for name, content in (attachments or {}).items():
+                run.write_bytes(name, content)
             recorder = StoreRecorder(run, array=0, t0_s=t0, cols=spec.cols, progress=progress)
             contexts.append(StepContext(run, rig, loaded.protocol, target_matrix, recorder, nominal, record,
                                         temperature, signed=user_weights is not None))
@@ -226,6 +234,72 @@ def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: 
     overrides = {key: value for key, value in
                  (("every_s", every_s), ("until_s", until_s), ("refresh", refresh)) if value is not None}
     return calibrate(chip, builtin="maintain", maintain=overrides, **options)
+
+
+def run_validate(chip: str = "chip0", *, model: str | Path | None = None, dataset: str | Path | None = None,
+                 at_s: tuple[float, ...] | None = None, maintain: bool | None = None, samples: int | None = None,
+                 model_seed: int = 0, **options: Any) -> CalibrationOutcome:
+    """A network on the chip (built-in ``validate`` unless ``protocol=``): ``model`` and
+    ``dataset`` are .npz files; without them, the digits example is trained here (seed
+    ``model_seed``) and its held-out quarter is the test data."""
+    from labctl.runs.validation import DATASET_FILE, MODEL_FILE
+
+    overrides = {key: value for key, value in (("at_s", at_s), ("maintain", maintain), ("samples", samples))
+                 if value is not None}
+    model_bytes, data_bytes = _network_files(model, dataset, model_seed)
+    return calibrate(chip, builtin="validate", network=overrides,
+                     attachments={MODEL_FILE: model_bytes, DATASET_FILE: data_bytes}, **options)
+
+
+def _network_files(model: str | Path | None, dataset: str | Path | None, seed: int) -> tuple[bytes, bytes]:
+    """The model and test data as the run will keep them, checked before anything starts."""
+    import io
+
+    from labctl_calibration.network import Network
+    from labctl.runs.validation import load_dataset
+
+    if (model is None) != (dataset is None):
+        raise UsageError("give --model and --dataset together, or neither for the built-in digits example")
+    if model is None:
+        from labctl_calibration.training import digits, train_mlp
+
+        try:
+            x_train, y_train, x_test, y_test = digits(seed)
+        except ImportError as err:
+            raise UsageError(str(err)) from None
+        network = train_mlp(x_train, y_train, seed=seed)
+        buffer, data = io.BytesIO(), io.BytesIO()
+        network.save(buffer)
+        np.savez(data, x=x_test, y=y_test)
+        return buffer.getvalue(), data.getvalue()
+    try:
+        model_bytes, data_bytes = Path(model).read_bytes(), Path(dataset).read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {err.filename!r}: {err.strerror}") from None
+    try:
+        network = Network.load(io.BytesIO(model_bytes), f"model file {str(model)!r}")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    load_dataset(data_bytes, network.inputs, f"dataset file {str(dataset)!r}")
+    return model_bytes, data_bytes
+
+
+def _check_network_fits(rig: Rig, attachments: dict[str, bytes]) -> None:
+    """A network whose layers do not fit the chip is refused before a run starts."""
+    import io
+
+    from labctl_calibration.chip_network import plan_tiles
+    from labctl_calibration.network import Network
+    from labctl.runs.validation import MODEL_FILE
+
+    if MODEL_FILE not in attachments:
+        raise UsageError("the network step needs a model: run it with 'labctl validate'")
+    geometry = rig.board.geometry()
+    try:
+        plan_tiles(Network.load(io.BytesIO(attachments[MODEL_FILE]), "the model"), geometry.arrays, geometry.rows,
+                   geometry.cols)
+    except ValueError as err:
+        raise UsageError(f"{rig.spec.name}: {err}") from None
 
 
 def _with_step_options(loaded: LoadedProtocol, step: str, overrides: dict[str, Any]) -> LoadedProtocol:

@@ -109,6 +109,15 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                 + (f"{figures['refreshed_cells']} cells refreshed" if figures["refresh"] else "no refresh")
                 + (f", ν {min(nus):.3f}..{max(nus):.3f}" if nus else "")
                 + f"; {figures['board_s']:.1f} s of board time spent")
+    if step == "network":
+        looks = "; ".join(f"{100 * look['accuracy']:.2f} % [{100 * look['ci95'][0]:.1f}, {100 * look['ci95'][1]:.1f}] "
+                          f"at {look['t_s'] / 3600:.3g} h" + (" (scales re-fitted)" if look["maintained"] else "")
+                          for look in figures["looks"])
+        tiles = ", ".join(_tile_text(tile) for tile in figures["tiles"])
+        return (f"{figures['samples']} samples: on the chip {looks}; float model "
+                f"{100 * figures['float_accuracy']:.2f} % [{100 * figures['float_ci95'][0]:.1f}, "
+                f"{100 * figures['float_ci95'][1]:.1f}], at the chip's precision in software "
+                f"{100 * figures['quantised_accuracy']:.2f} %; per tile L2 error against its weights {tiles}")
     if step == "drift":
         if figures["nu_median"] is None:
             nu = "no cell fitted well enough for ν; "
@@ -124,6 +133,11 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
             text += f"; acceleration {accelerations}, Ea {figures['activation_ev']:.3f} eV"
         return text
     return json.dumps(_finite(figures))
+
+
+def _tile_text(tile: dict[str, Any]) -> str:
+    error = "n/a" if tile["signed_l2_mean"] is None else f"{100 * tile['signed_l2_mean']:.1f} %"
+    return f"layer {tile['layer']} ({tile['rows']}x{tile['pairs']} on array {tile['array']}) {error}"
 
 
 def step_line(step: str, figures: Any) -> str:

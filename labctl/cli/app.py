@@ -64,6 +64,7 @@ def main_options(
 app.command(epilog=EXIT_CODES)(measure.calibrate)
 app.command(epilog=EXIT_CODES)(measure.drift)
 app.command(epilog=EXIT_CODES)(measure.maintain)
+app.command(epilog=EXIT_CODES)(measure.validate)
 app.command(epilog=EXIT_CODES)(measure.resume)
 app.command(epilog=EXIT_CODES_READING)(runs.report)
 app.command(epilog="Exit codes: 0 no regression; 1 run B regressed; 2 bad input.")(runs.compare)

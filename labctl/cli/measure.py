@@ -1,4 +1,4 @@
-"""Commands that measure a chip: calibrate, drift, maintain, resume."""
+"""Commands that measure a chip: calibrate, drift, maintain, validate, resume."""
 
 from __future__ import annotations
 
@@ -259,6 +259,54 @@ def maintain(
                                 until_s=parse_duration(until, "--until"), refresh=refresh,
                                 targets=targets, seed=seed, size=size, protocol=protocol, data=data, config=config,
                                 fresh=fresh, progress=progress)
+
+    with StepProgress(enabled=not quiet) as progress:
+        outcome = reported(run)
+    print_outcome(outcome, as_json)
+
+
+def validate(
+    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip to run the network on; chip0 is the twin.")
+                    ] = "chip0",
+    model: Annotated[
+        Optional[Path], typer.Option("--model", metavar="FILE.npz", help="W0, b0, W1, b1, ... (default: digits example).")
+    ] = None,
+    dataset: Annotated[
+        Optional[Path], typer.Option("--dataset", metavar="FILE.npz", help="Test data: x (samples x inputs), y (labels).")
+    ] = None,
+    at: Annotated[
+        Optional[str], typer.Option("--at", metavar="TIME[,TIME...]", help="Later looks after programming: 1h,24h.")
+    ] = None,
+    maintain: Annotated[
+        bool, typer.Option("--maintain/--no-maintain", help="Re-fit the tiles' output scales before each later look.")
+    ] = True,
+    samples: Annotated[Optional[int], typer.Option("--samples", metavar="N", help="Use the first N test samples.")
+                       ] = None,
+    model_seed: Annotated[int, typer.Option("--model-seed", metavar="N", help="Seed of the example's training.")] = 0,
+    protocol: Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in validate."),
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    fresh: FreshOption = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run a network's dense layers on the chip and report its accuracy beside the float model's.
+
+    Without --model and --dataset, a small MLP is trained on scikit-learn's 8x8 digits
+    (pip install 'labctl[examples]') and validated on its held-out quarter.
+    """
+    from labctl import api
+
+    def run():
+        times = tuple(parse_duration(part, "--at") for part in at.split(",")) if at else None
+        return api.run_validate(chip, model=model, dataset=dataset, at_s=times, maintain=maintain, samples=samples,
+                                model_seed=model_seed, seed=seed, size=size, protocol=protocol, data=data,
+                                config=config, fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:
         outcome = reported(run)

@@ -46,6 +46,9 @@ def acceptance_checks(figures: dict[str, dict[str, Any]], limits: Acceptance) ->
     if "mvm" in figures:
         checks.append(Check("mvm_worst_error_fs", figures["mvm"]["corrected_worst_fs"],
                             limits.max_mvm_worst_error_fs, "<="))
+    if "network" in figures:  # accuracy points lost against the float model, at once after programming
+        checks.append(Check("network_accuracy_drop_points", -figures["network"]["chip_vs_float_points"],
+                            limits.max_network_accuracy_drop_points, "<="))
     if "drift" in figures:
         checks.append(Check("drift_compensated_error_fs", figures["drift"]["mvm_global_worst_fs"],
                             limits.max_drift_compensated_error_fs, "<="))

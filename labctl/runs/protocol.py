@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labctl_calibration.chip_network import ChipNetworkParams
 from labctl_calibration.drift import DriftParams
 from labctl_calibration.health import HealthParams
 from labctl_calibration.maintain import MaintainParams
@@ -25,7 +26,8 @@ from labctl_calibration.readout_calibration import ReadoutCalibrationParams
 from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
-STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain", "drift")
+STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain", "network",
+         "drift")
 
 
 class TargetPattern(BaseModel):
@@ -57,6 +59,7 @@ class Acceptance(BaseModel):
     max_readout_residual_vs_floor: float = Field(1.5, gt=0)  # fit residual / disagreement of two looks at one cell
     max_mvm_worst_error_fs: float = Field(0.03, gt=0)
     max_drift_compensated_error_fs: float = Field(0.03, gt=0)  # worst MVM error at the end of the reference segment
+    max_network_accuracy_drop_points: float = Field(5.0, ge=0)  # on-chip accuracy below the float model's, at once
 
 
 class CalibrateProtocol(BaseModel):
@@ -65,7 +68,7 @@ class CalibrateProtocol(BaseModel):
     name: str
     description: str = ""
     steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain",
-                         "drift"], ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
+                         "network", "drift"], ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
                               min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
@@ -75,6 +78,7 @@ class CalibrateProtocol(BaseModel):
     refine: RefineParams = RefineParams()
     mvm: MvmParams = MvmParams()
     maintain: MaintainParams = MaintainParams()
+    network: ChipNetworkParams = ChipNetworkParams()
     drift: DriftParams = DriftParams()
     heater_on_exit: Literal["hold", "off"] = "hold"  # what the temperature controller does when the run ends
     acceptance: Acceptance = Acceptance()

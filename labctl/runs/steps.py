@@ -255,12 +255,9 @@ def _compensate_through_partners(ctx: StepContext, verify: WriteVerify, result: 
                                  ) -> tuple[WriteVerifyResult, dict[str, Any]]:
     """Signed weights: re-target and program the partners of the stuck cells so each pair
     still computes its weight; the cells table then holds what each cell was programmed to."""
-    from labctl_calibration.defects import compensate_pairs
+    from labctl_calibration.defects import compensate_through_partners
 
-    plan = compensate_pairs(ctx.targets, result.stuck, result.achieved_us, ctx.rig.spec.window_us)
-    partners = plan.partners & ~result.stuck
-    again = verify.run(plan.targets_us, include=partners, known_stuck=result.stuck)
-    merged = result.merged(again, partners)
+    merged, plan = compensate_through_partners(verify, result, ctx.rig.spec.window_us)
     stuck = int(result.stuck.sum())
     left = plan.uncompensated & result.stuck
     return merged, {"pairs_stuck_cells": stuck, "pairs_compensated": int((plan.compensated & result.stuck).sum()),
@@ -422,6 +419,12 @@ def _maintain(ctx: StepContext) -> dict[str, Any]:
             "refreshed_cells": sum(t["refreshed"] for t in ticks), "board_s": sum(t["board_s"] for t in ticks)}
 
 
+def _network(ctx: StepContext) -> dict[str, Any]:
+    from labctl.runs.validation import run_network  # it builds on this module
+
+    return run_network(ctx)
+
+
 def _drift(ctx: StepContext) -> dict[str, Any]:
     params = ctx.protocol.drift
     board, rig = ctx.rig.board, ctx.rig
@@ -536,5 +539,5 @@ def _waiter(rig: Rig) -> Callable[[float], None]:
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "settle": _settle, "health": _health, "readout": _readout, "read_noise": _read_noise,
     "write_verify": _write_verify, "refine": _refine, "mvm": _mvm, "maintain": _maintain,
-    "drift": _drift,
+    "network": lambda ctx: _network(ctx), "drift": _drift,
 }

@@ -103,6 +103,19 @@ SCHEMAS["maintain"] = pa.schema(
         ("board_s", pa.float64()),  # board time this tick's looking and refreshing took (not the wait)
     ]
 )
+SCHEMAS["validation"] = pa.schema(
+    [
+        ("look", pa.int16()),  # 0 at once after programming, then one per later look
+        ("t_s", pa.float64()),  # since the network was programmed, board clock
+        ("sample", pa.int32()),
+        ("label", pa.int16()),
+        ("predicted", pa.int16()),  # by the network computing on the chip
+        ("correct", pa.bool_()),
+        ("float_predicted", pa.int16()),  # the float model, same sample
+        ("quantised_predicted", pa.int16()),  # the model at the chip's precision in software
+        ("maintained", pa.bool_()),  # the tiles' output scales re-fitted before this look
+    ]
+)
 SCHEMAS["drift"] = pa.schema(
     [
         ("array", pa.int16()),

@@ -1,0 +1,188 @@
+"""A network's dense layers on the chip: tiled over arrays, signed weights on column pairs.
+
+Each chip layer ``k`` (not marked digital) is cut into tiles of at most ``rows`` inputs and
+``cols / 2`` outputs. Tiles are placed block-diagonally on an array (disjoint rows and
+columns: an MVM drives only its tile's rows, the other rows at 0 V add nothing) and on the
+next array when one is full. A weight ``w`` becomes a differential pair,
+``G(2j) = low + s·max(w, 0)``, ``G(2j+1) = low + s·max(−w, 0)``, with one scale ``s`` per
+layer (the largest |w| at ``high``), so a tile computes ``Σ v_i (G+ − G−) = s·Σ v_i w_i``.
+
+Inputs are the DAC's signed codes (per sample, ``x ≈ codes·scale``). Each tile's pair
+outputs are calibrated after programming: random calibration inputs, a per-pair affine
+``D_measured = a·D_intended + b`` against what the *intended* weights compute (the
+deployment's output scale), judged on held-out inputs. Partial sums of a layer cut by rows
+are added digitally; biases and activations run in numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy, output_scale
+from labctl_calibration.mvm import at_gain, auto_gain, measure_outputs
+from labctl_calibration.network import DAC_CODES, Network, quantise_inputs
+from labctl_calibration.readout import Readout
+from labctl_drivers.board import Board
+
+
+class ChipNetworkParams(BaseModel):
+    """A protocol file's ``[validate]`` table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    low_us: float = Field(2.0, ge=0)  # a zero weight's conductance (both cells of its pair)
+    high_us: float = Field(20.0, gt=0)  # the largest |w| of a layer
+    calibration_vectors: int = Field(64, ge=8, le=100_000)  # per tile: half fit the output scale, half judge it
+    averaging: int = Field(16, ge=1, le=256)
+    headroom: float = Field(0.5, gt=0, le=1)
+    samples: int = Field(0, ge=0)  # test samples used (0: all)
+    at_s: tuple[float, ...] = ()  # later looks, seconds after programming (the first look is at once)
+    maintain: bool = True  # at each later look, re-fit the tiles' output scales first (re-compensation)
+    seed: int = Field(3, ge=0)
+
+
+@dataclass(frozen=True)
+class Tile:
+    layer: int
+    array: int
+    row0: int
+    col0: int  # physical column of the first pair's positive cell
+    inputs: slice  # of the layer's inputs
+    outputs: slice  # of the layer's outputs
+
+    @property
+    def rows(self) -> int:
+        return self.inputs.stop - self.inputs.start
+
+    @property
+    def pairs(self) -> int:
+        return self.outputs.stop - self.outputs.start
+
+
+def plan_tiles(network: Network, arrays: int, rows: int, cols: int) -> list[Tile]:
+    """Block-diagonal placement of every chip layer's tiles; ValueError when they do not fit."""
+    tiles: list[Tile] = []
+    array, row, col = 0, 0, 0
+    pairs_per_tile = cols // 2
+    if pairs_per_tile < 1:
+        raise ValueError(f"an array of {cols} column(s) holds no differential pair")
+    for k, w in enumerate(network.weights):
+        if k in network.digital:
+            continue
+        for i0 in range(0, w.shape[0], rows):
+            for j0 in range(0, w.shape[1], pairs_per_tile):
+                r, p = min(rows, w.shape[0] - i0), min(pairs_per_tile, w.shape[1] - j0)
+                if row + r > rows or col + 2 * p > cols:
+                    array, row, col = array + 1, 0, 0
+                if array >= arrays:
+                    raise ValueError(f"the network's chip layers need more than the chip's {arrays} array(s) of "
+                                     f"{rows}x{cols}: mark a layer digital, or use a larger chip")
+                tiles.append(Tile(k, array, row, col, slice(i0, i0 + r), slice(j0, j0 + p)))
+                row, col = row + r, col + 2 * p
+    return tiles
+
+
+def layer_scales(network: Network, params: ChipNetworkParams) -> dict[int, float]:
+    """µS per unit weight, per chip layer."""
+    return {k: (params.high_us - params.low_us) / float(np.abs(w).max() or 1.0)
+            for k, w in enumerate(network.weights) if k not in network.digital}
+
+
+def array_targets(network: Network, tiles: list[Tile], params: ChipNetworkParams, arrays: int, rows: int,
+                  cols: int) -> np.ndarray:
+    """(arrays, rows, cols) conductance targets; cells no tile uses sit at ``low_us`` (a zero weight)."""
+    targets = np.full((arrays, rows, cols), params.low_us)
+    scales = layer_scales(network, params)
+    for t in tiles:
+        w = network.weights[t.layer][t.inputs, t.outputs] * scales[t.layer]
+        block = targets[t.array, t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs]
+        block[:, 0::2] += np.clip(w, 0, None)
+        block[:, 1::2] += np.clip(-w, 0, None)
+    return targets
+
+
+@dataclass
+class TileCalibration:
+    gain: int
+    slope: np.ndarray  # per pair: D_measured = slope·D_intended + intercept (µA)
+    intercept_ua: np.ndarray
+    accuracy: DeployedAccuracy | None  # the tile's figures against its intended weights (held-out inputs)
+
+
+class ChipNetwork:
+    """Computes a network's chip layers on the board: ``forward`` gives logits."""
+
+    def __init__(self, board: Board, readout: Readout, network: Network, tiles: list[Tile],
+                 targets_us: np.ndarray, params: ChipNetworkParams) -> None:
+        self.board, self.readout, self.network, self.tiles = board, readout, network, tiles
+        self.targets_us, self.params = targets_us, params
+        self.scales = layer_scales(network, params)
+        self.calibration: dict[int, TileCalibration] = {}
+        self.rng = np.random.default_rng(params.seed)
+
+    def _volts(self, codes: np.ndarray) -> np.ndarray:
+        return codes / DAC_CODES * self.readout.read_voltage
+
+    def _drive(self, tile: Tile, codes: np.ndarray, gain: int) -> np.ndarray:
+        """The tile's pair differences (µA) for these input codes (vectors x tile rows)."""
+        rows = self.targets_us.shape[1]
+        vectors = np.zeros((len(codes), rows))
+        vectors[:, tile.row0:tile.row0 + tile.rows] = codes
+        self.board.array = tile.array
+        self.board.averaging = self.params.averaging
+        with at_gain(self.board, gain):
+            currents, _ = measure_outputs(self.board, self.readout, vectors, gain)
+        block = currents[:, tile.col0:tile.col0 + 2 * tile.pairs]
+        return block[:, 0::2] - block[:, 1::2]
+
+    def _intended_block(self, tile: Tile) -> np.ndarray:
+        return self.targets_us[tile.array, tile.row0:tile.row0 + tile.rows, tile.col0:tile.col0 + 2 * tile.pairs]
+
+    def calibrate(self, signed_inputs: frozenset[int] = frozenset()) -> dict[int, TileCalibration]:
+        """Every tile's output scale against its intended weights, and its figures.
+
+        Calibration inputs are drawn as the layer's inputs come: non-negative (pixels, ReLU
+        outputs) unless the layer is in ``signed_inputs``; the range is chosen with every
+        row at full input among the probes, so no input the layer can get clips."""
+        n = self.params.calibration_vectors
+        test = np.arange(n) % 2 == 1
+        for index, tile in enumerate(self.tiles):
+            low = -DAC_CODES if tile.layer in signed_inputs else 0
+            codes = self.rng.integers(low, DAC_CODES + 1, size=(n, tile.rows))
+            probes = np.zeros((2, self.targets_us.shape[1]))
+            probes[:, tile.row0:tile.row0 + tile.rows] = [[DAC_CODES], [-DAC_CODES]]
+            self.board.array = tile.array
+            self.board.averaging = self.params.averaging
+            gain = auto_gain(self.board, self.readout, probes, self.params.headroom)
+            measured = self._drive(tile, codes, gain)
+            repeat = self._drive(tile, codes[test], gain)
+            block = self._intended_block(tile)
+            signed = block[:, 0::2] - block[:, 1::2]
+            volts = self._volts(codes)
+            slope, intercept = output_scale(volts @ signed, measured, ~test)
+            figures = deployed_accuracy(signed, volts, measured, repeat, test)
+            self.calibration[index] = TileCalibration(gain, slope, intercept, figures)
+        return self.calibration
+
+    def matmul(self, layer: int, x: np.ndarray) -> np.ndarray:
+        """``x @ W_layer`` as the chip computes it, in the weights' units."""
+        codes, scale = quantise_inputs(x)
+        out = np.zeros((len(x), self.network.weights[layer].shape[1]))
+        unit = self.scales[layer] * self.readout.read_voltage / DAC_CODES  # µA per (code x weight)
+        for index, tile in enumerate(self.tiles):
+            if tile.layer != layer:
+                continue
+            cal = self.calibration[index]
+            difference = self._drive(tile, codes[:, tile.inputs], cal.gain)
+            out[:, tile.outputs] += (difference - cal.intercept_ua) / cal.slope / unit
+        return out * scale
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.network.forward(x, self.matmul)
+
+
+def arrays_needed(tiles: list[Tile]) -> int:
+    return 1 + max((t.array for t in tiles), default=0)

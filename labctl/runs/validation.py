@@ -1,0 +1,126 @@
+"""The validate step: a network's dense layers on the chip, judged by what it classifies.
+
+The run holds its own copy of the model and the test data (``model.npz``, ``dataset.npz``,
+written before it starts), so what was validated is always next to its results. The step
+programs every array the network's tiles use (write-verify, then the stuck cells'
+partners re-targeted), calibrates each tile's output scale against its intended weights,
+classifies the test samples at once and at each later look (``at_s``, after re-fitting the
+output scales when ``maintain``), and stores one ``validation`` row per sample and look
+beside what the float model and its chip-precision copy predict for the same sample.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import UsageError
+from labctl.runs.steps import StepContext, _waiter
+
+MODEL_FILE, DATASET_FILE = "model.npz", "dataset.npz"
+
+
+def load_dataset(data: bytes | str, inputs: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (samples x inputs) and integer labels ``y``; UsageError naming what is wrong."""
+    try:
+        with np.load(io.BytesIO(data) if isinstance(data, bytes) else data, allow_pickle=False) as saved:
+            x, y = np.asarray(saved["x"], dtype=float), np.asarray(saved["y"])
+    except (OSError, ValueError, KeyError) as err:
+        raise UsageError(f"{where}: a dataset is an .npz with x (samples x inputs) and y (labels): {err}") from None
+    if x.ndim != 2 or x.shape[1] != inputs:
+        raise UsageError(f"{where}: x is {x.shape}, the model takes {inputs} inputs per sample")
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise UsageError(f"{where}: y must hold one non-negative integer label per sample")
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"{where}: x must be finite")
+    return x, y.astype(int)
+
+
+def run_network(ctx: StepContext) -> dict[str, Any]:
+    from labctl_calibration.chip_network import ChipNetwork, array_targets, plan_tiles
+    from labctl_calibration.defects import compensate_through_partners
+    from labctl_calibration.network import Network, accuracy, quantised_matmul, wilson_interval
+    from labctl_calibration.write_verify import WriteVerify
+
+    params, board = ctx.protocol.network, ctx.rig.board
+    network = Network.load(io.BytesIO(ctx.run.read_bytes(MODEL_FILE)), f"run {ctx.run.id} {MODEL_FILE}")
+    x, y = load_dataset(ctx.run.read_bytes(DATASET_FILE), network.inputs, f"run {ctx.run.id} {DATASET_FILE}")
+    if params.samples:
+        x, y = x[: params.samples], y[: params.samples]
+    geometry = board.geometry()
+    try:
+        tiles = plan_tiles(network, geometry.arrays, geometry.rows, geometry.cols)
+    except ValueError as err:
+        raise UsageError(f"{ctx.rig.spec.name}: {err}") from None
+    targets = array_targets(network, tiles, params, geometry.arrays, geometry.rows, geometry.cols)
+    used = sorted({t.array for t in tiles})
+    verify = WriteVerify(board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
+    programmed = {}
+    for array in used:
+        board.array = array
+        ctx.recorder.array = array
+        result = verify.run(targets[array])
+        if result.stuck.any():
+            result, _ = compensate_through_partners(verify, result, ctx.rig.spec.window_us)
+        programmed[array] = result
+        _store_cells(ctx, array, result, targets[array])
+    board.array, ctx.recorder.array = 0, 0
+    programmed_s = board.clock_s()
+    chip = ChipNetwork(board, ctx.readout, network, tiles, targets, params)
+    signed = frozenset({0}) if (x < 0).any() else frozenset()  # later layers take ReLU outputs
+    chip.calibrate(signed)
+    tile_figures = [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)]
+    float_pred = network.forward(x).argmax(axis=1)
+    step = ctx.protocol.write_verify.tolerance_us / (params.high_us - params.low_us)
+    quantised_pred = network.forward(x, quantised_matmul(network, step, 1 / 2 ** (board.adc().bits - 1))).argmax(axis=1)
+    wait = _waiter(ctx.rig)
+    looks = []
+    for k, at in enumerate((0.0, *params.at_s)):
+        due = programmed_s + at
+        if board.clock_s() < due:
+            wait(due - board.clock_s())
+        if k and params.maintain:
+            chip.calibrate(signed)  # re-compensation: each tile's output scale fitted again
+        t_s = board.clock_s() - programmed_s
+        predicted = chip.forward(x).argmax(axis=1)
+        correct = predicted == y
+        n = len(y)
+        ctx.run.table("validation").append({
+            "look": np.full(n, k, dtype=np.int16), "t_s": np.full(n, t_s), "sample": np.arange(n, dtype=np.int32),
+            "label": y.astype(np.int16), "predicted": predicted.astype(np.int16), "correct": correct,
+            "float_predicted": float_pred.astype(np.int16), "quantised_predicted": quantised_pred.astype(np.int16),
+            "maintained": np.full(n, bool(k and params.maintain))})
+        low, high = wilson_interval(int(correct.sum()), n)
+        looks.append({"t_s": t_s, "accuracy": float(correct.mean()), "ci95": [low, high],
+                      "maintained": bool(k and params.maintain),
+                      "tiles": [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)] if k else None})
+        if ctx.recorder.progress:
+            ctx.recorder.progress("validate", k + 1, 1 + len(params.at_s))
+    float_acc, quant_acc = accuracy(network.forward(x), y), float((quantised_pred == y).mean())
+    return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
+            "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
+            "float_ci95": list(wilson_interval(int((float_pred == y).sum()), len(y))),
+            "quantised_accuracy": quant_acc, "looks": looks,
+            "stuck_cells": int(sum(r.stuck.sum() for r in programmed.values())),
+            "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
+
+
+def _tile_figures(tile, calibration) -> dict[str, Any]:
+    figures = calibration.accuracy
+    return {"layer": tile.layer, "array": tile.array, "rows": tile.rows, "pairs": tile.pairs, "gain": calibration.gain,
+            "signed_l2_mean": None if figures is None else figures.l2_mean,
+            "worst_output": None if figures is None else figures.worst_output,
+            "noise_floor_l2": None if figures is None else figures.noise_floor_l2}
+
+
+def _store_cells(ctx: StepContext, array: int, result, intended: np.ndarray) -> None:
+    rows, cols = np.indices(intended.shape)
+    n = intended.size
+    ctx.run.table("cells").append({
+        "array": np.full(n, array, dtype=np.int16), "row": rows.ravel().astype(np.int16),
+        "col": cols.ravel().astype(np.int16), "target_us": intended.ravel().astype(np.float32),
+        "achieved_us": result.achieved_us.ravel().astype(np.float32), "pulses": result.pulses.ravel(),
+        "converged": result.converged.ravel(), "stuck": result.stuck.ravel(),
+        "aimed_us": result.targets_us.ravel().astype(np.float32)})

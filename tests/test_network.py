@@ -1,0 +1,174 @@
+"""A network on the chip: the model file, tiling over arrays, on-chip layers, and labctl validate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from labctl.cli import app
+from labctl_calibration.chip_network import ChipNetwork, ChipNetworkParams, array_targets, plan_tiles
+from labctl_calibration.network import Network, quantise_inputs, wilson_interval
+from labctl_calibration.readout import Readout
+from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams
+from labctl_drivers import Board, InProcessTransport
+from labctl_sims.server import TwinRig
+
+runner = CliRunner()
+
+
+def random_network(seed: int, sizes=(20, 12, 5)) -> Network:
+    rng = np.random.default_rng(seed)
+    return Network(tuple(rng.normal(0, 1, (a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)),
+                   tuple(rng.normal(0, 0.1, b) for b in sizes[1:]))
+
+
+def test_a_model_file_round_trips_and_a_broken_one_is_named(tmp_path):
+    net = random_network(0)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    again = Network.load(path)
+    x = np.random.default_rng(1).random((7, 20))
+    np.testing.assert_allclose(again.forward(x), net.forward(x))
+    np.savez(tmp_path / "bad.npz", W0=np.ones((3, 2)), b0=np.ones(2), W1=np.ones((3, 2)), b1=np.ones(2))
+    with pytest.raises(ValueError, match="layer 1: takes 3 inputs, layer 0 gives 2"):
+        Network.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "half.npz", W0=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="half.npz.*missing b0"):
+        Network.load(tmp_path / "half.npz")
+
+
+def test_inputs_become_dac_codes_with_a_scale_back():
+    x = np.array([[0.0, 0.5, 1.0], [-2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    codes, scale = quantise_inputs(x)
+    assert np.abs(codes).max() == 127
+    np.testing.assert_allclose(codes * scale, x, atol=scale.max() / 2)
+
+
+def test_wilson_interval_is_the_textbook_one():
+    low, high = wilson_interval(90, 100)
+    assert low == pytest.approx(0.8256, abs=1e-3) and high == pytest.approx(0.9448, abs=1e-3)
+
+
+@pytest.mark.parametrize("rows,cols,sizes", [(64, 64, (80, 40, 10)), (256, 256, (64, 32, 10)), (16, 8, (20, 9, 3))])
+def test_tiles_cover_every_weight_once_on_disjoint_rows_and_columns(rows, cols, sizes):
+    net = random_network(2, sizes)
+    tiles = plan_tiles(net, 64, rows, cols)
+    for k, w in enumerate(net.weights):
+        covered = np.zeros(w.shape, dtype=int)
+        for t in (t for t in tiles if t.layer == k):
+            covered[t.inputs, t.outputs] += 1
+            assert t.rows <= rows and 2 * t.pairs <= cols and t.col0 % 2 == 0
+        assert (covered == 1).all()
+    for a in {t.array for t in tiles}:
+        used = np.zeros((rows, cols), dtype=int)
+        for t in (t for t in tiles if t.array == a):
+            block = np.zeros((rows, cols), dtype=int)
+            block[t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs] = 1
+            assert not (used[t.row0:t.row0 + t.rows].any() or used[:, t.col0:t.col0 + 2 * t.pairs].any())
+            used += block
+    with pytest.raises(ValueError, match="more than the chip's 1 array"):
+        plan_tiles(random_network(0, (100, 70, 10)), 1, 64, 64)
+
+
+def test_pair_differences_carry_the_weights_and_unused_cells_a_zero_weight():
+    net = random_network(3)
+    params = ChipNetworkParams()
+    tiles = plan_tiles(net, 1, 32, 64)
+    targets = array_targets(net, tiles, params, 1, 32, 64)
+    for t in tiles:
+        block = targets[0, t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs]
+        scale = (params.high_us - params.low_us) / np.abs(net.weights[t.layer]).max()
+        np.testing.assert_allclose(block[:, 0::2] - block[:, 1::2], scale * net.weights[t.layer][t.inputs, t.outputs])
+        assert block.min() >= params.low_us - 1e-12 and block.max() <= params.high_us + 1e-12
+    used = np.zeros((32, 64), dtype=bool)
+    for t in tiles:
+        used[t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs] = True
+    assert (targets[0][~used] == params.low_us).all()
+
+
+def test_a_layer_cut_over_both_arrays_adds_its_partial_sums():
+    """80 inputs on 64-row arrays: two tiles on two arrays, added digitally; without read noise
+    the chip's product is the float product within what its cells hold (ground truth, tests only)."""
+    rig = TwinRig.build("sram-64", seed=1, overrides={"read_noise_scale": 0.0, "rtn_fraction": 0.0})
+    board = Board(InProcessTransport(rig.board.feed))
+    geometry = board.geometry()
+    net = random_network(4, (80, 10))
+    params = ChipNetworkParams(averaging=64)
+    tiles = plan_tiles(net, geometry.arrays, geometry.rows, geometry.cols)
+    assert sorted({t.array for t in tiles}) == [0, 1]
+    targets = array_targets(net, tiles, params, geometry.arrays, geometry.rows, geometry.cols)
+    readout = Readout(board.adc().lsb_ua, 0.2)
+    for array in (0, 1):
+        board.array = array
+        WriteVerify(board, readout, WriteVerifyParams(batch="auto")).run(targets[array])
+    chip = ChipNetwork(board, readout, net, tiles, targets, params)
+    chip.calibrate()
+    # what the cells truly hold (ground truth, tests only), in weight units, tile by tile
+    truth = rig.chip.ground_truth().conductance_us
+    scale = (params.high_us - params.low_us) / np.abs(net.weights[0]).max()
+    held = np.zeros_like(net.weights[0])
+    for t in tiles:
+        block = truth[t.array, t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs]
+        held[t.inputs, t.outputs] = (block[:, 0::2] - block[:, 1::2]) / scale
+    x = np.random.default_rng(5).random((40, 80))
+    product = chip.matmul(0, x)
+
+    def relative(a, b):
+        return np.mean(np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1))
+
+    ideal = x @ net.weights[0]
+    # the output scales map each tile toward its intended weights, so the chip's product is as far
+    # from the weights as its cells are (write-verify's band), no further: both tiles are summed
+    assert relative(product, ideal) < relative(x @ held, ideal) + 0.03
+    assert relative(x @ held, ideal) < 0.25
+    without_second = x[:, :64] @ net.weights[0][:64]
+    assert relative(without_second, ideal) > relative(product, ideal) + 0.1  # a lost partial sum would show
+
+
+def config_for(tmp_path, preset="sram-64", seed=0):
+    config = tmp_path / "lab.toml"
+    config.write_text(f'[chips.net]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
+    return config
+
+
+def test_the_digits_example_runs_on_both_arrays_of_sram_64_and_lands_in_the_store(tmp_path):
+    pytest.importorskip("sklearn")
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["validate", "net", "--config", str(config_for(tmp_path)), "--data", str(data),
+                                 "--samples", "150", "--at", "12h", "--json", "-q"])
+    assert result.exit_code in (0, 1), result.output
+    figures = json.loads(result.output)["steps"]["network"]
+    assert figures["arrays_used"] == [0, 1] and figures["samples"] == 150
+    assert figures["float_accuracy"] > 0.9
+    assert figures["chip_accuracy"] > figures["float_accuracy"] - 0.08
+    looks = pd.read_parquet(data / "validation")
+    assert len(looks) == 2 * 150 and set(looks["look"]) == {0, 1}
+    assert (looks["correct"] == (looks["predicted"] == looks["label"])).all()
+    later = looks[looks["look"] == 1]
+    assert later["t_s"].iloc[0] == pytest.approx(12 * 3600, abs=60) and later["maintained"].all()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "{m}"], "give --model and --dataset together"),
+    (["--model", "{bad}", "--dataset", "{d}"], "bad.npz"),
+    (["--model", "{m}", "--dataset", "{wrong}"], "the model takes 20 inputs"),
+])
+def test_bad_model_or_data_is_refused_in_one_line_before_a_run(tmp_path, args, message):
+    random_network(0).save(tmp_path / "m.npz")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 20)), y=np.zeros(4, dtype=int))
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 7)), y=np.zeros(4, dtype=int))
+    (tmp_path / "bad.npz").write_bytes(b"not a model")
+    names = {"m": tmp_path / "m.npz", "d": tmp_path / "d.npz", "wrong": tmp_path / "wrong.npz",
+             "bad": tmp_path / "bad.npz"}
+    words = [a.format(**names) for a in args]
+    done = subprocess.run([sys.executable, "-m", "labctl", "validate", "net", "--config", str(config_for(tmp_path)),
+                           "--data", str(tmp_path / "data"), *words], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data" / "runs").exists()
