@@ -31,7 +31,7 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> tuple[np.ndarray, np.n
     return x[order[test:]], y[order[test:]], x[order[:test]], y[order[:test]]
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epochs: int = 80, rate: float = 0.1,
+def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epochs: int = 80, rate: float = 0.02,
               batch: int = 32, seed: int = 0, weight_noise: WeightNoise | None = None) -> Network:
     """Softmax cross-entropy, minibatch SGD with momentum, ReLU hidden layers, He start."""
     rng = np.random.default_rng(seed)

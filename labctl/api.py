@@ -238,20 +238,44 @@ def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: 
 
 def run_validate(chip: str = "chip0", *, model: str | Path | None = None, dataset: str | Path | None = None,
                  at_s: tuple[float, ...] | None = None, maintain: bool | None = None, samples: int | None = None,
-                 model_seed: int = 0, **options: Any) -> CalibrationOutcome:
+                 model_seed: int = 0, noise_model: str | Path | None = None, noise_at_s: float = 0.0,
+                 **options: Any) -> CalibrationOutcome:
     """A network on the chip (built-in ``validate`` unless ``protocol=``): ``model`` and
     ``dataset`` are .npz files; without them, the digits example is trained here (seed
-    ``model_seed``) and its held-out quarter is the test data."""
+    ``model_seed``; with ``noise_model``, an export-model file, trained with the chip's
+    noise as it will be ``noise_at_s`` after programming) and its held-out quarter is the test data."""
     from labctl.runs.validation import DATASET_FILE, MODEL_FILE
 
     overrides = {key: value for key, value in (("at_s", at_s), ("maintain", maintain), ("samples", samples))
                  if value is not None}
-    model_bytes, data_bytes = _network_files(model, dataset, model_seed)
+    noise = None
+    if noise_model is not None:
+        if model is not None:
+            raise UsageError("--noise-model trains the built-in example: with --model, train with your own tools")
+        noise = _training_noise(noise_model, options.get("protocol"), noise_at_s)
+    model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise)
     return calibrate(chip, builtin="validate", network=overrides,
                      attachments={MODEL_FILE: model_bytes, DATASET_FILE: data_bytes}, **options)
 
 
-def _network_files(model: str | Path | None, dataset: str | Path | None, seed: int) -> tuple[bytes, bytes]:
+def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float):
+    import json
+
+    from labctl_calibration.noise_aware import chip_weight_noise
+
+    try:
+        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"noise model {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+    params = load_protocol(protocol, builtin="validate").protocol.network
+    try:
+        return chip_weight_noise(model, params.low_us, params.high_us, t_s)
+    except ValueError as err:
+        raise UsageError(f"noise model {str(path)!r}: {err}") from None
+
+
+def _network_files(model: str | Path | None, dataset: str | Path | None, seed: int,
+                   noise=None) -> tuple[bytes, bytes]:
     """The model and test data as the run will keep them, checked before anything starts."""
     import io
 
@@ -267,7 +291,7 @@ def _network_files(model: str | Path | None, dataset: str | Path | None, seed: i
             x_train, y_train, x_test, y_test = digits(seed)
         except ImportError as err:
             raise UsageError(str(err)) from None
-        network = train_mlp(x_train, y_train, seed=seed)
+        network = train_mlp(x_train, y_train, seed=seed, weight_noise=noise)
         buffer, data = io.BytesIO(), io.BytesIO()
         network.save(buffer)
         np.savez(data, x=x_test, y=y_test)

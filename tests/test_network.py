@@ -172,3 +172,26 @@ def test_bad_model_or_data_is_refused_in_one_line_before_a_run(tmp_path, args, m
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data" / "runs").exists()
+
+
+def test_compare_flags_a_degraded_chips_accuracy_and_not_another_seeds(tmp_path):
+    """McNemar's paired test on the validated samples: a chip with ten times the read noise
+    regresses (exit 1); the same chip model with another fabrication seed does not."""
+    pytest.importorskip("sklearn")
+    data = tmp_path / "data"
+
+    def validated(seed: int, params: str = "") -> str:
+        config = tmp_path / f"lab{seed}{len(params)}.toml"
+        extra = f", params = {{ {params} }}" if params else ""
+        config.write_text(f'[chips.cmp]\ntwin = {{ preset = "sram-64", seed = {seed}{extra} }}\n')
+        result = runner.invoke(app, ["validate", "cmp", "--config", str(config), "--data", str(data), "--json", "-q"])
+        assert result.exit_code in (0, 1), result.output
+        return json.loads(result.stdout)["run_id"]
+
+    base, other_seed, noisy = validated(0), validated(1), validated(0, "read_noise_scale = 3.0")
+    same = runner.invoke(app, ["compare", base, other_seed, "--data", str(data)])
+    assert same.exit_code == 0, same.output
+    assert "accuracy_look0" in same.stdout and "McNemar" in same.stdout
+    worse = runner.invoke(app, ["compare", base, noisy, "--data", str(data)])
+    assert worse.exit_code == 1
+    assert next(line for line in worse.stdout.splitlines() if line.startswith("accuracy_look0")).endswith("REGRESSED")

@@ -107,9 +107,43 @@ class Comparison:
     p_value: float
     regressed: bool
 
+    test: str = "KS"  # how the two were compared: KS (distributions), McNemar (paired classifications)
+
     @property
     def change(self) -> float:
         return self.spread_b / self.spread_a - 1 if self.spread_a else float("inf")
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided p of McNemar's exact test: ``b`` samples only A classified right, ``c`` only B."""
+    from math import comb
+
+    n = b + c
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
+
+
+def _validation_comparisons(store: Store, run_a: str, run_b: str, alpha: float) -> list[Comparison]:
+    """Accuracy per look, paired sample by sample: B regressed when it classifies worse and
+    McNemar's test says the difference is not noise (p < alpha)."""
+    columns = ["look", "sample", "label", "correct"]
+    a, b = (_optional_table(store, "validation", run, columns) for run in (run_a, run_b))
+    if a is None or b is None:
+        return []
+    results = []
+    for look in sorted(set(a["look"]) & set(b["look"])):
+        first = a[a["look"] == look].sort_values("sample")
+        second = b[b["look"] == look].sort_values("sample")
+        if len(first) != len(second) or (first["label"].to_numpy() != second["label"].to_numpy()).any():
+            raise UsageError(f"runs {run_a} and {run_b} validated different samples: their accuracies are not paired")
+        right_a, right_b = first["correct"].to_numpy(), second["correct"].to_numpy()
+        only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+        p = mcnemar_exact(only_a, only_b)
+        accuracy_a, accuracy_b = float(right_a.mean()), float(right_b.mean())
+        results.append(Comparison(f"accuracy_look{look}", accuracy_a, accuracy_b, (only_a - only_b) / len(right_a),
+                                  p, bool(p < alpha and accuracy_b < accuracy_a), test="McNemar"))
+    return results
 
 
 def _distributions(store: Store, run_id: str) -> dict[str, np.ndarray]:
@@ -133,14 +167,17 @@ def _spread(metric: str, values: np.ndarray) -> float:
     return float(np.median(values)) if metric == "drift_nu" else float(np.sqrt(np.mean(values**2)))
 
 
-def compare(store: Store, run_a: str, run_b: str, alpha: float = 1e-3, max_change: float = 0.2) -> list[Comparison]:
-    """B regressed on a metric when its distribution differs (p < alpha) and is worse by > max_change."""
+def compare(store: Store, run_a: str, run_b: str, alpha: float = 1e-3, max_change: float = 0.2,
+            accuracy_alpha: float = 0.01) -> list[Comparison]:
+    """B regressed on a metric when its distribution differs (p < alpha) and is worse by > max_change;
+    on a validated network's accuracy when McNemar's paired test gives p < accuracy_alpha and B is worse."""
     store.manifest(run_a), store.manifest(run_b)  # both exist (and are run ids, not paths)
     a, b = _distributions(store, run_a), _distributions(store, run_b)
     shared = [m for m in a if m in b and len(a[m]) > 1 and len(b[m]) > 1]
-    if not shared:
+    accuracy = _validation_comparisons(store, run_a, run_b, accuracy_alpha)
+    if not shared and not accuracy:
         raise UsageError(f"runs {run_a} and {run_b} share no measured distribution to compare")
-    results = []
+    results = accuracy
     for metric in shared:
         d, p = ks_two_sample(a[metric], b[metric])
         spread_a, spread_b = _spread(metric, a[metric]), _spread(metric, b[metric])

@@ -283,6 +283,13 @@ def validate(
     samples: Annotated[Optional[int], typer.Option("--samples", metavar="N", help="Use the first N test samples.")
                        ] = None,
     model_seed: Annotated[int, typer.Option("--model-seed", metavar="N", help="Seed of the example's training.")] = 0,
+    noise_model: Annotated[
+        Optional[Path], typer.Option("--noise-model", metavar="FILE.json",
+                                     help="Train the example with this export-model file's noise.")
+    ] = None,
+    noise_at: Annotated[
+        str, typer.Option("--noise-at", metavar="TIME", help="The noise as it is this long after programming.")
+    ] = "0s",
     protocol: Annotated[
         Optional[Path],
         typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in validate."),
@@ -304,8 +311,9 @@ def validate(
 
     def run():
         times = tuple(parse_duration(part, "--at") for part in at.split(",")) if at else None
+        noise_s = 0.0 if noise_at.strip() in ("0", "0s") else parse_duration(noise_at, "--noise-at")
         return api.run_validate(chip, model=model, dataset=dataset, at_s=times, maintain=maintain, samples=samples,
-                                model_seed=model_seed, seed=seed, size=size, protocol=protocol, data=data,
+                                model_seed=model_seed, noise_model=noise_model, noise_at_s=noise_s, seed=seed, size=size, protocol=protocol, data=data,
                                 config=config, fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:

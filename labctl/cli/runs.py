@@ -157,14 +157,20 @@ def compare(
     max_change: Annotated[
         float, typer.Option("--max-change", metavar="FRACTION", help="Tolerated relative worsening.")
     ] = 0.2,
+    accuracy_alpha: Annotated[
+        float, typer.Option("--accuracy-alpha", metavar="P", help="Significance level of McNemar's paired test "
+                            "on validated accuracy.")
+    ] = 0.01,
     data: DataOption = None,
 ) -> None:
-    """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests."""
+    """Compare two runs' distributions (programming error, ν, MVM error) with two-sample KS tests,
+    and validated networks' accuracy, sample by sample, with McNemar's exact test."""
     from labctl import open_store
     from labctl.analysis.statistics import compare as compare_runs
 
-    if not 0 < alpha < 1:
-        fail(f"--alpha {alpha:g}: a significance level is between 0 and 1 (exclusive)", 2)
+    for name, level in (("--alpha", alpha), ("--accuracy-alpha", accuracy_alpha)):
+        if not 0 < level < 1:
+            fail(f"{name} {level:g}: a significance level is between 0 and 1 (exclusive)", 2)
     if not max_change >= 0:
         fail(f"--max-change {max_change:g}: must be 0 or more", 2)
 
@@ -178,15 +184,15 @@ def compare(
                 f"{shapes[1][1]}x{shapes[1][2]}: their distributions are compared, not their cells",
                 err=True,
             )
-        return compare_runs(store, first, second, alpha, max_change)
+        return compare_runs(store, first, second, alpha, max_change, accuracy_alpha)
 
     results = reported(compared)
-    typer.echo(f"{'metric':<22}{'A':>10}{'B':>10}{'change':>9}{'KS D':>8}{'p':>10}  verdict")
+    typer.echo(f"{'metric':<22}{'A':>10}{'B':>10}{'change':>9}{'stat':>8}{'p':>10}  test     verdict")
     for r in results:
         verdict = "REGRESSED" if r.regressed else "ok"
         typer.echo(
             f"{r.metric:<22}{r.spread_a:>10.4g}{r.spread_b:>10.4g}{100 * r.change:>8.1f}%"
-            f"{r.ks:>8.3f}{r.p_value:>10.2g}  {verdict}"
+            f"{r.ks:>8.3f}{r.p_value:>10.2g}  {r.test:<8} {verdict}"
         )
     if any(r.regressed for r in results):
         raise typer.Exit(1)

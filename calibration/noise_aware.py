@@ -1,0 +1,71 @@
+"""The chip's measured noise, injected into training: weights that still classify once programmed.
+
+``labctl export-model`` writes what a run measured (``labctl-noise-model/1``): programming
+error per target level, drift exponents per level (a drift run), read noise against
+conductance, the stuck-cell rate. ``chip_weight_noise`` turns it into the ``weight_noise``
+of ``training.train_mlp``: each forward pass of training sees the layer as the chip would
+hold it ``t_s`` after programming, mapped the way ``chip_network`` maps it:
+
+* a weight becomes a pair ``G± = low + s·max(±w, 0)``, ``s`` = (high − low) / max |w|;
+* each cell is off by the programming error measured at its level (mean and σ,
+  interpolated between levels), then drifts by ``((t + t0)/t0)^-ν`` with ν drawn from its
+  level's measured mean and spread; the common factor is divided out, as the output-scale
+  re-fit does; a read adds the measured read noise;
+* a cell is stuck with the measured rate, at either end of the window;
+* the pair's difference over ``s`` is the weight the forward pass uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from labctl_calibration.training import WeightNoise
+
+T0_S = 20.0  # the drift law's reference time, as the drift protocol's
+
+
+def _interpolator(levels: list[dict[str, Any]] | None, key: str, x_key: str = "target_us", default: float = 0.0):
+    if not levels:
+        return lambda g: np.full_like(g, default)
+    xs = np.array([row[x_key] for row in levels], dtype=float)
+    ys = np.array([row[key] for row in levels], dtype=float)
+    order = np.argsort(xs)
+    return lambda g: np.interp(g, xs[order], ys[order])
+
+
+def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s: float = 0.0,
+                      scale: float = 1.0) -> WeightNoise:
+    """``weight_noise`` for training from an export-model file's contents (``scale`` multiplies
+    every spread: 0 trains plainly, 1 as measured)."""
+    if model.get("format") != "labctl-noise-model/1":
+        raise ValueError(f"not a labctl noise model (format {model.get('format')!r})")
+    error_mean = _interpolator(model.get("programming_error"), "mean_us")
+    error_sigma = _interpolator(model.get("programming_error"), "sigma_us")
+    nu_mean = _interpolator(model.get("drift"), "nu_mean")
+    nu_std = _interpolator(model.get("drift"), "nu_std")
+    read_relative = _interpolator(model.get("read_noise"), "relative", "g_us")
+    stuck = float(model.get("stuck_rate") or 0.0) * scale
+    window = model.get("window_us") or [0.0, 25.0]
+    decay = np.log((t_s + T0_S) / T0_S) if model.get("drift") and t_s > 0 else 0.0
+
+    def cells(g: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        g = g + scale * (error_mean(g) + error_sigma(g) * rng.standard_normal(g.shape))
+        if decay:
+            nu = nu_mean(g) + scale * nu_std(g) * rng.standard_normal(g.shape)
+            factor = np.exp(-nu * decay)
+            g = g * factor / np.median(factor)  # the output scale's re-fit divides out the common part
+        g = g * (1 + scale * read_relative(g) * rng.standard_normal(g.shape))
+        if stuck:
+            hit = rng.random(g.shape) < stuck
+            g = np.where(hit, np.where(rng.random(g.shape) < 0.5, window[0], window[1]), g)
+        return g
+
+    def noise(layer: int, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        s = (high_us - low_us) / float(np.abs(w).max() or 1.0)
+        positive = cells(low_us + s * np.clip(w, 0, None), rng)
+        negative = cells(low_us + s * np.clip(-w, 0, None), rng)
+        return (positive - negative) / s
+
+    return noise
