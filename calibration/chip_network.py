@@ -35,7 +35,7 @@ class ChipNetworkParams(BaseModel):
 
     low_us: float = Field(2.0, ge=0)  # a zero weight's conductance (both cells of its pair)
     high_us: float = Field(20.0, gt=0)  # the largest |w| of a layer
-    calibration_vectors: int = Field(64, ge=8, le=100_000)  # per tile: half fit the output scale, half judge it
+    calibration_vectors: int = Field(256, ge=8, le=100_000)  # per tile: half fit the output scale, half judge it
     averaging: int = Field(16, ge=1, le=256)
     headroom: float = Field(0.5, gt=0, le=1)
     samples: int = Field(0, ge=0)  # test samples used (0: all)

@@ -6,7 +6,7 @@ between layers; the last layer's outputs are the logits). Any framework can writ
 
 Two software references judge a chip's result: the float model, and the same model at the
 chip's precision: inputs quantised per sample to the DAC's signed codes, weights to the
-grid a write-verify tolerance can hold apart, outputs to the ADC's step. The chip should sit
+grid the measured programming error holds apart, outputs to the ADC's step. The chip should sit
 between them (it has the quantised model's limits and its own noise on top).
 """
 
@@ -83,8 +83,8 @@ def quantise_inputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def quantised_matmul(network: Network, weight_step: float, output_step: float):
     """Layer products at the chip's precision: inputs as DAC codes, each weight on a grid of
-    ``weight_step`` (a fraction of the layer's largest |w|: what write-verify's tolerance
-    holds apart), outputs rounded to ``output_step`` of the largest output an input can give."""
+    ``weight_step`` (a fraction of the layer's largest |w|: the levels a run's programming
+    error holds apart), outputs rounded to ``output_step`` of the largest output an input can give."""
     def matmul(k: int, x: np.ndarray) -> np.ndarray:
         w = network.weights[k]
         step = weight_step * float(np.abs(w).max() or 1.0)

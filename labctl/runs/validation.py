@@ -73,7 +73,9 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
     chip.calibrate(signed)
     tile_figures = [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)]
     float_pred = network.forward(x).argmax(axis=1)
-    step = ctx.protocol.write_verify.tolerance_us / (params.high_us - params.low_us)
+    # the chip's weight precision as this run measured it: levels one programming σ apart
+    sigma = float(np.median([r.error_sigma_us for r in programmed.values()]))
+    step = sigma / (params.high_us - params.low_us)
     quantised_pred = network.forward(x, quantised_matmul(network, step, 1 / 2 ** (board.adc().bits - 1))).argmax(axis=1)
     wait = _waiter(ctx.rig)
     looks = []
@@ -102,7 +104,7 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
     return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
             "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
             "float_ci95": list(wilson_interval(int((float_pred == y).sum()), len(y))),
-            "quantised_accuracy": quant_acc, "looks": looks,
+            "quantised_accuracy": quant_acc, "quantised_weight_step_us": sigma, "looks": looks,
             "stuck_cells": int(sum(r.stuck.sum() for r in programmed.values())),
             "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
 
