@@ -60,6 +60,10 @@ def test_each_look_is_on_schedule_and_its_figure_is_the_chips(tmp_path, preset, 
     last = figures["ticks"][-1]
     assert last["l2_mean"] == pytest.approx(true_l2, abs=3 * last["noise_floor_l2"] + 0.02)
     assert last["stale_l2_mean"] >= last["l2_mean"] - last["noise_floor_l2"]  # a stale scale is no better
+    report = runner.invoke(app, ["report", outcome.run_id, "--data", str(tmp_path / "data"),
+                                 "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "maintain.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("args,message", [

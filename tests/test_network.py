@@ -152,6 +152,10 @@ def test_the_digits_example_runs_on_both_arrays_of_sram_64_and_lands_in_the_stor
     assert (looks["correct"] == (looks["predicted"] == looks["label"])).all()
     later = looks[looks["look"] == 1]
     assert later["t_s"].iloc[0] == pytest.approx(12 * 3600, abs=60) and later["maintained"].all()
+    report = runner.invoke(app, ["report", json.loads(result.output)["run_id"], "--data", str(data),
+                                 "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "validation.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("args,message", [

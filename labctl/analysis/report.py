@@ -162,6 +162,27 @@ def _maintain_plot(plt, looks, out: Path) -> list[tuple[str, str]]:
     return [("Maintenance: the deployed matrix's error at each look", _save(plt, fig, out / "maintain.png"))]
 
 
+def _validation_plot(plt, rows, out: Path) -> list[tuple[str, str]]:
+    from labctl_calibration.network import wilson_interval
+
+    looks = rows.groupby("look").agg(t_s=("t_s", "first"), correct=("correct", "sum"), n=("correct", "size"))
+    labels = rows[rows["look"] == rows["look"].min()]
+    float_accuracy = float((labels["float_predicted"] == labels["label"]).mean())
+    quantised_accuracy = float((labels["quantised_predicted"] == labels["label"]).mean())
+    hours = looks["t_s"].to_numpy() / 3600.0
+    accuracy = 100 * looks["correct"].to_numpy() / looks["n"].to_numpy()
+    bounds = np.array([wilson_interval(int(c), int(n)) for c, n in zip(looks["correct"], looks["n"], strict=True)])
+    fig, axis = plt.subplots(figsize=(7, 4.2))
+    axis.errorbar(hours, accuracy, yerr=[accuracy - 100 * bounds[:, 0], 100 * bounds[:, 1] - accuracy], fmt="o-",
+                  capsize=3, label="on the chip (95 % interval)")
+    axis.axhline(100 * float_accuracy, ls="--", color="k", label="float model")
+    axis.axhline(100 * quantised_accuracy, ls=":", color="grey", label="the chip's precision in software")
+    axis.set_xlabel("time since programming (h)")
+    axis.set_ylabel("accuracy (%)")
+    axis.legend()
+    return [("Network on the chip: accuracy at each look", _save(plt, fig, out / "validation.png"))]
+
+
 def write_report(store: Store, run_id: str, out: Path) -> Path:
     manifest = store.manifest(run_id)
     try:
@@ -184,6 +205,9 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
     looks = _optional(store, "maintain", run_id)
     if looks is not None:
         plots += _maintain_plot(plt, looks, out)
+    validation = _optional(store, "validation", run_id)
+    if validation is not None:
+        plots += _validation_plot(plt, validation, out)
     page = out / "index.html"
     page.write_text(_html(manifest, plots), encoding="utf-8")
     return page
