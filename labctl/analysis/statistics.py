@@ -98,6 +98,25 @@ def ks_two_sample(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return d, float(min(max(p, 0.0), 1.0))
 
 
+def aihwkit_inputs(store: Store, run_id: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, float | None]:
+    """What the aihwkit export fits besides the noise model: the drift fits' (target, ν) of
+    well-fitted working cells, and the time the read-noise step's reads spanned."""
+    drift = None
+    fits = _optional_table(store, "drift", run_id, ["row", "col", "nu", "r2"])
+    cells = _optional_table(store, "cells", run_id, ["row", "col", "target_us", "stuck"])
+    if fits is not None and cells is not None:
+        merged = fits.merge(cells[~cells["stuck"]], on=["row", "col"])
+        merged = merged[merged["r2"] > 0.5]
+        drift = (merged["target_us"].to_numpy(), merged["nu"].to_numpy())
+    span = None
+    reads = _optional_table(store, "reads", run_id, ["phase", "t_s"])
+    if reads is not None:
+        noise = reads.loc[reads["phase"] == "noise", "t_s"]  # the read-noise step's reads
+        if len(noise) and noise.max() > noise.min():
+            span = float(noise.max() - noise.min())
+    return drift, span
+
+
 @dataclass(frozen=True)
 class Comparison:
     metric: str

@@ -85,7 +85,9 @@ def runs_show(
 
 def export_model(
     run_id: RunIdArgument,
-    fmt: Annotated[str, typer.Option("--format", metavar="json", help="Output format (json).")] = "json",
+    fmt: Annotated[str, typer.Option("--format", metavar="json|aihwkit",
+                                     help="json (labctl's noise model) or aihwkit (PCMLikeNoiseModel's arguments).")
+                   ] = "json",
     out: Annotated[
         Optional[Path], typer.Option("--out", metavar="PATH", help="Write to this file instead of stdout.")
     ] = None,
@@ -97,19 +99,26 @@ def export_model(
     from labctl import open_store
     from labctl.analysis.statistics import noise_model
 
-    if fmt != "json":
-        fail(f"--format {fmt!r}: only json is supported", 2)
+    if fmt not in ("json", "aihwkit"):
+        fail(f"--format {fmt!r}: choose json or aihwkit", 2)
 
     def export():
         store = open_store(data)
-        return noise_model(store, store.resolve(run_id))
+        found = store.resolve(run_id)
+        measured = noise_model(store, found)
+        if fmt == "aihwkit":
+            from labctl.analysis.statistics import aihwkit_inputs
+            from labctl.analysis.aihwkit_export import aihwkit_model
 
-    model = reported(export)
+            return measured, aihwkit_model(measured, *aihwkit_inputs(store, found))
+        return measured, measured
+
+    model, written = reported(export)
     run_id = model["run_id"]
     if model["run_status"] != "completed" or model["run_passed"] is False:
         state = "missed its acceptance" if model["run_status"] == "completed" else f"is {model['run_status']}"
         typer.echo(f"labctl: warning: run {run_id} {state}: its statistics may not describe the chip", err=True)
-    text = json.dumps(model, indent=2)
+    text = json.dumps(written, indent=2)
     if out is None:
         typer.echo(text)
     else:
