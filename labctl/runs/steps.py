@@ -58,8 +58,6 @@ class StepContext:
 STATE_ARRAYS = "state.npz"
 STATE_JSON = "state.json"
 DRIFT_JOURNAL = "drift.json"
-MAINTAIN_JOURNAL = "maintain.json"
-MAINTAIN_STATE = "maintain.npz"
 WV_ARRAYS = ("targets_us", "achieved_us", "pulses", "converged", "stuck", "unreachable", "included")
 
 
@@ -86,13 +84,10 @@ def _journalled_parts(ctx: StepContext, step: str) -> Callable[[str], bool]:
     if step == "drift":
         return lambda name: name.startswith("part-drift-read-")
     if step == "maintain":
-        done = {tick_prefix(k) for k in range(len((ctx.run.read_json(MAINTAIN_JOURNAL) or {}).get("ticks", [])))}
-        return lambda name: any(name.startswith(f"part-{prefix}-") for prefix in done)
+        from labctl.runs.maintenance import journalled_ticks
+
+        return journalled_ticks(ctx)
     return lambda name: False
-
-
-def tick_prefix(k: int) -> str:
-    return f"maintain-t{k:04d}"
 
 
 def checkpoint(ctx: StepContext) -> None:
@@ -342,81 +337,9 @@ def _mvm(ctx: StepContext) -> dict[str, Any]:
 
 
 def _maintain(ctx: StepContext) -> dict[str, Any]:
-    """The maintenance loop (``labctl_calibration.maintain``): a look and a refresh every
-    ``every_s``, each tick journalled once its measurements are stored, so a resumed run
-    goes on from the next tick on the same timeline."""
-    from labctl_calibration.maintain import averaged_read, drift_exponent, look, refresh
+    from labctl.runs.maintenance import run_maintenance  # it builds on this module
 
-    params, board = ctx.protocol.maintain, ctx.rig.board
-    wv = ctx.write_verify
-    aims = wv.targets_us if wv is not None else ctx.targets  # what each cell was programmed to
-    usable = ~(wv.stuck | wv.unreachable) if wv is not None else (
-        ~ctx.stuck_map if ctx.stuck_map is not None else np.ones(ctx.targets.shape, dtype=bool))
-    wait = _waiter(ctx.rig)
-    verify = WriteVerify(board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
-    journal = ctx.run.read_json(MAINTAIN_JOURNAL) or {"programmed_s": board.clock_s(), "ticks": []}
-    ctx.run.write_json(MAINTAIN_JOURNAL, journal)
-    state: dict[str, np.ndarray] = {"stable": usable.copy()}
-    if journal["ticks"]:
-        with np.load(io.BytesIO(ctx.run.read_bytes(MAINTAIN_STATE))) as saved:
-            state = {name: saved[name] for name in saved.files}
-    rng = np.random.default_rng([params.seed, len(journal["ticks"])])
-    step_name = ctx.run.step
-    try:
-        for k in range(len(journal["ticks"]), params.ticks + 1):
-            due = journal["programmed_s"] + k * params.every_s
-            if board.clock_s() < due:
-                wait(due - board.clock_s())
-            ctx.run.step = tick_prefix(k)  # this tick's rows in parts of their own: kept on resume once journalled
-            started = board.clock_s()
-            t_s = started - journal["programmed_s"]
-            first = (state["first_slope"], state["first_intercept"]) if "first_slope" in state else None
-            previous = (state["slope"], state["intercept"]) if "slope" in state else None
-            seen = look(board, ctx.readout, ctx.targets, params, rng, first, previous)
-            nu, refreshed = float("nan"), 0
-            if params.refresh and k < params.ticks:  # after the last look there is nothing left to keep
-                now = averaged_read(board, ctx.readout, params.reads)
-                measured = (drift_exponent(state["read"], now, state["stable"], float(state["read_t_s"]), t_s,
-                                           params.t0_s) if "read" in state else None)
-                nu = measured if measured is not None else float("nan")
-                fresh = refresh(board, ctx.readout, verify, aims, state["stable"], usable, params, t_s,
-                                measured if measured is not None else float(state.get("nu", params.nu_prior)),
-                                ctx.rig.spec.window_us, now)
-                refreshed = int(fresh.drifted.sum())
-                state.update(read=now, read_t_s=np.array(t_s), stable=state["stable"] & ~fresh.drifted)
-                if measured is not None:
-                    state["nu"] = np.array(measured)
-            board_s = board.clock_s() - started
-            ctx.run.table("maintain").append({
-                "tick": np.array([k], dtype=np.int32), "t_s": np.array([t_s]), "l2_mean": np.array([seen.l2_mean]),
-                "worst_output": np.array([seen.worst_output]), "noise_floor_l2": np.array([seen.noise_floor_l2]),
-                "stale_l2_mean": np.array([seen.stale_l2_mean]), "previous_l2_mean": np.array([seen.previous_l2_mean]),
-                "nu": np.array([nu]), "refreshed": np.array([refreshed], dtype=np.int32),
-                "board_s": np.array([board_s])})
-            ctx.run.flush()
-            if first is None:
-                state.update(first_slope=seen.slope, first_intercept=seen.intercept_ua)
-            state.update(slope=seen.slope, intercept=seen.intercept_ua)
-            buffer = io.BytesIO()
-            np.savez(buffer, **state)
-            ctx.run.write_bytes(MAINTAIN_STATE, buffer.getvalue())
-            crashpoints.reached(f"maintain-tick-{k}")  # stored, not yet journalled
-            journal["ticks"].append({"t_s": t_s, "l2_mean": seen.l2_mean, "worst_output": seen.worst_output,
-                                     "noise_floor_l2": seen.noise_floor_l2, "stale_l2_mean": seen.stale_l2_mean,
-                                     "previous_l2_mean": seen.previous_l2_mean, "nu": nu if np.isfinite(nu) else None,
-                                     "refreshed": refreshed, "board_s": board_s})
-            ctx.run.write_json(MAINTAIN_JOURNAL, journal)
-            if ctx.recorder.progress:
-                ctx.recorder.progress("maintain", k + 1, params.ticks + 1)
-    finally:
-        ctx.run.step = step_name
-    ticks = journal["ticks"]
-    later = ticks[1:] or ticks
-    return {"every_s": params.every_s, "until_s": params.until_s, "refresh": params.refresh, "ticks": ticks,
-            "l2_start": ticks[0]["l2_mean"], "l2_max": max(t["l2_mean"] for t in later),
-            "l2_end": ticks[-1]["l2_mean"], "stale_l2_end": ticks[-1]["stale_l2_mean"],
-            "noise_floor_l2_end": ticks[-1]["noise_floor_l2"],
-            "refreshed_cells": sum(t["refreshed"] for t in ticks), "board_s": sum(t["board_s"] for t in ticks)}
+    return run_maintenance(ctx)
 
 
 def _network(ctx: StepContext) -> dict[str, Any]:
