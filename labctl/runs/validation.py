@@ -100,6 +100,7 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
                       "tiles": [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)] if k else None})
         if ctx.recorder.progress:
             ctx.recorder.progress("validate", k + 1, 1 + len(params.at_s))
+    board.array = 0  # as every other step expects the board
     float_acc, quant_acc = accuracy(network.forward(x), y), float((quantised_pred == y).mean())
     return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
             "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
