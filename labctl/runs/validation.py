@@ -41,7 +41,7 @@ def load_dataset(data: bytes | str, inputs: int, where: str) -> tuple[np.ndarray
 def run_network(ctx: StepContext) -> dict[str, Any]:
     from labctl_calibration.chip_network import ChipNetwork, array_targets, plan_tiles
     from labctl_calibration.defects import compensate_through_partners
-    from labctl_calibration.network import Network, accuracy, quantised_matmul, wilson_interval
+    from labctl_calibration.network import Network, quantised_matmul, wilson_interval
     from labctl_calibration.write_verify import WriteVerify
 
     params, board = ctx.protocol.network, ctx.rig.board
@@ -101,7 +101,7 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
         if ctx.recorder.progress:
             ctx.recorder.progress("validate", k + 1, 1 + len(params.at_s))
     board.array = 0  # as every other step expects the board
-    float_acc, quant_acc = accuracy(network.forward(x), y), float((quantised_pred == y).mean())
+    float_acc, quant_acc = float((float_pred == y).mean()), float((quantised_pred == y).mean())
     return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
             "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
             "float_ci95": list(wilson_interval(int((float_pred == y).sum()), len(y))),
