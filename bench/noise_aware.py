@@ -15,18 +15,8 @@ Make FILE.json with ``labctl drift`` (it measures ν) and ``labctl export-model 
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 from pathlib import Path
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided p of McNemar's exact test: ``b`` samples only A got right, ``c`` only B."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(0, min(b, c) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def run(preset: str, seed: int, at_s: float, noise_model: Path | None, noise_at_s: float) -> dict:
@@ -53,6 +43,8 @@ def main() -> None:
     parser.add_argument("--at", type=float, default=86_400.0, help="seconds after programming of the later look")
     parser.add_argument("--noise-at", type=float, default=86_400.0, help="the injected noise's time after programming")
     args = parser.parse_args()
+    from labctl.analysis.statistics import mcnemar_exact
+
     differences: dict[int, list[float]] = {0: [], 1: []}
     discordant = {0: [0, 0], 1: [0, 0]}
     for seed in (int(s) for s in args.seeds.split(",")):

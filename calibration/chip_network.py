@@ -29,7 +29,7 @@ from labctl_drivers.board import Board
 
 
 class ChipNetworkParams(BaseModel):
-    """A protocol file's ``[validate]`` table."""
+    """A protocol file's ``[network]`` table (the validate protocols')."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl_calibration.accuracy import deployed_accuracy, output_scale, relative_l2
-from labctl_calibration.mvm import at_gain, auto_gain, measure_outputs
+from labctl_calibration.mvm import auto_gain, measure_with_repeats
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify
 from labctl_drivers.board import Board
@@ -86,9 +86,7 @@ def look(board: Board, readout: Readout, intended_us: np.ndarray, params: Mainta
     test = np.arange(params.vectors) % 2 == 1
     board.averaging = params.averaging
     gain = auto_gain(board, readout, inputs[~test][:8], params.headroom)
-    with at_gain(board, gain):
-        measured, _ = measure_outputs(board, readout, inputs, gain)
-        repeat, _ = measure_outputs(board, readout, inputs[test], gain)
+    measured, repeat, _ = measure_with_repeats(board, readout, inputs, test, gain)
     deployed = deployed_accuracy(intended_us, volts, measured, repeat, test)
     if deployed is None:
         raise ValueError("the deployed matrix is all zeros: there is nothing to maintain")

@@ -103,6 +103,16 @@ def measure_outputs(board: Board, readout: Readout, inputs: np.ndarray, gain: in
     return (codes - readout.offset) / readout.gain * readout.lsb_ua * rows / gain, clipped
 
 
+def measure_with_repeats(board: Board, readout: Readout, inputs: np.ndarray, repeated: np.ndarray, gain: int
+                         ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every input's outputs at ``gain``, then the ``repeated`` ones (a mask) measured again,
+    for the noise floor; with the outputs that sat at the rails."""
+    with at_gain(board, gain):
+        measured, clipped = measure_outputs(board, readout, inputs, gain)
+        repeat, clipped_again = measure_outputs(board, readout, inputs[repeated], gain)
+    return measured, repeat, clipped + clipped_again
+
+
 def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: float) -> int:
     """Bound management: the range the matrix's own outputs to ``probes`` (measured at gain 1) call for."""
     codes = np.stack([board.mvm(vector) for vector in probes]).astype(float)
@@ -141,9 +151,7 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     test = np.arange(params.vectors) % 2 == 1
     gain = params.gain if isinstance(params.gain, int) else auto_gain(board, readout, inputs[~test][:8],
                                                                        params.headroom)
-    with at_gain(board, gain):
-        measured, clipped = measure_outputs(board, readout, inputs, gain)
-        repeat, clipped_again = measure_outputs(board, readout, inputs[test], gain)
+    measured, repeat, clipped = measure_with_repeats(board, readout, inputs, test, gain)
     fit = ~test
     slope, intercept = output_scale(expected, measured, fit)
     corrected = (measured - intercept) / slope
@@ -152,4 +160,4 @@ def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np
     deployed = None if intended_us is None else deployed_accuracy(intended_us, volts, measured, repeat, test,
                                                                   defect_error_us)
     return MvmResult(inputs, expected, measured, corrected, slope, intercept, full_scale, test, repeat, gain,
-                     clipped + clipped_again, intended, deployed)
+                     clipped, intended, deployed)
