@@ -49,6 +49,20 @@ class Geometry:
 
 
 @dataclass(frozen=True)
+class LoopRanges:
+    """The closed loop's full scales: input code ±127 is ±``imax_ua``; output code
+    ±(2^(bits−1)−1) is ±``vmax_v`` and means a rail."""
+
+    imax_ua: float
+    vmax_v: float
+    bits: int
+
+    @property
+    def full_code(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+
+@dataclass(frozen=True)
 class PulseLimits:
     """Largest SET and RESET amplitude (both positive, mV) and widest pulse (ns)."""
 
@@ -196,6 +210,26 @@ class Board(ScpiInstrument):
             raise refuse(self.name, f"MVM inputs must be {g.rows} codes within -127..127")
         header = b"MVM? " + encode_block(inputs.astype(np.int16))
         return self.query_block_message(header, "MVM?", g.cols)
+
+    def solve_ranges(self) -> LoopRanges:
+        """The closed loop's input and output full scales (``SOLV:IMAX?``, ``SOLV:VMAX?``)."""
+        self._require("IMVM", "SOLV?")
+        imax, vmax = self.query_values("SOLV:IMAX?;:SOLV:VMAX?", 2, float, ";")
+        if not (imax > 0 and vmax > 0):
+            raise ReplyError(f"{self.name}: nonsensical closed-loop ranges {imax:g} µA, {vmax:g} V")
+        return LoopRanges(imax, vmax, self.adc().bits)
+
+    def solve(self, input_codes: np.ndarray) -> np.ndarray:
+        """One closed-loop solve (boards listing ``IMVM``): ``rows`` input codes of ``b``
+        (-127..127) in, the settled outputs' ADC codes out. A code at full scale is a rail:
+        the loop did not settle there, or the output was out of range."""
+        g = self.geometry()
+        inputs = np.asarray(input_codes)
+        if inputs.shape != (g.rows,) or np.abs(inputs).max(initial=0) > 127:
+            raise refuse(self.name, f"solve inputs must be {g.rows} codes within -127..127")
+        self._require("IMVM", "SOLV?")
+        header = b"SOLV? " + encode_block(inputs.astype(np.int16))
+        return self.query_block_message(header, "SOLV?", g.cols)
 
     def read_array(self) -> np.ndarray:
         g = self.geometry()

@@ -31,6 +31,7 @@ READ_VOLT_MAX = 0.3
 AVG_MAX = 256
 DEFAULTS = {"read_volt": 0.2, "averages": 1, "width_ns": 100, "probe": None, "array": 0, "mvm_gain": 1}
 CAPABILITIES = ("MVM", "PROBE", "LIST")  # CHIP:CAP?: what this board does beyond reading and programming
+LOOP_CAPABILITY = "IMVM"  # the closed-loop solve, on boards whose chip has one
 
 
 class BoardTwin(ScpiDevice):
@@ -49,7 +50,7 @@ class BoardTwin(ScpiDevice):
         c("CHIP:GEOMetry?", lambda p: self._no_params(p) or "{},{},{}".format(*chip.shape))
         c("CHIP:ARRay", self._select_array)
         c("CHIP:ARRay?", lambda p: self._no_params(p) or str(self.array))
-        c("CHIP:CAPabilities?", lambda p: self._no_params(p) or ",".join(CAPABILITIES))
+        c("CHIP:CAPabilities?", lambda p: self._no_params(p) or ",".join(self.capabilities))
         c("SENSe:TEMPerature?", lambda p: self._no_params(p) or f"{chip.sensor_temperature():.4f}")
         c("SYSTem:TIME?", lambda p: self._no_params(p) or f"{chip.clock.now():.9f}")
         c("READ:VOLTage", self._set_read_volt)
@@ -76,6 +77,18 @@ class BoardTwin(ScpiDevice):
         c("MVM?", self._mvm)
         c("MVM:GAIN", self._set_mvm_gain)
         c("MVM:GAIN?", lambda p: self._no_params(p) or str(self.mvm_gain))
+        c("SOLVe?", self._solve)
+        c("SOLVe:IMAX?", lambda p: self._no_params(p) or f"{self._loop().imax_ua:g}")
+        c("SOLVe:VMAX?", lambda p: self._no_params(p) or f"{self._loop().vmax_v:g}")
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return CAPABILITIES + ((LOOP_CAPABILITY,) if self.chip.loop is not None else ())
+
+    def _loop(self):
+        if self.chip.loop is None:
+            raise ScpiError(-113, "Undefined header; this board has no closed loop (CHIP:CAP? does not list IMVM)")
+        return self.chip.loop
 
     def wire_time(self, n_bytes: int) -> None:
         """Bytes take time on the wire: the clock advances by their transfer time."""
@@ -245,6 +258,18 @@ class BoardTwin(ScpiDevice):
         if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
             raise ScpiError(-222, "Data out of range; DAC codes must be within -127..127")
         codes = self.chip.mvm_codes(self.array, inputs, self.read_volt, self.averages, self.mvm_gain)
+        return codes.astype("<i2").tobytes()
+
+    def _solve(self, params: list[Param]) -> bytes:
+        self._loop()
+        expect_count(params, 1)
+        payload = as_block(params[0], "inputs")
+        if len(payload) != 2 * self.chip.rows:
+            raise ScpiError(-224, f"Illegal parameter value; block holds {len(payload)} bytes, expected {2 * self.chip.rows}")
+        inputs = np.frombuffer(payload, dtype="<i2")
+        if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
+            raise ScpiError(-222, "Data out of range; input codes must be within -127..127")
+        codes, _ = self.chip.solve_codes(inputs)
         return codes.astype("<i2").tobytes()
 
     # ---- probe routing and twin-only commands --------------------------------------

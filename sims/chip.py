@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl_sims import physics
+from labctl_sims.closed_loop import ClosedLoop, Settled
 from labctl_sims.flicker import FlickerState
 from labctl_sims.noise import NoisePool
 from labctl_sims.periphery import Periphery
@@ -109,6 +110,14 @@ class ChipModel:
         self.periphery = Periphery(p, *(t.astype(np.float32) for t in trims), aux)
         self.adc_bits = p.adc_bits
         self.telegraph = TelegraphNoise(p, ~self.cells.stuck, aux)
+        # the closed loop (IMVM) of a board that has one: two square arrays, streams of its own
+        self.loop: ClosedLoop | None = None
+        if p.closed_loop and self.shape[0] == 2 and self.shape[1] == self.shape[2]:
+            loop_fab, loop_run = np.random.SeedSequence([seed, *self.shape, 1]).spawn(2)
+            self.loop = ClosedLoop(p, self.shape[1], np.random.default_rng(loop_fab))
+            self._loop_rng = np.random.default_rng(loop_run)
+        self._programmed_count = 0  # programmings so far: the loop's stability is known until the next
+        self._loop_rate: tuple[int, float] | None = None
         self._pulses = np.zeros(self.shape, dtype=np.int32)
         self._window_top = self.cells.g_max.copy()
 
@@ -287,6 +296,26 @@ class ChipModel:
         self.advance(MVM_TIME_S * averages)
         return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32), mvm=True)
 
+    def solve_codes(self, input_codes: np.ndarray) -> tuple[np.ndarray, Settled]:
+        """The closed loop (``sims.closed_loop``): input codes of ``b`` in, the settled outputs'
+        ADC codes out. The arrays present what a read would see as the loop settles, read noise
+        included, and the clock advances by the settling time and one conversion."""
+        if self.loop is None:
+            raise ValueError("this chip has no closed loop")
+        window = max(self.loop.p.loop_conversion_s, MVM_TIME_S)
+        g = []
+        for array in (0, 1):
+            index = (array, slice(None))
+            g.append(self._conductance(index))
+        if self._loop_rate is None or self._loop_rate[0] != self._programmed_count:
+            self._loop_rate = (self._programmed_count, self.loop.rate_of(g[0], g[1]))
+        for array, cells in enumerate(g):
+            cells += self._read_noise((array, slice(None)), cells, window)
+        settled = self.loop.settle(g[0], g[1], self.loop.input_currents_ua(input_codes), self._loop_rng,
+                                   self._loop_rate[1])
+        self.advance(settled.settle_s + self.loop.p.loop_conversion_s)
+        return self.loop.output_codes(settled.volts), settled
+
     def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
         """Current through one cell routed to the probe port (what the SMU measures).
 
@@ -350,6 +379,7 @@ class ChipModel:
 
         Stuck cells are defects pinned at a rail: they neither drift nor relax.
         """
+        self._programmed_count += 1
         p = self.params
         stuck = self.cells.stuck[index]
         everywhere = bool(where.all())

@@ -123,6 +123,21 @@ class DeviceParams:
     rtn_amplitude: float = 0.01  # median ΔG/G of a trap
     rtn_tau_range_s: tuple[float, float] = (1e-3, 100.0)  # mean dwell times, log-uniform
 
+    # closed loop (boards listing IMVM: sims/closed_loop.py); only the sram-64 preset has one
+    closed_loop: bool = False
+    loop_open_loop_gain: float = 1.0e4  # each op-amp's DC gain (80 dB) ...
+    loop_open_loop_gain_spread: float = 0.3  # ... lognormal σ over op-amps
+    loop_gbw_hz: float = 20.0e6  # unity-gain bandwidth: the loop's time scale
+    loop_offset_mv: float = 2.0  # σ of each op-amp's input offset
+    loop_output_noise_mv: float = 0.25  # RMS noise on each settled output, integrated over the ADC's sampling
+    loop_vmax_v: float = 0.5  # output rails / ADC full scale
+    loop_imax_ua: float = 5.0  # input DAC full scale (code ±127)
+    loop_input_gain_spread: float = 0.003  # σ of each row's input DAC gain
+    loop_output_gain_spread: float = 0.003  # σ of each column's output ADC gain
+    loop_output_offset_lsb: float = 1.0  # σ of each output ADC's offset, codes
+    loop_conversion_s: float = 1.0e-6  # the output ADC's conversion after the loop has settled
+    loop_timeout_s: float = 1.0e-3  # a loop not settled by then is read at its rails
+
     prog_coeff_us: tuple[float, ...] = AIHWKIT_PROG_COEFF_US  # σ_prog(g) = Σ c_i·g^i µS at prog_coeff_g_max_us
     prog_coeff_g_max_us: float = AIHWKIT_PROG_G_MAX_US
     read_noise_law: tuple[float, float, float] = AIHWKIT_READ_NOISE
@@ -248,6 +263,7 @@ SRAM_64 = replace(
     window_loss_per_pulse=0.0,  # SRAM cells do not wear with writes
     read_disturb_per_read=0.0,
     rtn_fraction=0.0,
+    closed_loop=True,
 )
 
 PRESETS: dict[str, DeviceParams] = {p.name: p for p in (PCM, RRAM, SRAM_64)}

@@ -1,0 +1,380 @@
+"""Solving A·x = b in one analogue step on a board's closed loop (``IMVM``), calibrated from measurements.
+
+The loop inverts ``A = G0 − G1`` (array 0 minus array 1, PROTOCOL.md). A user matrix maps
+onto it as ``G0 = low + u·A⁺`` and ``G1 = low + u·A⁻``, with ``u = (high − low) / max|A|`` µS
+per unit. Both cells of a zero entry sit at ``low``, where write-verify still works.
+
+Before anything is programmed, a matrix is refused when the loop cannot settle on it.
+Every eigenvalue of ``D⁻¹A`` (``D`` = each row's total conductance) must have a real part
+of at least ``min_loop_rate``. That is the stability condition of the circuit, and its
+slowest mode sets the settling time (``sims/closed_loop.py`` states the circuit's equations).
+
+Once programmed, the loop is calibrated from measurements only:
+
+* **offsets**: solves at ``b = 0``. The op-amps' input offsets and the ADCs' offsets give a
+  fixed output, which is subtracted. The spread over repeats is the noise floor.
+* **scales**: random inputs, their outputs compared with what the programmed matrix (as
+  write-verify last read it) predicts. A gain per input row (the DACs) and per output
+  column (the ADCs) is fitted by alternating least squares.
+* **the matrix as programmed**: the read-back ``A`` against the intended one.
+
+Each solve then scales ``b`` so that the largest output, predicted from the programmed
+matrix, lands at ``headroom`` of full scale. It stops short where the input DAC's range
+ends first. An output at full code is a rail. The solve is then repeated at half the
+input, and a solve that still rails is reported as not settled, never as a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from labctl_calibration.write_verify import WriteVerify
+from labctl_drivers.board import Board, LoopRanges
+
+DAC_FULL_CODE = 127
+RETRIES_AT_HALF_INPUT = 3
+SCALE_FIT_ROUNDS = 6
+
+
+class SolveParams(BaseModel):
+    """The ``[solve]`` table of a protocol."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    low_us: float = Field(1.0, gt=0)  # both cells of a zero entry here
+    high_us: float = Field(20.0, gt=0)  # the largest |A_ij|: its cell here
+    offset_repeats: int = Field(16, ge=2, le=4096)  # solves at b = 0: offsets and the noise floor
+    calibration_vectors: int = Field(48, ge=4, le=4096)  # random inputs the loop's scales are fitted on
+    refine_steps: int = Field(0, ge=0, le=100)  # digital residual corrections after the one-step solve (0: one step)
+    repeats: int = Field(16, ge=1, le=4096)  # solves averaged per input: the cells' fast read noise is fresh each time
+    headroom: float = Field(0.8, gt=0, le=1)  # the largest predicted output at this fraction of full scale
+    min_loop_rate: float = Field(1e-3, gt=0)  # min Re λ(D⁻¹A) below which a matrix is refused
+    example: Literal["random-spd", "heat"] = "random-spd"  # the built-in system when no --matrix is given
+    size: int = Field(64, ge=2, le=4096)  # the example's rows
+    condition: float = Field(8.0, ge=1)  # random-spd: its condition number
+    rhs_columns: int = Field(16, ge=1, le=4096)  # the example's right-hand sides
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SolveParams:
+        if self.low_us >= self.high_us:
+            raise ValueError(f"low_us ({self.low_us}) must be below high_us ({self.high_us})")
+        return self
+
+
+class UnsolvableMatrix(ValueError):
+    """A matrix the loop cannot settle on: refused with the reason, before it is used."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A user matrix as the two arrays' conductances."""
+
+    g_pos_us: np.ndarray
+    g_neg_us: np.ndarray
+    us_per_unit: float
+
+    @classmethod
+    def of(cls, a: np.ndarray, low_us: float, high_us: float) -> Mapping:
+        largest = float(np.abs(a).max())
+        if not largest > 0:
+            raise UnsolvableMatrix("the matrix is all zeros")
+        unit = (high_us - low_us) / largest
+        return cls(low_us + unit * np.clip(a, 0, None), low_us + unit * np.clip(-a, 0, None), unit)
+
+
+def loop_rate(g_pos_us: np.ndarray, g_neg_us: np.ndarray) -> float:
+    """min Re λ(D⁻¹(G0 − G1)): how fast the loop's slowest mode settles, per unit of op-amp bandwidth."""
+    d = (g_pos_us + g_neg_us).sum(axis=1)
+    if not np.all(d > 0):
+        return 0.0
+    eigenvalues = np.linalg.eigvals((g_pos_us - g_neg_us) / d[:, None])
+    return float(eigenvalues.real.min())
+
+
+def check_solvable(a: np.ndarray, params: SolveParams, where: str = "the matrix") -> float:
+    """The loop rate of ``a`` as mapped; UnsolvableMatrix saying why when it is too slow, unstable or singular."""
+    if not np.all(np.isfinite(a)):
+        raise UnsolvableMatrix(f"{where} holds a value that is not finite")
+    mapping = Mapping.of(a, params.low_us, params.high_us)
+    condition = float(np.linalg.cond(a))
+    if not condition < 1e12:
+        raise UnsolvableMatrix(f"{where} is singular (condition number {condition:.3g})")
+    rate = loop_rate(mapping.g_pos_us, mapping.g_neg_us)
+    if rate < params.min_loop_rate:
+        what = "unstable: an eigenvalue of D⁻¹A has a negative real part" if rate <= 0 else "too slow to settle"
+        raise UnsolvableMatrix(f"{where} is {what} (min Re λ = {rate:.3g}, the loop needs at least "
+                               f"{params.min_loop_rate:g}); a positive-definite or diagonally dominant matrix settles")
+    return rate
+
+
+@dataclass
+class LoopCalibration:
+    """What one calibration of the loop found, for the block just programmed."""
+
+    offset_codes: np.ndarray  # output at b = 0
+    noise_codes: float  # RMS spread of an output over repeats at b = 0
+    input_gain: np.ndarray  # per row
+    output_gain: np.ndarray  # per column
+    residual_codes: float  # RMS of the fitted model's misfit on the calibration inputs
+    matrix_error: float  # ‖A_programmed − A‖ / ‖A‖
+    loop_rate: float  # of the programmed matrix
+    scales: str  # which scale model the held-out vectors chose: "nominal", "output" or "input+output"
+
+
+@dataclass
+class SolveOutcome:
+    """One right-hand side through the loop."""
+
+    x: np.ndarray  # in the user's units, NaN when not settled
+    settled: bool
+    input_scale_ua_per_unit: float
+    input_codes_max: int
+    output_fraction: float  # largest |output code| over full code
+    board_s: float
+    attempts: int
+
+
+def input_scale(a_estimate: np.ndarray, b: np.ndarray, us_per_unit: float, ranges: LoopRanges,
+                headroom: float) -> float:
+    """µA per unit of ``b``: the largest predicted output at ``headroom`` of full scale, or the
+    input DAC's full scale on the largest |b_i|, whichever comes first."""
+    predicted = np.abs(np.linalg.solve(a_estimate, b)).max() / us_per_unit  # volts per µA·unit of b
+    largest = np.abs(b).max()
+    if not largest > 0:
+        return 0.0
+    by_output = headroom * ranges.vmax_v / predicted if predicted > 0 else np.inf
+    return float(min(by_output, ranges.imax_ua / largest))
+
+
+def fit_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray,
+               inputs: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row input gains (when ``inputs``) and per-column output gains with
+    ``volts ≈ g_out ∘ (−A⁻¹ (g_in ∘ current))``, by alternating least squares; each step is
+    linear because applying ``A`` to the outputs gives back the currents they imply.
+    Only the product of the two is determined, so the input gains are kept at mean 1."""
+    n = a_us.shape[0]
+    input_gain, output_gain = np.ones(n), np.ones(n)
+    for _ in range(SCALE_FIT_ROUNDS if inputs else 1):
+        predicted = -np.linalg.solve(a_us, input_gain[:, None] * current_ua)
+        output_gain = (volts * predicted).sum(axis=1) / np.maximum((predicted ** 2).sum(axis=1), 1e-30)
+        if not inputs:
+            break
+        implied = -a_us @ (volts / output_gain[:, None])
+        input_gain = (implied * current_ua).sum(axis=1) / np.maximum((current_ua ** 2).sum(axis=1), 1e-30)
+        norm = input_gain.mean()
+        input_gain, output_gain = input_gain / norm, output_gain * norm
+    return input_gain, output_gain
+
+
+def scale_residual(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, input_gain: np.ndarray,
+                   output_gain: np.ndarray) -> float:
+    """RMS misfit, volts, of a scale model on measured outputs."""
+    model = output_gain[:, None] * -np.linalg.solve(a_us, input_gain[:, None] * current_ua)
+    return float(np.sqrt(np.mean((volts - model) ** 2)))
+
+
+def choose_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray
+                  ) -> tuple[str, np.ndarray, np.ndarray, float]:
+    """The scale model that predicts held-out outputs best: nominal gains, per-column output
+    gains, or input and output gains, each fitted on half the vectors and judged on the
+    other half. Where the read-back matrix's own error is larger than the converters' gain
+    errors, a full fit learns that error instead and predicts worse. The held-out half then
+    keeps the simpler model."""
+    fit, judge = slice(0, None, 2), slice(1, None, 2)
+    n = a_us.shape[0]
+    candidates = {"nominal": (np.ones(n), np.ones(n))}
+    for name, inputs in (("output", False), ("input+output", True)):
+        candidates[name] = fit_scales(a_us, current_ua[:, fit], volts[:, fit], inputs)
+    held_out = {name: scale_residual(a_us, current_ua[:, judge], volts[:, judge], *gains)
+                for name, gains in candidates.items()}
+    best = min(held_out, key=held_out.get)
+    if best == "nominal":
+        return best, *candidates[best], held_out[best]
+    gains = fit_scales(a_us, current_ua, volts, best == "input+output")  # refitted on every vector
+    return best, *gains, held_out[best]
+
+
+@dataclass
+class ClosedLoopSolver:
+    """Programs a square matrix onto the loop's two arrays, calibrates the loop, and solves with it."""
+
+    board: Board
+    verify: WriteVerify
+    params: SolveParams
+    ranges: LoopRanges = field(init=False)
+    size: int = field(init=False)
+    mapping: Mapping | None = None
+    programmed: np.ndarray | None = None  # A as write-verify last read it, user units (padded)
+    intended: np.ndarray | None = None  # A as the user gave it (unpadded)
+    calibration: LoopCalibration | None = None
+    programmings: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ranges = self.board.solve_ranges()
+        geometry = self.board.geometry()
+        if geometry.arrays < 2 or geometry.rows != geometry.cols:
+            raise UnsolvableMatrix(f"the closed loop needs two square arrays; this board has {geometry.arrays} of "
+                                   f"{geometry.rows}x{geometry.cols}")
+        self.size = geometry.rows
+        self._rng = np.random.default_rng(self.params.seed)
+
+    # ---- programming -------------------------------------------------------------
+
+    def padded(self, a: np.ndarray) -> np.ndarray:
+        """A block smaller than the arrays, completed with a scaled identity the loop settles on."""
+        n = a.shape[0]
+        if n == self.size:
+            return a
+        if n > self.size:
+            raise UnsolvableMatrix(f"a {n}x{n} block does not fit the {self.size}x{self.size} loop")
+        full = np.zeros((self.size, self.size))
+        full[:n, :n] = a
+        diagonal = float(np.median(np.abs(np.diag(a)))) or float(np.abs(a).max())
+        full[n:, n:] = np.eye(self.size - n) * diagonal
+        return full
+
+    def program(self, a: np.ndarray) -> dict:
+        """Write-verify ``a`` (padded to the arrays) onto both arrays and calibrate the loop on it."""
+        self.intended = np.asarray(a, dtype=float)
+        full = self.padded(self.intended)
+        check_solvable(full, self.params)
+        mapping = Mapping.of(full, self.params.low_us, self.params.high_us)
+        targets = [mapping.g_pos_us.copy(), mapping.g_neg_us.copy()]
+        results = [self._program_array(array, targets[array]) for array in (0, 1)]
+        compensated = self._compensate_stuck(results, targets, mapping.us_per_unit * full)
+        achieved = [r.achieved_us for r in results]
+        self.board.array = 0
+        self.mapping = mapping
+        self.programmed = (achieved[0] - achieved[1]) / mapping.us_per_unit
+        self.calibration = self._calibrate(full)
+        figures = {"rows": int(a.shape[0]), "us_per_unit": mapping.us_per_unit,
+                   "stuck_cells": int(sum(r.stuck.sum() for r in results)), "compensated_cells": compensated,
+                   "converged_fraction": float(np.mean([r.converged_fraction for r in results])),
+                   "error_sigma_us": float(np.mean([r.error_sigma_us for r in results])),
+                   **self.calibration_figures()}
+        self.programmings.append(figures)
+        return figures
+
+    def _program_array(self, array: int, targets_us: np.ndarray, include: np.ndarray | None = None,
+                       known_stuck: np.ndarray | None = None):
+        self.board.array = array
+        if hasattr(self.verify.observer, "array"):  # the run store's recorder tags rows by array
+            self.verify.observer.array = array
+        result = self.verify.run(targets_us, include=include, known_stuck=known_stuck)
+        self.board.array = 0
+        return result
+
+    def _compensate_stuck(self, results: list, targets: list[np.ndarray], intended_us: np.ndarray) -> int:
+        """A stuck cell's entry is kept by its partner in the other array: G1 = G0_stuck − u·A for
+        a stuck positive cell, G0 = G1_stuck + u·A for a stuck negative one, where the window
+        allows. What it does not allow stays in the programmed matrix the loop is calibrated on."""
+        changed = 0
+        for stuck_array in (0, 1):
+            partner = 1 - stuck_array
+            stuck = results[stuck_array].stuck & ~results[partner].stuck
+            if not stuck.any():
+                continue
+            held = results[stuck_array].achieved_us
+            wanted = held - intended_us if stuck_array == 0 else held + intended_us
+            retarget = targets[partner].copy()
+            retarget[stuck] = np.maximum(wanted[stuck], self.params.low_us)  # write-verify reports what the window refuses
+            merged = self._program_array(partner, retarget, include=stuck, known_stuck=results[partner].stuck)
+            result = results[partner]
+            result.achieved_us[stuck] = merged.achieved_us[stuck]
+            targets[partner] = retarget
+            changed += int(stuck.sum())
+        return changed
+
+    # ---- calibration -------------------------------------------------------------
+
+    def _raw_solve(self, codes: np.ndarray, repeats: int = 1) -> np.ndarray:
+        """The mean output codes of ``repeats`` solves of one input; full code if any of them railed."""
+        inputs = np.clip(np.rint(codes), -DAC_FULL_CODE, DAC_FULL_CODE).astype(np.int16)
+        outputs = np.array([self.board.solve(inputs) for _ in range(repeats)], dtype=float)
+        railed = (np.abs(outputs) >= self.ranges.full_code).any(axis=0)
+        return np.where(railed, np.sign(outputs[0]) * self.ranges.full_code, outputs.mean(axis=0))
+
+    def _calibrate(self, intended: np.ndarray) -> LoopCalibration:
+        p, n, full = self.params, self.size, self.ranges.full_code
+        zeros = np.array([self._raw_solve(np.zeros(n)) for _ in range(p.offset_repeats)])
+        offset = zeros.mean(axis=0)
+        noise = float(zeros.std(axis=0, ddof=1).mean())
+        a_g = self.programmed * self.mapping.us_per_unit  # µS
+        inputs, outputs = [], []
+        for _ in range(p.calibration_vectors):
+            b = self._rng.standard_normal(n)
+            scale = input_scale(a_g, b, 1.0, self.ranges, 0.6)
+            codes = np.rint(scale * b / self.ranges.imax_ua * DAC_FULL_CODE)
+            measured = self._raw_solve(codes, p.repeats)
+            if np.abs(measured).max() >= full:
+                continue  # a rail tells nothing about the scale
+            inputs.append(codes * self.ranges.imax_ua / DAC_FULL_CODE)  # µA, nominal
+            outputs.append((measured - offset) * self.ranges.vmax_v / full)  # V, nominal
+        if len(inputs) < 4:
+            raise UnsolvableMatrix("the loop railed on almost every calibration input: the programmed matrix "
+                                   "is not the one intended (stuck cells?)")
+        current, volts = np.array(inputs).T, np.array(outputs).T  # (n, vectors)
+        choice, input_gain, output_gain, residual_v = choose_scales(a_g, current, volts)
+        residual = residual_v * full / self.ranges.vmax_v
+        error = float(np.linalg.norm(self.programmed - intended) / np.linalg.norm(intended))
+        rate = loop_rate(np.clip(a_g, 0, None) + self.params.low_us, np.clip(-a_g, 0, None) + self.params.low_us)
+        return LoopCalibration(offset, noise, input_gain, output_gain, residual, error, rate, choice)
+
+    def calibration_figures(self) -> dict:
+        c = self.calibration
+        lsb_mv = 1e3 * self.ranges.vmax_v / self.ranges.full_code
+        return {"offset_rms_mv": float(np.sqrt(np.mean(c.offset_codes ** 2)) * lsb_mv),
+                "noise_floor_codes": c.noise_codes, "scale_fit_residual_codes": c.residual_codes,
+                "scales": c.scales, "input_gain_spread": float(c.input_gain.std()), "output_gain_spread": float(c.output_gain.std()),
+                "matrix_error": c.matrix_error, "programmed_loop_rate": c.loop_rate}
+
+    # ---- solving -----------------------------------------------------------------
+
+    def solve(self, b: np.ndarray, refine_steps: int | None = None) -> SolveOutcome:
+        """x with A·x = b: one analogue step, then ``refine_steps`` (default the protocol's)
+        mixed-precision corrections, each the loop's solution for the residual
+        ``b − A·x`` that float64 computes against the intended ``A`` (Le Gallo et al.,
+        Nature Electronics 2018). They converge while the programmed matrix is within a
+        contraction of the intended one."""
+        steps = self.params.refine_steps if refine_steps is None else refine_steps
+        outcome = self._one_step(b)
+        for _ in range(steps):
+            if not outcome.settled:
+                break
+            correction = self._one_step(b - self.intended @ outcome.x)
+            outcome = SolveOutcome(outcome.x + correction.x, correction.settled, outcome.input_scale_ua_per_unit,
+                                   outcome.input_codes_max, outcome.output_fraction,
+                                   outcome.board_s + correction.board_s, outcome.attempts + correction.attempts)
+        return outcome
+
+    def _one_step(self, b: np.ndarray) -> SolveOutcome:
+        if self.calibration is None:
+            raise RuntimeError("program a matrix before solving")
+        n, full, c = self.size, self.ranges.full_code, self.calibration
+        rhs = np.zeros(n)
+        rhs[: b.size] = b
+        scale = input_scale(self.programmed, rhs, self.mapping.us_per_unit, self.ranges, self.params.headroom)
+        started = self.board.clock_s()
+        attempts = 0
+        while True:
+            attempts += 1
+            codes = np.clip(np.rint(scale * rhs / (c.input_gain * self.ranges.imax_ua) * DAC_FULL_CODE),
+                            -DAC_FULL_CODE, DAC_FULL_CODE)
+            measured = self._raw_solve(codes, self.params.repeats) if scale > 0 else c.offset_codes
+            railed = np.abs(measured).max() >= full
+            if not railed or attempts > RETRIES_AT_HALF_INPUT:
+                break
+            scale /= 2
+        board_s = self.board.clock_s() - started
+        if railed:
+            x = np.full(b.size, np.nan)
+        else:
+            volts = (measured - c.offset_codes) * self.ranges.vmax_v / full / c.output_gain
+            x = (-volts * self.mapping.us_per_unit / scale)[: b.size] if scale > 0 else np.zeros(b.size)
+        return SolveOutcome(x, not railed, scale, int(np.abs(codes).max()), float(np.abs(measured).max() / full),
+                            board_s, attempts)
