@@ -112,6 +112,36 @@ def check_solvable(a: np.ndarray, params: SolveParams, where: str = "the matrix"
     return rate
 
 
+def padded(a: np.ndarray, size: int) -> np.ndarray:
+    """A block smaller than the arrays, completed with a scaled identity the loop settles on."""
+    n = a.shape[0]
+    if n == size:
+        return a
+    if n > size:
+        raise UnsolvableMatrix(f"a {n}x{n} block does not fit the {size}x{size} loop")
+    full = np.zeros((size, size))
+    full[:n, :n] = a
+    diagonal = float(np.median(np.abs(np.diag(a)))) or float(np.abs(a).max())
+    full[n:, n:] = np.eye(size - n) * diagonal
+    return full
+
+
+def check_system(a: np.ndarray, size: int, params: SolveParams) -> list[float]:
+    """Every block the recursion will put on a ``size`` loop, checked with exact arithmetic
+    before anything is programmed: the loop rate of each, or UnsolvableMatrix naming the block."""
+    from labctl_calibration.block_inverse import block_solve
+
+    rates: list[float] = []
+
+    def exact_leaf(block: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        where = "the matrix" if block.shape[0] == a.shape[0] else f"block {len(rates) + 1} of the recursion"
+        rates.append(check_solvable(padded(block, size), params, where))
+        return np.linalg.solve(block, rhs)
+
+    block_solve(a, np.zeros((a.shape[0], 1)), size, exact_leaf)
+    return rates
+
+
 @dataclass
 class LoopCalibration:
     """What one calibration of the loop found, for the block just programmed."""
@@ -225,23 +255,10 @@ class ClosedLoopSolver:
 
     # ---- programming -------------------------------------------------------------
 
-    def padded(self, a: np.ndarray) -> np.ndarray:
-        """A block smaller than the arrays, completed with a scaled identity the loop settles on."""
-        n = a.shape[0]
-        if n == self.size:
-            return a
-        if n > self.size:
-            raise UnsolvableMatrix(f"a {n}x{n} block does not fit the {self.size}x{self.size} loop")
-        full = np.zeros((self.size, self.size))
-        full[:n, :n] = a
-        diagonal = float(np.median(np.abs(np.diag(a)))) or float(np.abs(a).max())
-        full[n:, n:] = np.eye(self.size - n) * diagonal
-        return full
-
     def program(self, a: np.ndarray) -> dict:
         """Write-verify ``a`` (padded to the arrays) onto both arrays and calibrate the loop on it."""
         self.intended = np.asarray(a, dtype=float)
-        full = self.padded(self.intended)
+        full = padded(self.intended, self.size)
         check_solvable(full, self.params)
         mapping = Mapping.of(full, self.params.low_us, self.params.high_us)
         targets = [mapping.g_pos_us.copy(), mapping.g_neg_us.copy()]
@@ -283,9 +300,8 @@ class ClosedLoopSolver:
             wanted = held - intended_us if stuck_array == 0 else held + intended_us
             retarget = targets[partner].copy()
             retarget[stuck] = np.maximum(wanted[stuck], self.params.low_us)  # write-verify reports what the window refuses
-            merged = self._program_array(partner, retarget, include=stuck, known_stuck=results[partner].stuck)
-            result = results[partner]
-            result.achieved_us[stuck] = merged.achieved_us[stuck]
+            again = self._program_array(partner, retarget, include=stuck, known_stuck=results[partner].stuck)
+            results[partner] = results[partner].merged(again, stuck)
             targets[partner] = retarget
             changed += int(stuck.sum())
         return changed

@@ -53,6 +53,7 @@ def check(
     drift: dict[str, Any] | None = None,
     maintain: dict[str, Any] | None = None,
     network: dict[str, Any] | None = None,
+    solve: dict[str, Any] | None = None,
 ) -> tuple[ChipSpec, LoadedProtocol, np.ndarray | None, np.ndarray | None]:
     """Everything a run checks before it touches an instrument: the chip, the protocol
     against the chip's limits, the targets or weights. Raises ``UsageError``; a schedule
@@ -63,7 +64,7 @@ def check(
     if protocol is None and builtin == "calibrate":
         protocol = spec.config.calibrate_protocol  # the chip's own choice, when lab.toml makes one
     loaded = load_protocol(protocol, builtin=builtin)
-    for step, overrides in (("drift", drift), ("maintain", maintain), ("network", network)):
+    for step, overrides in (("drift", drift), ("maintain", maintain), ("network", network), ("solve", solve)):
         if overrides:
             loaded = _with_step_options(loaded, step, overrides)
     _check_protocol_limits(loaded, spec)
@@ -89,6 +90,7 @@ def calibrate(
     drift: dict[str, Any] | None = None,
     maintain: dict[str, Any] | None = None,
     network: dict[str, Any] | None = None,
+    solve: dict[str, Any] | None = None,
     attachments: dict[str, bytes] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
@@ -100,7 +102,7 @@ def calibrate(
     started = time.perf_counter()
     spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
                                                      protocol=protocol, config=config, builtin=builtin, drift=drift,
-                                                     maintain=maintain, network=network)
+                                                     maintain=maintain, network=network, solve=solve)
     store = RunStore(data_root(data))
     size_known = spec.rows is not None  # an in-process twin: its size is known before it is built
     if size_known:
@@ -116,6 +118,8 @@ def calibrate(
             check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
         if "network" in loaded.protocol.steps:
             _check_network_fits(rig, attachments or {})
+        if "solve" in loaded.protocol.steps:
+            _check_system_solvable(rig, loaded.protocol, attachments or {})
         store.check_writable()
         identity = rig.chip_identity
         adc = rig.board.adc()
@@ -256,6 +260,59 @@ def run_validate(chip: str = "chip0", *, model: str | Path | None = None, datase
     model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise)
     return calibrate(chip, builtin="validate", network=overrides,
                      attachments={MODEL_FILE: model_bytes, DATASET_FILE: data_bytes}, **options)
+
+
+def run_solve(chip: str = "loop0", *, matrix: str | Path | None = None, rhs: str | Path | None = None,
+              example: str | None = None, rows: int | None = None, columns: int | None = None,
+              refine_steps: int | None = None, **options: Any) -> CalibrationOutcome:
+    """A·X = B on the chip's closed loop (built-in ``solve`` unless ``protocol=``): ``matrix``
+    and ``rhs`` are .npy files; without them, the protocol's example system (``example``,
+    ``rows``, ``columns`` override it)."""
+    overrides = {key: value for key, value in (("example", example), ("size", rows), ("rhs_columns", columns),
+                                               ("refine_steps", refine_steps)) if value is not None}
+    if (matrix is None) != (rhs is None):
+        raise UsageError("give --matrix and --rhs together, or neither for the built-in example")
+    if matrix is not None and (example is not None or rows is not None or columns is not None):
+        raise UsageError("--example, --rows and --columns shape the built-in example: not with --matrix")
+    params = _with_step_options(load_protocol(options.get("protocol"), builtin="solve"), "solve",
+                                overrides).protocol.solve
+    return calibrate(chip, builtin="solve", solve=overrides, attachments=_system_files(matrix, rhs, params),
+                     **options)
+
+
+def _system_files(matrix: str | Path | None, rhs: str | Path | None, params) -> dict[str, bytes]:
+    from labctl.runs.solving import load_system, system_bytes
+
+    if matrix is None:
+        from labctl_calibration.systems import example
+
+        return system_bytes(*example(params.example, params.size, params.condition, params.rhs_columns, params.seed))
+    try:
+        contents = Path(matrix).read_bytes(), Path(rhs).read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {err.filename!r}: {err.strerror}") from None
+    return system_bytes(*load_system(*contents, (f"matrix file {str(matrix)!r}", f"rhs file {str(rhs)!r}")))
+
+
+def _check_system_solvable(rig: Rig, protocol: CalibrateProtocol, attachments: dict[str, bytes]) -> None:
+    """A board without a closed loop, or a system its loop cannot settle on, is refused before a run starts."""
+    from labctl_calibration.closed_loop import UnsolvableMatrix, check_system
+    from labctl.runs.solving import MATRIX_FILE, RHS_FILE, load_system
+
+    if MATRIX_FILE not in attachments:
+        raise UsageError("the solve step needs a system: run it with 'labctl solve'")
+    if "IMVM" not in rig.board.capabilities():
+        raise UsageError(f"{rig.spec.name}: its board lists no closed loop (IMVM) in CHIP:CAP?; the sram-64 twin "
+                         "has one (built-in chip loop0)")
+    geometry = rig.board.geometry()
+    if geometry.arrays < 2 or geometry.rows != geometry.cols:
+        raise UsageError(f"{rig.spec.name}: the closed loop needs two square arrays, the board has "
+                         f"{geometry.arrays} of {geometry.rows}x{geometry.cols}")
+    a, _ = load_system(attachments[MATRIX_FILE], attachments[RHS_FILE], ("the matrix", "the right-hand sides"))
+    try:
+        check_system(a, geometry.rows, protocol.solve)
+    except UnsolvableMatrix as err:
+        raise UsageError(f"{rig.spec.name}: {err}") from None
 
 
 def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float):

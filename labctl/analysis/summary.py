@@ -118,6 +118,8 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
                 f"{100 * figures['float_accuracy']:.2f} % [{100 * figures['float_ci95'][0]:.1f}, "
                 f"{100 * figures['float_ci95'][1]:.1f}], at the chip's precision in software "
                 f"{100 * figures['quantised_accuracy']:.2f} %; per tile L2 error against its weights {tiles}")
+    if step == "solve":
+        return _solve_text(figures)
     if step == "drift":
         if figures["nu_median"] is None:
             nu = "no cell fitted well enough for ν; "
@@ -133,6 +135,26 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
             text += f"; acceleration {accelerations}, Ea {figures['activation_ev']:.3f} eV"
         return text
     return json.dumps(_finite(figures))
+
+
+def _solve_text(figures: dict[str, Any]) -> str:
+    def pct(name: str) -> str:
+        return "n/a" if figures[name] is None else f"{100 * figures[name]:.2f} %"
+
+    programmings = figures["programmings"]
+    loops = "; ".join(
+        f"matrix as programmed {100 * p['matrix_error']:.1f} % from the intended, offsets {p['offset_rms_mv']:.1f} mV "
+        f"RMS, noise {p['noise_floor_codes']:.1f} codes, scales {p['scales']}" for p in programmings[:2])
+    more = f" (+{len(programmings) - 2} more)" if len(programmings) > 2 else ""
+    refine = (f", then {figures['refine_steps']} digital residual correction(s)" if figures["refine_steps"] else "")
+    ratio = "n/a" if figures["chip_vs_digital"] is None else f"{figures['chip_vs_digital']:.2f}x"
+    return (f"{figures['rows']}x{figures['rows']} system (condition {figures['condition_number']:.3g}), "
+            f"{figures['columns']} right-hand sides, {figures['leaves']} programming(s) of the loop{refine}: "
+            f"error against float64 {pct('chip_rel_error_mean')} mean, {pct('chip_rel_error_max')} worst; the "
+            f"digital solver at the chip's precision {pct('digital_rel_error_mean')} mean ({ratio}); "
+            f"{100 * figures['settled_fraction']:.0f} % settled; board time {1e3 * figures['board_s_per_rhs']:.2f} ms "
+            f"per right-hand side ({figures['repeats']} solves averaged each), "
+            f"{figures['programming_board_s']:.1f} s programming and calibrating. Loop: {loops}{more}")
 
 
 def _tile_text(tile: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Commands that measure a chip: calibrate, drift, maintain, validate, resume."""
+"""Commands that measure a chip: calibrate, drift, maintain, validate, solve, resume."""
 
 from __future__ import annotations
 
@@ -315,6 +315,55 @@ def validate(
         return api.run_validate(chip, model=model, dataset=dataset, at_s=times, maintain=maintain, samples=samples,
                                 model_seed=model_seed, noise_model=noise_model, noise_at_s=noise_s, seed=seed, size=size, protocol=protocol, data=data,
                                 config=config, fresh=fresh, progress=progress)
+
+    with StepProgress(enabled=not quiet) as progress:
+        outcome = reported(run)
+    print_outcome(outcome, as_json)
+
+
+def solve(
+    chip: Annotated[str, typer.Argument(metavar="[CHIP]", help="Chip with a closed loop; loop0 is the sram-64 twin.")
+                    ] = "loop0",
+    matrix: Annotated[
+        Optional[Path], typer.Option("--matrix", metavar="A.npy", help="The square matrix A (default: the example).")
+    ] = None,
+    rhs: Annotated[
+        Optional[Path], typer.Option("--rhs", metavar="B.npy", help="Right-hand sides: one per column of B.")
+    ] = None,
+    example: Annotated[
+        Optional[str], typer.Option("--example", metavar="NAME", help="Built-in system: random-spd or heat.")
+    ] = None,
+    rows: Annotated[Optional[int], typer.Option("--rows", metavar="N", help="The example's size (64, 128, 256...).")
+                    ] = None,
+    columns: Annotated[Optional[int], typer.Option("--columns", metavar="K", help="The example's right-hand sides.")
+                       ] = None,
+    refine: Annotated[
+        Optional[int], typer.Option("--refine", metavar="STEPS", help="Digital residual corrections after the step.")
+    ] = None,
+    protocol: Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in solve."),
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+    fresh: FreshOption = False,
+    seed: SeedOption = None,
+    size: SizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Solve A·x = b for every column of B in one analogue step each, on the board's closed loop.
+
+    Reports the error against numpy's float64 solution and against a digital solver at the
+    chip's precision, and the board time per solve. Larger systems than the arrays are
+    solved by recursive block inversion.
+    """
+    from labctl import api
+
+    def run():
+        return api.run_solve(chip, matrix=matrix, rhs=rhs, example=example, rows=rows, columns=columns,
+                             refine_steps=refine, seed=seed, size=size, protocol=protocol, data=data, config=config,
+                             fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:
         outcome = reported(run)

@@ -154,7 +154,8 @@ def window_of(chip: ChipConfig) -> tuple[float, float]:
     return DEFAULT_WINDOW_US
 
 
-BUILTIN = LabConfig(chips={"chip0": ChipConfig(twin=TwinOptions())})
+# chip0: the PCM twin every command defaults to; loop0: the sram-64 twin, whose board has a closed loop (labctl solve)
+BUILTIN = LabConfig(chips={"chip0": ChipConfig(twin=TwinOptions()), "loop0": ChipConfig(twin=TwinOptions(preset="sram-64"))})
 
 
 def parse_size(text: str, where: str = "--size") -> tuple[int, int]:
@@ -206,8 +207,8 @@ def load_config(explicit: str | Path | None = None) -> tuple[LabConfig, str]:
 
 
 def configured_chip_names(explicit: str | Path | None = None) -> list[str]:
-    """The chips ``--all`` means: those the lab.toml names (the built-in twin only when
-    there is no lab.toml, or it names chip0 itself)."""
+    """The chips ``--all`` means: those the lab.toml names (the built-in twins only when
+    there is no lab.toml, or it names them itself)."""
     lab, source = load_config(explicit)
     if source == "built-in":
         return sorted(lab.chips)

@@ -49,6 +49,12 @@ def acceptance_checks(figures: dict[str, dict[str, Any]], limits: Acceptance) ->
     if "network" in figures:  # accuracy points lost against the float model, at once after programming
         checks.append(Check("network_accuracy_drop_points", -figures["network"]["chip_vs_float_points"],
                             limits.max_network_accuracy_drop_points, "<="))
+    solve = figures.get("solve")
+    if solve is not None:  # every column settled, and the loop within its bar of the digital solver
+        checks.append(Check("solve_settled_fraction", solve["settled_fraction"], 1.0, ">="))
+        if solve["chip_vs_digital"] is not None:
+            checks.append(Check("solve_error_vs_digital", solve["chip_vs_digital"], limits.max_solve_error_vs_digital,
+                                "<="))
     if "drift" in figures:
         checks.append(Check("drift_compensated_error_fs", figures["drift"]["mvm_global_worst_fs"],
                             limits.max_drift_compensated_error_fs, "<="))

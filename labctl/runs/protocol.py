@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labctl_calibration.chip_network import ChipNetworkParams
+from labctl_calibration.closed_loop import SolveParams
 from labctl_calibration.drift import DriftParams
 from labctl_calibration.health import HealthParams
 from labctl_calibration.maintain import MaintainParams
@@ -27,7 +28,7 @@ from labctl_calibration.write_verify import WriteVerifyParams
 from labctl.errors import UsageError
 
 STEPS = ("settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain", "network",
-         "drift")
+         "solve", "drift")
 
 
 class TargetPattern(BaseModel):
@@ -60,6 +61,7 @@ class Acceptance(BaseModel):
     max_mvm_worst_error_fs: float = Field(0.03, gt=0)
     max_drift_compensated_error_fs: float = Field(0.03, gt=0)  # worst MVM error at the end of the reference segment
     max_network_accuracy_drop_points: float = Field(5.0, ge=0)  # on-chip accuracy below the float model's, at once
+    max_solve_error_vs_digital: float = Field(1.5, gt=0)  # closed-loop error over the digital solver's at chip precision
 
 
 class CalibrateProtocol(BaseModel):
@@ -68,7 +70,7 @@ class CalibrateProtocol(BaseModel):
     name: str
     description: str = ""
     steps: tuple[Literal["settle", "health", "readout", "read_noise", "write_verify", "refine", "mvm", "maintain",
-                         "network", "drift"], ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
+                         "network", "solve", "drift"], ...] = Field(("health", "readout", "read_noise", "write_verify", "refine", "mvm"),
                               min_length=1)  # a protocol that runs nothing is a mistake, not a run
     targets: TargetPattern = TargetPattern()
     health: HealthParams = HealthParams()
@@ -79,6 +81,7 @@ class CalibrateProtocol(BaseModel):
     mvm: MvmParams = MvmParams()
     maintain: MaintainParams = MaintainParams()
     network: ChipNetworkParams = ChipNetworkParams()
+    solve: SolveParams = SolveParams()
     drift: DriftParams = DriftParams()
     heater_on_exit: Literal["hold", "off"] = "hold"  # what the temperature controller does when the run ends
     acceptance: Acceptance = Acceptance()

@@ -342,6 +342,12 @@ def _maintain(ctx: StepContext) -> dict[str, Any]:
     return run_maintenance(ctx)
 
 
+def _solve(ctx: StepContext) -> dict[str, Any]:
+    from labctl.runs.solving import run_solve  # it builds on this module
+
+    return run_solve(ctx)
+
+
 def _network(ctx: StepContext) -> dict[str, Any]:
     from labctl.runs.validation import run_network  # it builds on this module
 
@@ -462,5 +468,5 @@ def _waiter(rig: Rig) -> Callable[[float], None]:
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
     "settle": _settle, "health": _health, "readout": _readout, "read_noise": _read_noise,
     "write_verify": _write_verify, "refine": _refine, "mvm": _mvm, "maintain": _maintain,
-    "network": lambda ctx: _network(ctx), "drift": _drift,
+    "network": lambda ctx: _network(ctx), "solve": lambda ctx: _solve(ctx), "drift": _drift,
 }

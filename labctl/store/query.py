@@ -16,7 +16,7 @@ from labctl.names import check_run_id, is_run_id
 from labctl.redact import redact
 from labctl.store.fs import StoreFS, is_remote
 
-TABLES = ("reads", "pulses", "cells", "readout", "refine", "mvm", "maintain", "validation", "drift")
+TABLES = ("reads", "pulses", "cells", "readout", "refine", "mvm", "maintain", "validation", "solve", "drift")
 
 
 class Store:

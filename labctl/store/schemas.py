@@ -116,6 +116,20 @@ SCHEMAS["validation"] = pa.schema(
         ("maintained", pa.bool_()),  # the tiles' output scales re-fitted before this look
     ]
 )
+SCHEMAS["solve"] = pa.schema(
+    [
+        ("column", pa.int32()),  # right-hand side: column of B
+        ("rows", pa.int32()),  # of the system
+        ("leaves", pa.int16()),  # programmings of the loop the block recursion took
+        ("refine_steps", pa.int16()),  # digital residual corrections after the one-step solve
+        ("settled", pa.bool_()),  # every solve of this column settled (no rail); else no result
+        ("chip_rel_error", pa.float64()),  # ‖x − x*‖/‖x*‖ against numpy's float64 solution
+        ("digital_rel_error", pa.float64()),  # the digital solver at the chip's precision, same measure
+        ("chip_vs_digital", pa.float64()),
+        ("board_s", pa.float64()),  # board time of this column's solves, refinements included
+        ("solves", pa.int32()),  # solves of this column, retries at half input and refinements included
+    ]
+)
 SCHEMAS["drift"] = pa.schema(
     [
         ("array", pa.int16()),
