@@ -32,12 +32,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from labctl_calibration.loop_lines import embed, plan_lines
 from labctl_calibration.write_verify import WriteVerify
 from labctl_drivers.board import Board, LoopRanges
 
 DAC_FULL_CODE = 127
 RETRIES_AT_HALF_INPUT = 3
-SCALE_FIT_ROUNDS = 6
+SCALE_FIT_ROUNDS = 40  # alternating least squares on a bilinear misfit converges linearly: 40 rounds reach 1e-6
 
 
 class SolveParams(BaseModel):
@@ -53,6 +54,7 @@ class SolveParams(BaseModel):
     repeats: int = Field(16, ge=1, le=4096)  # solves averaged per input: the cells' fast read noise is fresh each time
     headroom: float = Field(0.8, gt=0, le=1)  # the largest predicted output at this fraction of full scale
     min_loop_rate: float = Field(1e-3, gt=0)  # min Re λ(D⁻¹A) below which a matrix is refused
+    defect_error_us: float = Field(1.0, gt=0)  # a stuck cell leaving its entry further off takes its line out of use
     example: Literal["random-spd", "heat"] = "random-spd"  # the built-in system when no --matrix is given
     size: int = Field(64, ge=2, le=4096)  # the example's rows
     condition: float = Field(8.0, ge=1)  # random-spd: its condition number
@@ -68,6 +70,11 @@ class SolveParams(BaseModel):
 
 class UnsolvableMatrix(ValueError):
     """A matrix the loop cannot settle on: refused with the reason, before it is used."""
+
+
+class DefectiveLines(Exception):
+    """Programming found stuck cells that ruin entries of the block: their lines are now out
+    of use, and the block (and the recursion it belongs to) must be placed again."""
 
 
 @dataclass(frozen=True)
@@ -112,20 +119,6 @@ def check_solvable(a: np.ndarray, params: SolveParams, where: str = "the matrix"
     return rate
 
 
-def padded(a: np.ndarray, size: int) -> np.ndarray:
-    """A block smaller than the arrays, completed with a scaled identity the loop settles on."""
-    n = a.shape[0]
-    if n == size:
-        return a
-    if n > size:
-        raise UnsolvableMatrix(f"a {n}x{n} block does not fit the {size}x{size} loop")
-    full = np.zeros((size, size))
-    full[:n, :n] = a
-    diagonal = float(np.median(np.abs(np.diag(a)))) or float(np.abs(a).max())
-    full[n:, n:] = np.eye(size - n) * diagonal
-    return full
-
-
 def check_system(a: np.ndarray, size: int, params: SolveParams) -> list[float]:
     """Every block the recursion will put on a ``size`` loop, checked with exact arithmetic
     before anything is programmed: the loop rate of each, or UnsolvableMatrix naming the block."""
@@ -135,7 +128,7 @@ def check_system(a: np.ndarray, size: int, params: SolveParams) -> list[float]:
 
     def exact_leaf(block: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         where = "the matrix" if block.shape[0] == a.shape[0] else f"block {len(rates) + 1} of the recursion"
-        rates.append(check_solvable(padded(block, size), params, where))
+        rates.append(check_solvable(embed(block, np.arange(size), size), params, where))
         return np.linalg.solve(block, rhs)
 
     block_solve(a, np.zeros((a.shape[0], 1)), size, exact_leaf)
@@ -181,34 +174,42 @@ def input_scale(a_estimate: np.ndarray, b: np.ndarray, us_per_unit: float, range
     return float(min(by_output, ranges.imax_ua / largest))
 
 
-def fit_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray,
-               inputs: bool) -> tuple[np.ndarray, np.ndarray]:
+def fit_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, inputs: bool,
+               outputs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-row input gains (when ``inputs``) and per-column output gains with
-    ``volts ≈ g_out ∘ (−A⁻¹ (g_in ∘ current))``, by alternating least squares; each step is
-    linear because applying ``A`` to the outputs gives back the currents they imply.
-    Only the product of the two is determined, so the input gains are kept at mean 1."""
+    ``volts ≈ g_out ∘ (−A⁻¹ (g_in ∘ current))``, by alternating least squares on that one
+    misfit over the ``outputs`` rows (default all): with either set fixed the outputs are
+    linear in the other. Only the product of the two is determined, so the input gains are
+    kept at mean 1; rows no current reached keep gain 1."""
     n = a_us.shape[0]
+    rows = np.arange(n) if outputs is None else outputs
+    driven = (current_ua ** 2).sum(axis=1) > 0
+    inverse = np.linalg.inv(a_us)
     input_gain, output_gain = np.ones(n), np.ones(n)
     for _ in range(SCALE_FIT_ROUNDS if inputs else 1):
-        predicted = -np.linalg.solve(a_us, input_gain[:, None] * current_ua)
-        output_gain = (volts * predicted).sum(axis=1) / np.maximum((predicted ** 2).sum(axis=1), 1e-30)
+        predicted = -inverse[rows] @ (input_gain[:, None] * current_ua)
+        output_gain[rows] = (volts[rows] * predicted).sum(axis=1) / np.maximum((predicted ** 2).sum(axis=1), 1e-30)
         if not inputs:
             break
-        implied = -a_us @ (volts / output_gain[:, None])
-        input_gain = (implied * current_ua).sum(axis=1) / np.maximum((current_ua ** 2).sum(axis=1), 1e-30)
-        norm = input_gain.mean()
-        input_gain, output_gain = input_gain / norm, output_gain * norm
+        # output j of vector k is -g_out_j · Σ_i inverse_ji · current_ik · g_in_i
+        design = -(output_gain[rows, None, None] * inverse[rows][:, None, :] * current_ua.T[None, :, :])
+        design = design[:, :, driven].reshape(-1, int(driven.sum()))
+        input_gain[driven] = np.linalg.lstsq(design, volts[rows].reshape(-1), rcond=None)[0]
+        norm = input_gain[driven].mean()
+        input_gain[driven] /= norm
+        output_gain[rows] *= norm
     return input_gain, output_gain
 
 
 def scale_residual(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, input_gain: np.ndarray,
-                   output_gain: np.ndarray) -> float:
-    """RMS misfit, volts, of a scale model on measured outputs."""
-    model = output_gain[:, None] * -np.linalg.solve(a_us, input_gain[:, None] * current_ua)
-    return float(np.sqrt(np.mean((volts - model) ** 2)))
+                   output_gain: np.ndarray, outputs: np.ndarray | None = None) -> float:
+    """RMS misfit, volts, of a scale model on measured outputs (the ``outputs`` rows, default all)."""
+    rows = np.arange(a_us.shape[0]) if outputs is None else outputs
+    model = output_gain[rows, None] * -np.linalg.solve(a_us, input_gain[:, None] * current_ua)[rows]
+    return float(np.sqrt(np.mean((volts[rows] - model) ** 2)))
 
 
-def choose_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray
+def choose_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, outputs: np.ndarray | None = None
                   ) -> tuple[str, np.ndarray, np.ndarray, float]:
     """The scale model that predicts held-out outputs best: nominal gains, per-column output
     gains, or input and output gains, each fitted on half the vectors and judged on the
@@ -219,13 +220,13 @@ def choose_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray
     n = a_us.shape[0]
     candidates = {"nominal": (np.ones(n), np.ones(n))}
     for name, inputs in (("output", False), ("input+output", True)):
-        candidates[name] = fit_scales(a_us, current_ua[:, fit], volts[:, fit], inputs)
-    held_out = {name: scale_residual(a_us, current_ua[:, judge], volts[:, judge], *gains)
+        candidates[name] = fit_scales(a_us, current_ua[:, fit], volts[:, fit], inputs, outputs)
+    held_out = {name: scale_residual(a_us, current_ua[:, judge], volts[:, judge], *gains, outputs)
                 for name, gains in candidates.items()}
     best = min(held_out, key=held_out.get)
     if best == "nominal":
         return best, *candidates[best], held_out[best]
-    gains = fit_scales(a_us, current_ua, volts, best == "input+output")  # refitted on every vector
+    gains = fit_scales(a_us, current_ua, volts, best == "input+output", outputs)  # refitted on every vector
     return best, *gains, held_out[best]
 
 
@@ -239,8 +240,11 @@ class ClosedLoopSolver:
     ranges: LoopRanges = field(init=False)
     size: int = field(init=False)
     mapping: Mapping | None = None
-    programmed: np.ndarray | None = None  # A as write-verify last read it, user units (padded)
-    intended: np.ndarray | None = None  # A as the user gave it (unpadded)
+    programmed: np.ndarray | None = None  # the whole loop's matrix as write-verify last read it, user units
+    intended: np.ndarray | None = None  # the block as the user gave it
+    excluded: list[int] = field(default_factory=list)  # lines stuck cells have taken out of use
+    block_lines: np.ndarray | None = None  # the physical lines the programmed block sits on
+    railed_lines: list[int] = field(default_factory=list)  # lines out of use, driven to a rail (loop_lines)
     calibration: LoopCalibration | None = None
     programmings: list[dict] = field(default_factory=list)
 
@@ -253,12 +257,35 @@ class ClosedLoopSolver:
         self.size = geometry.rows
         self._rng = np.random.default_rng(self.params.seed)
 
+    @property
+    def lines(self) -> np.ndarray:
+        """The lines blocks may use, in order."""
+        return np.array([k for k in range(self.size) if k not in self.excluded], dtype=int)
+
+    @property
+    def leaf_size(self) -> int:
+        return int(self.lines.size)
+
     # ---- programming -------------------------------------------------------------
 
     def program(self, a: np.ndarray) -> dict:
-        """Write-verify ``a`` (padded to the arrays) onto both arrays and calibrate the loop on it."""
-        self.intended = np.asarray(a, dtype=float)
-        full = padded(self.intended, self.size)
+        """Write-verify ``a`` onto both arrays (on the usable lines, the rest a settled identity)
+        and calibrate the loop on it. Stuck cells that ruin entries of it take their lines out of
+        use, and ``a`` is placed again on the lines left; DefectiveLines once it no longer fits."""
+        a = np.asarray(a, dtype=float)
+        while True:
+            if a.shape[0] > self.leaf_size:
+                raise DefectiveLines(f"a {a.shape[0]}x{a.shape[0]} block does not fit the loop's {self.leaf_size} "
+                                     f"usable lines (line(s) {', '.join(map(str, self.excluded))} out of use)")
+            try:
+                return self._program_on_lines(a)
+            except DefectiveLines:
+                continue  # the lines are fewer now: fit the block on them, or tell the caller it cannot
+
+    def _program_on_lines(self, a: np.ndarray) -> dict:
+        self.intended = a
+        self.block_lines = self.lines[: a.shape[0]]
+        full = embed(self.intended, self.lines, self.size)
         check_solvable(full, self.params)
         mapping = Mapping.of(full, self.params.low_us, self.params.high_us)
         targets = [mapping.g_pos_us.copy(), mapping.g_neg_us.copy()]
@@ -268,6 +295,19 @@ class ClosedLoopSolver:
         self.board.array = 0
         self.mapping = mapping
         self.programmed = (achieved[0] - achieved[1]) / mapping.us_per_unit
+        lines, self.railed_lines = plan_lines(
+            self.programmed * mapping.us_per_unit, full * mapping.us_per_unit, results[0].stuck | results[1].stuck,
+            self.block_lines, self.excluded, self.params.defect_error_us, self.params.high_us / 4)
+        if lines:
+            self.excluded = sorted({*self.excluded, *lines})
+            if self.leaf_size < 2:
+                raise UnsolvableMatrix("stuck cells have ruined nearly every line of the loop")
+            raise DefectiveLines(f"stuck cells left entries more than {self.params.defect_error_us:g} µS off: "
+                                 f"line(s) {', '.join(map(str, lines))} taken out of use")
+        rate = self.programmed_rate()
+        if rate < self.params.min_loop_rate:
+            raise UnsolvableMatrix(f"the matrix as programmed would not settle (min Re λ = {rate:.3g}): "
+                                   f"stuck cells on line(s) {', '.join(map(str, self.excluded)) or 'none found'}")
         self.calibration = self._calibrate(full)
         figures = {"rows": int(a.shape[0]), "us_per_unit": mapping.us_per_unit,
                    "stuck_cells": int(sum(r.stuck.sum() for r in results)), "compensated_cells": compensated,
@@ -306,11 +346,24 @@ class ClosedLoopSolver:
             changed += int(stuck.sum())
         return changed
 
+    def programmed_rate(self) -> float:
+        """The loop rate of the usable lines as programmed (a line out of use settles or rails on
+        its own; either way its output is not read)."""
+        used = np.ix_(self.lines, self.lines)
+        a_us = self.programmed[used] * self.mapping.us_per_unit
+        low = self.params.low_us
+        return loop_rate(np.clip(a_us, 0, None) + low, np.clip(-a_us, 0, None) + low)
+
     # ---- calibration -------------------------------------------------------------
 
     def _raw_solve(self, codes: np.ndarray, repeats: int = 1) -> np.ndarray:
-        """The mean output codes of ``repeats`` solves of one input; full code if any of them railed."""
+        """The mean output codes of ``repeats`` solves of one input; full code if any of them railed.
+
+        A line out of use gets no input, except one whose diagonal a stuck cell left weak. That
+        one is driven at full input every time so it sits at a rail (``loop_lines``)."""
         inputs = np.clip(np.rint(codes), -DAC_FULL_CODE, DAC_FULL_CODE).astype(np.int16)
+        inputs[self.excluded] = 0
+        inputs[self.railed_lines] = DAC_FULL_CODE
         outputs = np.array([self.board.solve(inputs) for _ in range(repeats)], dtype=float)
         railed = (np.abs(outputs) >= self.ranges.full_code).any(axis=0)
         return np.where(railed, np.sign(outputs[0]) * self.ranges.full_code, outputs.mean(axis=0))
@@ -323,11 +376,12 @@ class ClosedLoopSolver:
         a_g = self.programmed * self.mapping.us_per_unit  # µS
         inputs, outputs = [], []
         for _ in range(p.calibration_vectors):
-            b = self._rng.standard_normal(n)
+            b = np.zeros(n)
+            b[self.lines] = self._rng.standard_normal(self.leaf_size)  # a line out of use is given nothing
             scale = input_scale(a_g, b, 1.0, self.ranges, 0.6)
             codes = np.rint(scale * b / self.ranges.imax_ua * DAC_FULL_CODE)
             measured = self._raw_solve(codes, p.repeats)
-            if np.abs(measured).max() >= full:
+            if np.abs(measured[self.lines]).max() >= full:
                 continue  # a rail tells nothing about the scale
             inputs.append(codes * self.ranges.imax_ua / DAC_FULL_CODE)  # µA, nominal
             outputs.append((measured - offset) * self.ranges.vmax_v / full)  # V, nominal
@@ -335,10 +389,10 @@ class ClosedLoopSolver:
             raise UnsolvableMatrix("the loop railed on almost every calibration input: the programmed matrix "
                                    "is not the one intended (stuck cells?)")
         current, volts = np.array(inputs).T, np.array(outputs).T  # (n, vectors)
-        choice, input_gain, output_gain, residual_v = choose_scales(a_g, current, volts)
+        choice, input_gain, output_gain, residual_v = choose_scales(a_g, current, volts, self.lines)
         residual = residual_v * full / self.ranges.vmax_v
         error = float(np.linalg.norm(self.programmed - intended) / np.linalg.norm(intended))
-        rate = loop_rate(np.clip(a_g, 0, None) + self.params.low_us, np.clip(-a_g, 0, None) + self.params.low_us)
+        rate = self.programmed_rate()
         return LoopCalibration(offset, noise, input_gain, output_gain, residual, error, rate, choice)
 
     def calibration_figures(self) -> dict:
@@ -373,7 +427,7 @@ class ClosedLoopSolver:
             raise RuntimeError("program a matrix before solving")
         n, full, c = self.size, self.ranges.full_code, self.calibration
         rhs = np.zeros(n)
-        rhs[: b.size] = b
+        rhs[self.block_lines] = b
         scale = input_scale(self.programmed, rhs, self.mapping.us_per_unit, self.ranges, self.params.headroom)
         started = self.board.clock_s()
         attempts = 0
@@ -382,7 +436,7 @@ class ClosedLoopSolver:
             codes = np.clip(np.rint(scale * rhs / (c.input_gain * self.ranges.imax_ua) * DAC_FULL_CODE),
                             -DAC_FULL_CODE, DAC_FULL_CODE)
             measured = self._raw_solve(codes, self.params.repeats) if scale > 0 else c.offset_codes
-            railed = np.abs(measured).max() >= full
+            railed = np.abs(measured[self.lines]).max() >= full  # a line out of use is not read
             if not railed or attempts > RETRIES_AT_HALF_INPUT:
                 break
             scale /= 2
@@ -391,6 +445,6 @@ class ClosedLoopSolver:
             x = np.full(b.size, np.nan)
         else:
             volts = (measured - c.offset_codes) * self.ranges.vmax_v / full / c.output_gain
-            x = (-volts * self.mapping.us_per_unit / scale)[: b.size] if scale > 0 else np.zeros(b.size)
-        return SolveOutcome(x, not railed, scale, int(np.abs(codes).max()), float(np.abs(measured).max() / full),
-                            board_s, attempts)
+            x = (-volts * self.mapping.us_per_unit / scale)[self.block_lines] if scale > 0 else np.zeros(b.size)
+        return SolveOutcome(x, not railed, scale, int(np.abs(codes).max()),
+                            float(np.abs(measured[self.lines]).max() / full), board_s, attempts)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labctl_calibration.block_inverse import block_solve, leaf_count, relative_errors
-from labctl_calibration.closed_loop import DAC_FULL_CODE, ClosedLoopSolver, input_scale
+from labctl_calibration.closed_loop import DAC_FULL_CODE, ClosedLoopSolver, DefectiveLines, input_scale
 
 
 @dataclass
@@ -54,22 +54,41 @@ class SystemResult:
 
 
 def solve_system(solver: ClosedLoopSolver, a: np.ndarray, b: np.ndarray, progress=None) -> SystemResult:
-    """X for A·X = B on the chip, with the digital solver at its precision and float64 beside it."""
+    """X for A·X = B on the chip, with the digital solver at its precision and float64 beside it.
+
+    When programming finds stuck cells that ruin a block, their lines go out of use and the
+    recursion starts again on the lines that are left (``DefectiveLines``); the board time of
+    the abandoned programmings is counted with the rest."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     b = b[:, None] if b.ndim == 1 else b
+    spent = 0.0
+    for _ in range(solver.size):
+        started = solver.board.clock_s()
+        try:
+            result = _solve_on_lines(solver, a, b, progress)
+        except DefectiveLines:
+            spent += solver.board.clock_s() - started
+            continue
+        result.programming_board_s += spent
+        return result
+    raise DefectiveLines("stuck cells kept ruining the blocks")  # cannot happen: each round removes a line
+
+
+def _solve_on_lines(solver: ClosedLoopSolver, a: np.ndarray, b: np.ndarray, progress) -> SystemResult:
     leaves: list[LeafRecord] = []
     columns = b.shape[1]
     # a column of B travels through every leaf; its cost and fate accumulate there
     board_s, attempts, settled = np.zeros(columns), np.zeros(columns, dtype=int), np.ones(columns, dtype=bool)
     programming_s, glue_s = [0.0], [0.0]
-    total = leaf_count(a.shape[0], solver.size)
+    total = leaf_count(a.shape[0], solver.leaf_size)
 
     def chip_leaf(block: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         started = solver.board.clock_s()
         figures = solver.program(block)
         programming_s[0] += solver.board.clock_s() - started
-        n = block.shape[0]
-        leaves.append(LeafRecord(n, solver.programmed[:n, :n] - block, solver.mapping.us_per_unit, figures))
+        used = solver.block_lines
+        leaves.append(LeafRecord(block.shape[0], solver.programmed[np.ix_(used, used)] - block,
+                                 solver.mapping.us_per_unit, {**figures, "excluded_lines": list(solver.excluded)}))
         x = np.empty_like(rhs)
         user = rhs.shape[1] - columns  # the columns before B's are the recursion's own (A11⁻¹A12)
         for k in range(rhs.shape[1]):
@@ -87,9 +106,9 @@ def solve_system(solver: ClosedLoopSolver, a: np.ndarray, b: np.ndarray, progres
             progress("solve", len(leaves), total)
         return x
 
-    x_chip = block_solve(a, b, solver.size, chip_leaf)
+    x_chip = block_solve(a, b, solver.leaf_size, chip_leaf)
     x_chip[:, ~settled] = np.nan  # a column that railed anywhere in the recursion is no result
-    x_digital = block_solve(a, b, solver.size, DigitalLeaf(solver, leaves))
+    x_digital = block_solve(a, b, solver.leaf_size, DigitalLeaf(solver, leaves))
     return SystemResult(x_chip, x_digital, np.linalg.solve(a, b), settled, board_s, attempts, leaves,
                         programming_s[0], glue_s[0])
 

@@ -117,7 +117,7 @@ class ChipModel:
             self.loop = ClosedLoop(p, self.shape[1], np.random.default_rng(loop_fab))
             self._loop_rng = np.random.default_rng(loop_run)
         self._programmed_count = 0  # programmings so far: the loop's stability is known until the next
-        self._loop_rate: tuple[int, float] | None = None
+        self._loop_stability: tuple[int, object] | None = None
         self._pulses = np.zeros(self.shape, dtype=np.int32)
         self._window_top = self.cells.g_max.copy()
 
@@ -307,12 +307,12 @@ class ChipModel:
         for array in (0, 1):
             index = (array, slice(None))
             g.append(self._conductance(index))
-        if self._loop_rate is None or self._loop_rate[0] != self._programmed_count:
-            self._loop_rate = (self._programmed_count, self.loop.rate_of(g[0], g[1]))
+        if self._loop_stability is None or self._loop_stability[0] != self._programmed_count:
+            self._loop_stability = (self._programmed_count, self.loop.stability(g[0], g[1]))
         for array, cells in enumerate(g):
             cells += self._read_noise((array, slice(None)), cells, window)
         settled = self.loop.settle(g[0], g[1], self.loop.input_currents_ua(input_codes), self._loop_rng,
-                                   self._loop_rate[1])
+                                   self._loop_stability[1])
         self.advance(settled.settle_s + self.loop.p.loop_conversion_s)
         return self.loop.output_codes(settled.volts), settled
 

@@ -21,10 +21,12 @@ settles as ``exp(−ω_t·min Re λ·t)``, so reaching half an output code takes
 
     t_settle = ln(2·(2^(bits−1) − 1)) / (ω_t · min Re λ)                       (2)
 
-A loop that is unstable, singular, or slower than the board's timeout never settles. Its
-outputs are read at the rails, with the sign of the growing mode's start (noise). An
-output that (1) puts beyond a rail saturates there, and the other outputs settle with it
-held. What the arrays present is the conductance a read would see at that moment, read
+A loop slower than the board's timeout (unstable or singular included) never settles as a
+whole. Then the lines whose own feedback is too weak, ``M_kk / D_k`` below the rate (2)
+needs, run to the rail their drive points at (``sign`` of their right-hand side, noise
+included) and stay there. If the other lines settle with those held, they do. Otherwise
+every output is read at a rail. An output that (1) puts beyond a rail saturates there, the
+furthest first, and the other outputs settle with it held. What the arrays present is the conductance a read would see at that moment, read
 noise included. The settled outputs carry the op-amps' output noise. The output ADC has
 its own gain and offset per column, and the input DACs a gain per row.
 """
@@ -39,6 +41,12 @@ from labctl_sims.presets import DeviceParams
 
 DAC_FULL_CODE = 127
 RAIL_OVER_FULL_SCALE = 1.05  # the op-amps' rails sit just beyond the ADC's range, so a railed output reads full code
+
+
+@dataclass(frozen=True)
+class Stability:
+    rate: float  # slowest mode of the lines that settle, in units of ω_t (below the needed rate: none do)
+    runaway: np.ndarray  # lines that run to a rail on their own and stay there
 
 
 @dataclass(frozen=True)
@@ -73,30 +81,56 @@ class ClosedLoop:
         return codes.astype(np.float64) * (self.imax_ua / DAC_FULL_CODE) * self.input_gain
 
     def settle(self, g_pos: np.ndarray, g_neg: np.ndarray, current_ua: np.ndarray,
-               rng: np.random.Generator, rate: float | None = None) -> Settled:
+               rng: np.random.Generator, stability: Stability | None = None) -> Settled:
         """The outputs the loop settles at for these conductances (µS) and input currents, per (1)
-        and (2). ``rate`` is the slowest mode when the caller knows it (it changes only when the
+        and (2). ``stability`` is the loop's when the caller knows it (it changes only when the
         arrays are programmed; read noise moves it by far less than it moves the outputs)."""
         p = self.p
         a = g_pos.astype(np.float64) - g_neg
         d = (g_pos.astype(np.float64) + g_neg).sum(axis=1)
         m = a + np.diag(d / self.open_loop_gain)
         rhs = -current_ua + d * self.offset_v
-        rate = self.slowest_rate(m, d) if rate is None else rate
-        settle_s = (np.log(2.0 * self.full_code) / (2 * np.pi * p.loop_gbw_hz * rate) if rate > 0 else np.inf)
-        if not settle_s <= p.loop_timeout_s:
+        s = self.stability(g_pos, g_neg) if stability is None else stability
+        if s.rate < self.needed_rate:
             return self._railed(rng, p.loop_timeout_s)
+        settle_s = np.log(2.0 * self.full_code) / (self.omega_t * s.rate)
+        rail = RAIL_OVER_FULL_SCALE * self.vmax_v
+        held = np.zeros(self.n)
+        if s.runaway.any():  # each such output heads for the rail its drive points at, and stays there
+            noise = 1e-3 * p.loop_output_noise_mv * d * rng.standard_normal(self.n)
+            held = np.where(s.runaway, np.sign(rhs + noise) * rail, 0.0)
         try:
-            x = self._saturating_solve(m, rhs)
+            x = self._saturating_solve(m, rhs, s.runaway, held)
         except np.linalg.LinAlgError:
             return self._railed(rng, p.loop_timeout_s)
         x += 1e-3 * p.loop_output_noise_mv * rng.standard_normal(self.n)
-        rail = RAIL_OVER_FULL_SCALE * self.vmax_v
         return Settled(np.clip(x, -rail, rail), float(settle_s), True)
 
-    def rate_of(self, g_pos: np.ndarray, g_neg: np.ndarray) -> float:
+    @property
+    def omega_t(self) -> float:
+        return 2 * np.pi * self.p.loop_gbw_hz
+
+    @property
+    def needed_rate(self) -> float:
+        """The slowest mode that still settles within the board's timeout, per (2)."""
+        return np.log(2.0 * self.full_code) / (self.omega_t * self.p.loop_timeout_s)
+
+    def stability(self, g_pos: np.ndarray, g_neg: np.ndarray) -> Stability:
+        """How the loop settles on these arrays. When the whole loop cannot, the lines whose own
+        feedback ``M_kk / D_k`` is too weak or of the wrong sign (a stuck cell on the diagonal,
+        say) run away to a rail on their own. The rest may still settle with them held there."""
         d = (g_pos.astype(np.float64) + g_neg).sum(axis=1)
-        return self.slowest_rate(g_pos.astype(np.float64) - g_neg + np.diag(d / self.open_loop_gain), d)
+        m = g_pos.astype(np.float64) - g_neg + np.diag(d / self.open_loop_gain)
+        none = np.zeros(self.n, dtype=bool)
+        whole = self.slowest_rate(m, d)
+        if whole >= self.needed_rate:
+            return Stability(whole, none)
+        runaway = np.diag(m) / np.maximum(d, 1e-30) < self.needed_rate
+        if not runaway.any() or runaway.all():
+            return Stability(whole, none)
+        rest = ~runaway
+        rest_rate = self.slowest_rate(m[np.ix_(rest, rest)], d[rest])
+        return Stability(rest_rate, runaway) if rest_rate >= self.needed_rate else Stability(whole, none)
 
     @staticmethod
     def slowest_rate(m: np.ndarray, d: np.ndarray) -> float:
@@ -106,20 +140,25 @@ class ClosedLoop:
         eigenvalues = np.linalg.eigvals(m / d[:, None])
         return float(eigenvalues.real.min()) if np.all(np.isfinite(eigenvalues)) else 0.0
 
-    def _saturating_solve(self, m: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """(1), with every output that would pass a rail held at it and the rest settling around them."""
-        x = np.linalg.solve(m, rhs)
+    def _saturating_solve(self, m: np.ndarray, rhs: np.ndarray, held: np.ndarray | None = None,
+                          held_at: np.ndarray | None = None) -> np.ndarray:
+        """(1), with the ``held`` outputs at ``held_at`` and every other output that would pass a
+        rail held at it, one at a time from the furthest, the rest settling around them."""
         rail = RAIL_OVER_FULL_SCALE * self.vmax_v
-        held = np.zeros(self.n, dtype=bool)
-        for _ in range(self.n):
-            beyond = ~held & (np.abs(x) > rail)
-            if not beyond.any():
-                break
-            held |= beyond
-            x[beyond] = np.sign(x[beyond]) * rail
+        held = np.zeros(self.n, dtype=bool) if held is None else held.copy()
+        x = np.zeros(self.n) if held_at is None else held_at.copy()
+        for _ in range(self.n + 1):
             free = ~held
             if free.any():
                 x[free] = np.linalg.solve(m[np.ix_(free, free)], rhs[free] - m[np.ix_(free, held)] @ x[held])
+            beyond = ~held & (np.abs(x) > rail)
+            if not beyond.any():
+                break
+            # the furthest output saturates first; the others are re-solved with it held, since
+            # they may have passed their rails only through it
+            worst = int(np.argmax(np.where(beyond, np.abs(x), 0.0)))
+            held[worst] = True
+            x[worst] = np.sign(x[worst]) * rail
         return x
 
     def _railed(self, rng: np.random.Generator, waited_s: float) -> Settled:
