@@ -51,7 +51,8 @@ class SolveParams(BaseModel):
     offset_repeats: int = Field(16, ge=2, le=4096)  # solves at b = 0: offsets and the noise floor
     calibration_vectors: int = Field(48, ge=4, le=4096)  # random inputs the loop's scales are fitted on
     refine_steps: int = Field(0, ge=0, le=100)  # digital residual corrections after the one-step solve (0: one step)
-    repeats: int = Field(16, ge=1, le=4096)  # solves averaged per input: the cells' fast read noise is fresh each time
+    repeats: int = Field(16, ge=1, le=256)  # settles averaged per input on the board (READ:AVG): the cells'
+    # fast read noise is fresh in each
     headroom: float = Field(0.8, gt=0, le=1)  # the largest predicted output at this fraction of full scale
     min_loop_rate: float = Field(1e-3, gt=0)  # min Re λ(D⁻¹A) below which a matrix is refused
     defect_error_us: float = Field(1.0, gt=0)  # a stuck cell leaving its entry further off takes its line out of use
@@ -256,6 +257,7 @@ class ClosedLoopSolver:
                                    f"{geometry.rows}x{geometry.cols}")
         self.size = geometry.rows
         self._rng = np.random.default_rng(self.params.seed)
+        self._averaging: int | None = None  # READ:AVG as last set here (write-verify sets its own)
 
     @property
     def lines(self) -> np.ndarray:
@@ -324,6 +326,7 @@ class ClosedLoopSolver:
             self.verify.observer.array = array
         result = self.verify.run(targets_us, include=include, known_stuck=known_stuck)
         self.board.array = 0
+        self._averaging = None
         return result
 
     def _compensate_stuck(self, results: list, targets: list[np.ndarray], intended_us: np.ndarray) -> int:
@@ -357,16 +360,18 @@ class ClosedLoopSolver:
     # ---- calibration -------------------------------------------------------------
 
     def _raw_solve(self, codes: np.ndarray, repeats: int = 1) -> np.ndarray:
-        """The mean output codes of ``repeats`` solves of one input; full code if any of them railed.
+        """The output codes of one input, averaged on the board over ``repeats`` settles
+        (``READ:AVG``: one round trip however many); a rail in any of them reads as the rail.
 
         A line out of use gets no input, except one whose diagonal a stuck cell left weak. That
         one is driven at full input every time so it sits at a rail (``loop_lines``)."""
         inputs = np.clip(np.rint(codes), -DAC_FULL_CODE, DAC_FULL_CODE).astype(np.int16)
         inputs[self.excluded] = 0
         inputs[self.railed_lines] = DAC_FULL_CODE
-        outputs = np.array([self.board.solve(inputs) for _ in range(repeats)], dtype=float)
-        railed = (np.abs(outputs) >= self.ranges.full_code).any(axis=0)
-        return np.where(railed, np.sign(outputs[0]) * self.ranges.full_code, outputs.mean(axis=0))
+        if self._averaging != repeats:
+            self.board.averaging = repeats
+            self._averaging = repeats
+        return self.board.solve(inputs).astype(float)
 
     def _calibrate(self, intended: np.ndarray) -> LoopCalibration:
         p, n, full = self.params, self.size, self.ranges.full_code
@@ -405,18 +410,24 @@ class ClosedLoopSolver:
 
     # ---- solving -----------------------------------------------------------------
 
-    def solve(self, b: np.ndarray, refine_steps: int | None = None) -> SolveOutcome:
+    def solve(self, b: np.ndarray, refine_steps: int | None = None, matrix: np.ndarray | None = None) -> SolveOutcome:
         """x with A·x = b: one analogue step, then ``refine_steps`` (default the protocol's)
         mixed-precision corrections, each the loop's solution for the residual
         ``b − A·x`` that float64 computes against the intended ``A`` (Le Gallo et al.,
         Nature Electronics 2018). They converge while the programmed matrix is within a
-        contraction of the intended one."""
+        contraction of the intended one. ``matrix`` refines against another ``A`` near
+        the programmed one, which then need not be programmed again (a Kalman filter's
+        innovation covariance from one step to the next)."""
         steps = self.params.refine_steps if refine_steps is None else refine_steps
+        target = self.intended if matrix is None else np.asarray(matrix, dtype=float)
+        if target.shape != self.intended.shape:
+            raise ValueError(f"the matrix to refine against is {target.shape}, the programmed block "
+                             f"{self.intended.shape}")
         outcome = self._one_step(b)
         for _ in range(steps):
             if not outcome.settled:
                 break
-            correction = self._one_step(b - self.intended @ outcome.x)
+            correction = self._one_step(b - target @ outcome.x)
             outcome = SolveOutcome(outcome.x + correction.x, correction.settled, outcome.input_scale_ua_per_unit,
                                    outcome.input_codes_max, outcome.output_fraction,
                                    outcome.board_s + correction.board_s, outcome.attempts + correction.attempts)

@@ -269,7 +269,7 @@ class BoardTwin(ScpiDevice):
         inputs = np.frombuffer(payload, dtype="<i2")
         if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
             raise ScpiError(-222, "Data out of range; input codes must be within -127..127")
-        codes, _ = self.chip.solve_codes(inputs)
+        codes, _ = self.chip.solve_codes(inputs, self.averages)
         return codes.astype("<i2").tobytes()
 
     # ---- probe routing and twin-only commands --------------------------------------

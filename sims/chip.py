@@ -296,25 +296,34 @@ class ChipModel:
         self.advance(MVM_TIME_S * averages)
         return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32), mvm=True)
 
-    def solve_codes(self, input_codes: np.ndarray) -> tuple[np.ndarray, Settled]:
+    def solve_codes(self, input_codes: np.ndarray, averages: int = 1) -> tuple[np.ndarray, Settled]:
         """The closed loop (``sims.closed_loop``): input codes of ``b`` in, the settled outputs'
-        ADC codes out. The arrays present what a read would see as the loop settles, read noise
-        included, and the clock advances by the settling time and one conversion."""
+        ADC codes out, the rounded mean of ``averages`` settles (``READ:AVG``, as ``MVM?``
+        averages). Each settle sees the arrays as a read would at that moment, read noise
+        included, and the clock advances by its settling time and one conversion. An output
+        that reached a rail in any of them is reported at that rail."""
         if self.loop is None:
             raise ValueError("this chip has no closed loop")
         window = max(self.loop.p.loop_conversion_s, MVM_TIME_S)
-        g = []
-        for array in (0, 1):
-            index = (array, slice(None))
-            g.append(self._conductance(index))
-        if self._loop_stability is None or self._loop_stability[0] != self._programmed_count:
-            self._loop_stability = (self._programmed_count, self.loop.stability(g[0], g[1]))
-        for array, cells in enumerate(g):
-            cells += self._read_noise((array, slice(None)), cells, window)
-        settled = self.loop.settle(g[0], g[1], self.loop.input_currents_ua(input_codes), self._loop_rng,
-                                   self._loop_stability[1])
-        self.advance(settled.settle_s + self.loop.p.loop_conversion_s)
-        return self.loop.output_codes(settled.volts), settled
+        total = np.zeros(self.loop.n)
+        railed = np.zeros(self.loop.n, dtype=bool)
+        rail_codes = np.zeros(self.loop.n)
+        for _ in range(averages):
+            g = [self._conductance((array, slice(None))) for array in (0, 1)]
+            if self._loop_stability is None or self._loop_stability[0] != self._programmed_count:
+                self._loop_stability = (self._programmed_count, self.loop.stability(g[0], g[1]))
+            for array, cells in enumerate(g):
+                cells += self._read_noise((array, slice(None)), cells, window)
+            settled = self.loop.settle(g[0], g[1], self.loop.input_currents_ua(input_codes), self._loop_rng,
+                                       self._loop_stability[1])
+            self.advance(settled.settle_s + self.loop.p.loop_conversion_s)
+            codes = self.loop.output_codes(settled.volts).astype(np.float64)
+            at_rail = np.abs(codes) >= self.loop.full_code
+            rail_codes = np.where(at_rail & ~railed, codes, rail_codes)
+            railed |= at_rail
+            total += codes
+        mean = np.where(railed, rail_codes, np.rint(total / averages))
+        return mean.astype(np.int16), settled
 
     def probe_current_ua(self, array: int, row: int, col: int, volts: float, integration_s: float) -> float:
         """Current through one cell routed to the probe port (what the SMU measures).

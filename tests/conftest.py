@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,21 @@ import pytest
 
 import labctl_sims as sims
 from labctl_drivers import Board, InProcessTransport
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_lock_dir_for_the_session(tmp_path_factory) -> Iterator[None]:
+    """Chip locks of tests never meet a user's, or another pytest-xdist worker's: set before
+    any module-scoped fixture runs (those run before function-scoped ones, so a module's
+    fixture on one worker and the same module's on another would otherwise share the
+    host's lock directory and find chip0 busy)."""
+    previous = os.environ.get("LABCTL_LOCK_DIR")
+    os.environ["LABCTL_LOCK_DIR"] = str(tmp_path_factory.getbasetemp() / "locks")
+    yield
+    if previous is None:
+        os.environ.pop("LABCTL_LOCK_DIR", None)
+    else:
+        os.environ["LABCTL_LOCK_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -214,7 +214,7 @@ def test_subprocess_default_data_directory_and_json(tmp_path):
 def test_subprocess_bad_input_is_one_line_and_exit_2(tmp_path):
     done = labctl("calibrate", "chip7", cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == "labctl: error: unknown chip 'chip7': known chips are chip0"
+    assert done.stderr.strip() == "labctl: error: unknown chip 'chip7': known chips are chip0, loop0"
     assert not (tmp_path / "labdata").exists()
 
 

@@ -295,31 +295,32 @@ def test_heat_equation_steps_on_the_chip_track_the_digital_ones():
 
 
 def test_a_kalman_filter_with_its_gain_from_the_loop_tracks_as_well_as_the_digital_one():
+    """The gain comes from S·Kᵀ = H·P each step. S changes little from step to step, so the
+    loop keeps the S it was programmed with while each step's S stays within
+    it by half: the residual corrections, computed against that step's own S, close the gap."""
     rng = np.random.default_rng(7)
-    steps, dt, q, r = 40, 0.1, 0.5, 0.04
+    steps, dt, q, r = 30, 0.1, 0.05, 0.04
     true = np.zeros((steps, 4))
     true[0] = [0, 0, 1.0, 0.5]
     for k in range(1, steps):
         true[k] = true[k - 1] + dt * np.array([*true[k - 1, 2:], 0, 0])
         true[k, 2:] += np.sqrt(q * dt) * rng.standard_normal(2)
     measured = true[:, :2] + np.sqrt(r) * rng.standard_normal((steps, 2))
-    _, solver = loop_solver(0, refine_steps=2)  # a filter runs on: each gain refined as a real-time one would be
-    programmed = {"s": None}
+    _, solver = loop_solver(0, refine_steps=3)
+    programmed = {"s": None, "count": 0}
 
     def chip_solve(s, rhs):
-        # the innovation covariance settles within a few steps; reprogram only when it has moved
-        if programmed["s"] is None or np.abs(s - programmed["s"]).max() > 0.05 * np.abs(s).max():
+        if programmed["s"] is None or np.linalg.norm(s - programmed["s"]) > 0.5 * np.linalg.norm(s):
             solver.program(s)
-            programmed["s"] = s.copy()
-            programmed["count"] = programmed.get("count", 0) + 1
-        return np.column_stack([solver.solve(rhs[:, k]).x for k in range(rhs.shape[1])])
+            programmed["s"], programmed["count"] = s.copy(), programmed["count"] + 1
+        return np.column_stack([solver.solve(rhs[:, k], matrix=s).x for k in range(rhs.shape[1])])
 
     digital = kalman_track(measured, dt, q, r, np.linalg.solve)
     chip = kalman_track(measured, dt, q, r, chip_solve)
     rms = lambda states: np.sqrt(np.mean((states[:, :2] - true[:, :2]) ** 2))  # noqa: E731
-    assert rms(chip) <= 1.05 * rms(digital), (rms(chip), rms(digital))
+    assert rms(chip) <= 1.02 * rms(digital), (rms(chip), rms(digital))
     assert rms(chip) < np.sqrt(np.mean((measured - true[:, :2]) ** 2))  # better than the raw measurements
-    assert programmed["count"] < steps / 2
+    assert programmed["count"] <= 3
 
 
 # ---- labctl solve ------------------------------------------------------------------------
