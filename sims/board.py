@@ -249,27 +249,25 @@ class BoardTwin(ScpiDevice):
             raise ScpiError(-222, f"Data out of range; MVM gain {gain} is not a power of two in 1..{self.chip.rows}")
         self.mvm_gain = gain
 
-    def _mvm(self, params: list[Param]) -> bytes:
+    def _row_codes(self, params: list[Param], what: str) -> np.ndarray:
+        """One block of ``rows`` int16 codes within ±127: the inputs of MVM? and SOLV?."""
         expect_count(params, 1)
         payload = as_block(params[0], "inputs")
         if len(payload) != 2 * self.chip.rows:
             raise ScpiError(-224, f"Illegal parameter value; block holds {len(payload)} bytes, expected {2 * self.chip.rows}")
         inputs = np.frombuffer(payload, dtype="<i2")
         if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
-            raise ScpiError(-222, "Data out of range; DAC codes must be within -127..127")
+            raise ScpiError(-222, f"Data out of range; {what} must be within -127..127")
+        return inputs
+
+    def _mvm(self, params: list[Param]) -> bytes:
+        inputs = self._row_codes(params, "DAC codes")
         codes = self.chip.mvm_codes(self.array, inputs, self.read_volt, self.averages, self.mvm_gain)
         return codes.astype("<i2").tobytes()
 
     def _solve(self, params: list[Param]) -> bytes:
         self._loop()
-        expect_count(params, 1)
-        payload = as_block(params[0], "inputs")
-        if len(payload) != 2 * self.chip.rows:
-            raise ScpiError(-224, f"Illegal parameter value; block holds {len(payload)} bytes, expected {2 * self.chip.rows}")
-        inputs = np.frombuffer(payload, dtype="<i2")
-        if np.abs(inputs.astype(np.int32)).max(initial=0) > 127:
-            raise ScpiError(-222, "Data out of range; input codes must be within -127..127")
-        codes, _ = self.chip.solve_codes(inputs, self.averages)
+        codes, _ = self.chip.solve_codes(self._row_codes(params, "input codes"), self.averages)
         return codes.astype("<i2").tobytes()
 
     # ---- probe routing and twin-only commands --------------------------------------

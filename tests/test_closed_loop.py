@@ -241,6 +241,30 @@ def test_the_loop_is_within_1_5x_of_the_digital_solver_at_its_precision(seed, n)
     assert np.all(result.board_s > 0)
 
 
+@pytest.mark.parametrize("seed", [0, 4])
+def test_a_nonsymmetric_diagonally_dominant_system_is_solved_as_well(seed):
+    rng = np.random.default_rng(seed)
+    a = np.eye(64) * 4 + rng.uniform(-1, 1, (64, 64)) * 0.25  # condition about 2, not symmetric
+    _, solver = loop_solver(seed)
+    result = solve_system(solver, a, rng.standard_normal((64, 4)))
+    assert result.settled.all()
+    assert result.chip_errors.mean() <= 1.5 * result.digital_errors.mean()
+
+
+def test_block_recursion_to_256_rows_stays_within_bounds_on_a_small_loop():
+    """256 rows on a loop of 2 x 32x32 arrays: eight or more programmings, the Schur complements
+    computed digitally from the loop's own solutions, and still within the digital solver's bar."""
+    chip, board = twin_board(seed=4, rows=32, cols=32)
+    readout = Readout(lsb_ua=board.adc().lsb_ua, read_voltage=0.2)
+    verify = WriteVerify(board, readout, WriteVerifyParams(tolerance_us=0.5, band_us=0.1, batch="auto"))
+    solver = ClosedLoopSolver(board, verify, SolveParams(low_us=0.2))
+    a = random_spd(256, 8.0, 4)
+    result = solve_system(solver, a, np.random.default_rng(4).standard_normal((256, 3)))
+    assert result.settled.all() and len(result.leaves) >= 8
+    assert result.chip_errors.mean() <= 1.5 * result.digital_errors.mean()
+    assert result.chip_errors.max() < 0.25
+
+
 def test_the_loop_calibration_finds_the_offsets_the_op_amps_really_give():
     chip, solver = loop_solver(0)
     a = random_spd(48, 6, 5)  # room for lines stuck cells take out of use
@@ -336,6 +360,9 @@ def test_labctl_solve_runs_the_example_and_stores_one_row_per_right_hand_side(tm
     table = pd.read_parquet(data / "solve")
     assert len(table) == 4 and table["settled"].all()
     assert (table["chip_rel_error"] < 0.25).all()
+    report = runner.invoke(app, ["report", summary["run_id"], "--data", str(data), "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "solve.png").stat().st_size > 1000
 
 
 def test_labctl_solve_refuses_what_the_loop_cannot_solve_and_leaves_no_run(tmp_path):

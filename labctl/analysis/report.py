@@ -183,6 +183,22 @@ def _validation_plot(plt, rows, out: Path) -> list[tuple[str, str]]:
     return [("Network on the chip: accuracy at each look", _save(plt, fig, out / "validation.png"))]
 
 
+def _solve_plot(plt, rows, out: Path) -> list[tuple[str, str]]:
+    settled = rows[rows["settled"]]
+    fig, axis = plt.subplots(figsize=(7, 4.2))
+    axis.plot(settled["column"], 100 * settled["chip_rel_error"], "o", label="closed loop")
+    axis.plot(settled["column"], 100 * settled["digital_rel_error"], "x", label="digital solver at the chip's precision")
+    failed = rows[~rows["settled"]]
+    for column in failed["column"]:
+        axis.axvline(column, color="r", alpha=0.3)
+    axis.set_xlabel("right-hand side (column of B)")
+    axis.set_ylabel("error against float64 (%)")
+    axis.set_title(f"{int(rows['rows'].iloc[0])} rows, {int(rows['leaves'].iloc[0])} programming(s), "
+                   f"{len(failed)} not settled (red)")
+    axis.legend()
+    return [("Closed-loop solve: error per right-hand side", _save(plt, fig, out / "solve.png"))]
+
+
 def write_report(store: Store, run_id: str, out: Path) -> Path:
     manifest = store.manifest(run_id)
     try:
@@ -208,6 +224,9 @@ def write_report(store: Store, run_id: str, out: Path) -> Path:
     validation = _optional(store, "validation", run_id)
     if validation is not None:
         plots += _validation_plot(plt, validation, out)
+    solved = _optional(store, "solve", run_id)
+    if solved is not None:
+        plots += _solve_plot(plt, solved, out)
     page = out / "index.html"
     page.write_text(_html(manifest, plots), encoding="utf-8")
     return page

@@ -9,6 +9,7 @@ import typer
 
 from labctl.cli.options import (
     EXIT_ACCEPTANCE,
+    protocol_option,
     ConfigOption,
     DataOption,
     FreshOption,
@@ -42,10 +43,7 @@ def calibrate(
         ),
     ] = None,
     fresh: FreshOption = False,
-    protocol: Annotated[
-        Optional[Path],
-        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in calibrate."),
-    ] = None,
+    protocol: protocol_option("calibrate") = None,
     data: DataOption = None,
     config: ConfigOption = None,
     seed: SeedOption = None,
@@ -167,10 +165,7 @@ def drift(
         Optional[str],
         typer.Option("--temperatures", metavar="K[,K...]", help="Kelvin, comma-separated, e.g. 300,330,360."),
     ] = None,
-    protocol: Annotated[
-        Optional[Path],
-        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in drift."),
-    ] = None,
+    protocol: protocol_option("drift") = None,
     data: DataOption = None,
     config: ConfigOption = None,
     fresh: FreshOption = False,
@@ -228,10 +223,7 @@ def maintain(
     targets: Annotated[
         Optional[Path], typer.Option("--targets", metavar="FILE", help="Target conductances (µS) to deploy.")
     ] = None,
-    protocol: Annotated[
-        Optional[Path],
-        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in maintain."),
-    ] = None,
+    protocol: protocol_option("maintain") = None,
     data: DataOption = None,
     config: ConfigOption = None,
     fresh: FreshOption = False,
@@ -290,10 +282,7 @@ def validate(
     noise_at: Annotated[
         str, typer.Option("--noise-at", metavar="TIME", help="The noise as it is this long after programming.")
     ] = "0s",
-    protocol: Annotated[
-        Optional[Path],
-        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in validate."),
-    ] = None,
+    protocol: protocol_option("validate") = None,
     data: DataOption = None,
     config: ConfigOption = None,
     fresh: FreshOption = False,
@@ -340,10 +329,7 @@ def solve(
     refine: Annotated[
         Optional[int], typer.Option("--refine", metavar="STEPS", help="Digital residual corrections after the step.")
     ] = None,
-    protocol: Annotated[
-        Optional[Path],
-        typer.Option("--protocol", metavar="FILE|NAME", help="Protocol TOML to run instead of the built-in solve."),
-    ] = None,
+    protocol: protocol_option("solve") = None,
     data: DataOption = None,
     config: ConfigOption = None,
     fresh: FreshOption = False,

@@ -30,6 +30,14 @@ DataOption = Annotated[
         help="Run store: a directory or a URI such as s3://bucket/prefix [default: $LABCTL_DATA or ./labdata].",
     ),
 ]
+def protocol_option(builtin: str):
+    """``--protocol``: a protocol file or built-in name to run instead of the command's own."""
+    return Annotated[
+        Optional[Path],
+        typer.Option("--protocol", metavar="FILE|NAME", help=f"Protocol TOML to run instead of the built-in {builtin}."),
+    ]
+
+
 FreshOption = Annotated[
     bool, typer.Option("--fresh", help="Ignore the chip's earlier calibration record; calibrate from scratch.")
 ]
