@@ -52,10 +52,11 @@ def quiet_preset(monkeypatch) -> str:
 
 
 @contextmanager
-def served_twin(workdir: Path, size: str, chip: str) -> Iterator[Path]:
+def served_twin(workdir: Path, size: str, chip: str, preset: str = "pcm") -> Iterator[Path]:
     """``labctl sim serve`` in a subprocess, and a lab.toml reaching its board over the pty
     (the rest over TCP): a twin that outlives the labctl processes a test kills."""
-    process = subprocess.Popen([sys.executable, "-m", "labctl", "sim", "serve", "--size", size, "--chip", chip],
+    process = subprocess.Popen([sys.executable, "-m", "labctl", "sim", "serve", "--size", size, "--chip", chip,
+                                "--preset", preset],
                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     while True:

@@ -26,7 +26,7 @@ from labctl_drivers.testing import expected_protocol
 from labctl_sims.closed_loop import RAIL_OVER_FULL_SCALE, ClosedLoop
 from labctl_sims.presets import customised
 
-from conftest import block
+from conftest import block, served_twin
 
 runner = CliRunner()
 QUIET = {"loop_output_noise_mv": 0.0}
@@ -382,3 +382,14 @@ def test_labctl_solve_refuses_what_the_loop_cannot_solve_and_leaves_no_run(tmp_p
         assert result.returncode == 2, (arguments, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (data / "runs").exists() or not any((data / "runs").iterdir())
+
+
+def test_labctl_solve_through_a_served_twin_over_the_pty(tmp_path):
+    """The wire path: SOLV? and its ranges through pyserial to a twin served in another process."""
+    with served_twin(tmp_path, "64x64", "loopw", preset="sram-64") as config:
+        result = subprocess.run([sys.executable, "-m", "labctl", "solve", "loopw", "--config", str(config), "--rows",
+                                 "32", "--columns", "2", "--data", str(tmp_path / "data"), "--json", "-q"],
+                                capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["steps"]["solve"]
+    assert figures["settled_fraction"] == 1.0 and figures["chip_vs_digital"] <= 1.5
