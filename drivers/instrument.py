@@ -21,7 +21,7 @@ import numpy as np
 from labctl_drivers.errors import DriverError, InstrumentError, InstrumentTimeout, LinkError, ReplyError
 from labctl_drivers.framing import INT16, decode_values, encode_block, read_block
 from labctl_drivers.safety import check_range, refuse
-from labctl_drivers.transport import Transport
+from labctl_drivers.transport import CountedTransport, Transport
 
 MAX_ERRORS_DRAINED = 40  # one more than the queue depth: always reaches "No error"
 ERROR_QUERIES = {"SYST:ERR?", ":SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?"}
@@ -48,6 +48,8 @@ class LinkStats:
     link_drops: int = 0  # the connection or port failed and was opened again
     retries: int = 0  # queries sent again
     time_lost_s: float = 0.0  # from each failed attempt's start to the end of its recovery
+    bytes_sent: int = 0  # on the wire, every message (CountedTransport)
+    bytes_received: int = 0
 
     def note_failure(self, err: Exception, started: float) -> None:
         if isinstance(err, InstrumentTimeout):
@@ -154,12 +156,12 @@ class ScpiInstrument:
     retries = 4  # a flaky USB link loses a reply now and then; five losses in a row is a dead link
 
     def __init__(self, transport: Transport, name: str) -> None:
-        self.transport = transport
+        self.link = LinkStats()
+        self.transport = CountedTransport(transport, self.link)
         self.name = name
         self._lock = resource_lock(transport.resource)
         self.last_command = ""
         self._interrupted = False  # an exchange was cut short: its reply may still be on the wire
-        self.link = LinkStats()
 
     # ---- raw exchange --------------------------------------------------------------
 

@@ -433,6 +433,33 @@ def _set_nodelay(session: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class CountedTransport:
+    """Wraps a transport and counts the bytes each way, into ``stats`` (a ``LinkStats``):
+    what a run's steps put on the wire, beside the board time they took."""
+
+    def __init__(self, inner: Transport, stats: Any) -> None:
+        self._inner = inner
+        self._stats = stats
+        self.resource = inner.resource
+
+    def write(self, data: bytes) -> None:
+        self._inner.write(data)
+        self._stats.bytes_sent += len(data)
+
+    def read_line(self) -> bytes:
+        data = self._inner.read_line()
+        self._stats.bytes_received += len(data)
+        return data
+
+    def read_exact(self, count: int) -> bytes:
+        data = self._inner.read_exact(count)
+        self._stats.bytes_received += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # recover, close, note, and a test transport's own attributes
+        return getattr(self._inner, name)
+
+
 class TracedTransport:
     """Wraps a transport and logs every exchange with a timestamp: the bench's flight recorder."""
 

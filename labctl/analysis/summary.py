@@ -162,6 +162,18 @@ def _tile_text(tile: dict[str, Any]) -> str:
     return f"layer {tile['layer']} ({tile['rows']}x{tile['pairs']} on array {tile['array']}) {error}"
 
 
+def cost_line(figures: Any) -> str:
+    """The step's board time and wire bytes, with the floor the link's rate puts under the time."""
+    cost = figures.get("cost") if isinstance(figures, dict) else None
+    if not isinstance(cost, dict):
+        return ""
+    try:
+        return (f" [dim]· board time {cost['board_s']:.2f} s, {cost['wire_bytes'] / 1e3:,.0f} kB on the wire "
+                f"(≥ {cost['wire_s_at_link']:.2f} s at {cost['link_bytes_per_s'] / 1e6:g} MB/s)[/dim]")
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
 def step_line(step: str, figures: Any) -> str:
     """A step's figures in one line; as JSON when they are not what this version writes
     (another version's manifest, or a hand-edited one)."""
@@ -188,6 +200,10 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table.add_row("read-out", s["readout"])
     table.add_row("temperature", f"{s['temperature_k']:.2f} K")
     table.add_row("wall time", f"{s['wall_time_s']:.2f} s")
+    cost = s.get("board_cost")
+    if cost:
+        table.add_row("board time", f"{cost['board_s']:.2f} s, {cost['wire_bytes'] / 1e3:,.0f} kB on the wire "
+                                    f"(at least {cost['wire_s_at_link']:.2f} s of it on the link)")
     if link_line(s.get("link")):
         table.add_row("link", link_line(s.get("link")))
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
@@ -205,7 +221,7 @@ def steps_table(steps: dict[str, dict[str, Any]], pending: list[str] | None = No
     table.add_column(style="bold")
     table.add_column()
     for step, figures in steps.items():
-        table.add_row(step, step_line(step, figures))
+        table.add_row(step, step_line(step, figures) + cost_line(figures))
     for step in pending or []:
         table.add_row(step, "[dim]not reached[/dim]")
     return table

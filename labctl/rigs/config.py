@@ -85,6 +85,7 @@ class ChipConfig(BaseModel):
     calibrate_protocol: str | None = None  # `labctl calibrate` without --protocol: a file or a built-in's name
     timeout_s: float = Field(2.0, gt=0, le=600)
     retries: int = Field(4, ge=0, le=20)  # a lost or damaged reply is asked for again this many times
+    link_bytes_per_s: float = Field(1.0e6, gt=0)  # the board link's rate (USB CDC: about 1 MB/s), for the wire-time floor
     trace: str | None = None  # a file to log every exchange to
     limits: Limits = Limits()
 

@@ -61,6 +61,15 @@ def acceptance_checks(figures: dict[str, dict[str, Any]], limits: Acceptance) ->
     return checks
 
 
+def board_cost(steps: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    """The steps' board time and wire bytes added up (None when no step recorded them)."""
+    costs = [figures["cost"] for figures in steps.values() if isinstance(figures, dict)
+             and isinstance(figures.get("cost"), dict)]
+    if not costs:
+        return None
+    return {key: float(sum(cost[key] for cost in costs)) for key in ("board_s", "wire_bytes", "wire_s_at_link")}
+
+
 @dataclass(frozen=True)
 class CalibrationOutcome:
     run_id: str
@@ -100,6 +109,7 @@ class CalibrationOutcome:
             "readout": self.readout_source,
             "temperature_k": self.temperature_k,
             "wall_time_s": self.wall_time_s,
+            "board_cost": board_cost(self.steps),
             "link": self.link,
             "data": self.data_root,
             "steps": self.steps,

@@ -73,9 +73,28 @@ def run_steps(ctx: StepContext) -> None:
         keep = _journalled_parts(ctx, step)
         ctx.run.begin_step(step, keep)
         ctx.recorder.step = step
+        before = _board_cost(ctx)
         ctx.figures[step] = STEPS[step](ctx)
+        ctx.figures[step]["cost"] = _cost_since(ctx, before)
         checkpoint(ctx)
         ctx.run.step_done(step, **ctx.figures[step])
+
+
+def _board_cost(ctx: StepContext) -> tuple[float, int, int]:
+    board = ctx.rig.board
+    return board.clock_s(), board.link.bytes_sent, board.link.bytes_received
+
+
+def _cost_since(ctx: StepContext, before: tuple[float, int, int]) -> dict[str, Any]:
+    """What a step cost on the board: its clock, and the bytes both ways with the time they
+    need at the link's rate. That time is a floor under the board time no firmware can beat;
+    the rest is pulses, conversions, settling and waits. A resumed step counts from where it
+    resumed."""
+    clock, sent, received = _board_cost(ctx)
+    wire = (sent - before[1]) + (received - before[2])
+    rate = ctx.rig.spec.config.link_bytes_per_s
+    return {"board_s": clock - before[0], "wire_bytes": wire, "wire_s_at_link": wire / rate,
+            "link_bytes_per_s": rate}
 
 
 def _journalled_parts(ctx: StepContext, step: str) -> Callable[[str], bool]:
