@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from labctl.store.query import observed_status
-from labctl.analysis.summary import acceptance_table, link_line, steps_table
+from labctl.analysis.summary import acceptance_table, board_cost_line, link_line, steps_table
 
 
 def render_manifest(manifest: dict[str, Any], console: Any) -> None:
@@ -41,6 +41,8 @@ def render_manifest(manifest: dict[str, Any], console: Any) -> None:
     summary = manifest.get("summary") or {}
     if "wall_time_s" in summary:
         table.add_row("wall time", f"{summary['wall_time_s']:.2f} s")
+    if board_cost_line(summary.get("board_cost")):
+        table.add_row("board time", board_cost_line(summary.get("board_cost")))
     if link_line(summary.get("link")):
         table.add_row("link", link_line(summary.get("link")))
     console.print(table)

@@ -162,6 +162,15 @@ def _tile_text(tile: dict[str, Any]) -> str:
     return f"layer {tile['layer']} ({tile['rows']}x{tile['pairs']} on array {tile['array']}) {error}"
 
 
+def board_cost_line(cost: Any) -> str | None:
+    """A run's board time and wire bytes in all (None when its steps did not record them)."""
+    try:
+        return (f"{cost['board_s']:.2f} s, {cost['wire_bytes'] / 1e3:,.0f} kB on the wire "
+                f"(at least {cost['wire_s_at_link']:.2f} s of it on the link)")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def cost_line(figures: Any) -> str:
     """The step's board time and wire bytes, with the floor the link's rate puts under the time."""
     cost = figures.get("cost") if isinstance(figures, dict) else None
@@ -200,10 +209,8 @@ def render(outcome: CalibrationOutcome, console: Any) -> None:
     table.add_row("read-out", s["readout"])
     table.add_row("temperature", f"{s['temperature_k']:.2f} K")
     table.add_row("wall time", f"{s['wall_time_s']:.2f} s")
-    cost = s.get("board_cost")
-    if cost:
-        table.add_row("board time", f"{cost['board_s']:.2f} s, {cost['wire_bytes'] / 1e3:,.0f} kB on the wire "
-                                    f"(at least {cost['wire_s_at_link']:.2f} s of it on the link)")
+    if board_cost_line(s.get("board_cost")):
+        table.add_row("board time", board_cost_line(s.get("board_cost")))
     if link_line(s.get("link")):
         table.add_row("link", link_line(s.get("link")))
     table.add_row("data", f"{s['data']}  (run={s['run_id']})")
