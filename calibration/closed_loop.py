@@ -15,8 +15,12 @@ Once programmed, the loop is calibrated from measurements only:
   fixed output, which is subtracted. The spread over repeats is the noise floor.
 * **scales**: random inputs, their outputs compared with what the programmed matrix (as
   write-verify last read it) predicts. A gain per input row (the DACs) and per output
-  column (the ADCs) is fitted by alternating least squares.
+  column (the ADCs) is fitted, and kept only where held-out inputs show it predicts better
+  (``loop_scales``).
 * **the matrix as programmed**: the read-back ``A`` against the intended one.
+
+Stuck cells whose partners cannot make up for them take their lines out of use
+(``loop_lines``); blocks then go on the lines left.
 
 Each solve then scales ``b`` so that the largest output, predicted from the programmed
 matrix, lands at ``headroom`` of full scale. It stops short where the input DAC's range
@@ -33,12 +37,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl_calibration.loop_lines import embed, plan_lines
+from labctl_calibration.loop_scales import choose_scales
 from labctl_calibration.write_verify import WriteVerify
 from labctl_drivers.board import Board, LoopRanges
 
 DAC_FULL_CODE = 127
 RETRIES_AT_HALF_INPUT = 3
-SCALE_FIT_ROUNDS = 40  # alternating least squares on a bilinear misfit converges linearly: 40 rounds reach 1e-6
 
 
 class SolveParams(BaseModel):
@@ -46,7 +50,7 @@ class SolveParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    low_us: float = Field(1.0, gt=0)  # both cells of a zero entry here
+    low_us: float = Field(0.2, gt=0)  # both cells of a zero entry here
     high_us: float = Field(20.0, gt=0)  # the largest |A_ij|: its cell here
     offset_repeats: int = Field(16, ge=2, le=4096)  # solves at b = 0: offsets and the noise floor
     calibration_vectors: int = Field(48, ge=4, le=4096)  # random inputs the loop's scales are fitted on
@@ -173,62 +177,6 @@ def input_scale(a_estimate: np.ndarray, b: np.ndarray, us_per_unit: float, range
         return 0.0
     by_output = headroom * ranges.vmax_v / predicted if predicted > 0 else np.inf
     return float(min(by_output, ranges.imax_ua / largest))
-
-
-def fit_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, inputs: bool,
-               outputs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row input gains (when ``inputs``) and per-column output gains with
-    ``volts ≈ g_out ∘ (−A⁻¹ (g_in ∘ current))``, by alternating least squares on that one
-    misfit over the ``outputs`` rows (default all): with either set fixed the outputs are
-    linear in the other. Only the product of the two is determined, so the input gains are
-    kept at mean 1; rows no current reached keep gain 1."""
-    n = a_us.shape[0]
-    rows = np.arange(n) if outputs is None else outputs
-    driven = (current_ua ** 2).sum(axis=1) > 0
-    inverse = np.linalg.inv(a_us)
-    input_gain, output_gain = np.ones(n), np.ones(n)
-    for _ in range(SCALE_FIT_ROUNDS if inputs else 1):
-        predicted = -inverse[rows] @ (input_gain[:, None] * current_ua)
-        output_gain[rows] = (volts[rows] * predicted).sum(axis=1) / np.maximum((predicted ** 2).sum(axis=1), 1e-30)
-        if not inputs:
-            break
-        # output j of vector k is -g_out_j · Σ_i inverse_ji · current_ik · g_in_i
-        design = -(output_gain[rows, None, None] * inverse[rows][:, None, :] * current_ua.T[None, :, :])
-        design = design[:, :, driven].reshape(-1, int(driven.sum()))
-        input_gain[driven] = np.linalg.lstsq(design, volts[rows].reshape(-1), rcond=None)[0]
-        norm = input_gain[driven].mean()
-        input_gain[driven] /= norm
-        output_gain[rows] *= norm
-    return input_gain, output_gain
-
-
-def scale_residual(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, input_gain: np.ndarray,
-                   output_gain: np.ndarray, outputs: np.ndarray | None = None) -> float:
-    """RMS misfit, volts, of a scale model on measured outputs (the ``outputs`` rows, default all)."""
-    rows = np.arange(a_us.shape[0]) if outputs is None else outputs
-    model = output_gain[rows, None] * -np.linalg.solve(a_us, input_gain[:, None] * current_ua)[rows]
-    return float(np.sqrt(np.mean((volts[rows] - model) ** 2)))
-
-
-def choose_scales(a_us: np.ndarray, current_ua: np.ndarray, volts: np.ndarray, outputs: np.ndarray | None = None
-                  ) -> tuple[str, np.ndarray, np.ndarray, float]:
-    """The scale model that predicts held-out outputs best: nominal gains, per-column output
-    gains, or input and output gains, each fitted on half the vectors and judged on the
-    other half. Where the read-back matrix's own error is larger than the converters' gain
-    errors, a full fit learns that error instead and predicts worse. The held-out half then
-    keeps the simpler model."""
-    fit, judge = slice(0, None, 2), slice(1, None, 2)
-    n = a_us.shape[0]
-    candidates = {"nominal": (np.ones(n), np.ones(n))}
-    for name, inputs in (("output", False), ("input+output", True)):
-        candidates[name] = fit_scales(a_us, current_ua[:, fit], volts[:, fit], inputs, outputs)
-    held_out = {name: scale_residual(a_us, current_ua[:, judge], volts[:, judge], *gains, outputs)
-                for name, gains in candidates.items()}
-    best = min(held_out, key=held_out.get)
-    if best == "nominal":
-        return best, *candidates[best], held_out[best]
-    gains = fit_scales(a_us, current_ua, volts, best == "input+output", outputs)  # refitted on every vector
-    return best, *gains, held_out[best]
 
 
 @dataclass

@@ -15,7 +15,8 @@ import labctl_sims as sims
 from labctl.cli import app
 from labctl_calibration.block_inverse import block_solve, leaf_count, relative_errors
 from labctl_calibration.closed_loop import (ClosedLoopSolver, Mapping, SolveParams, UnsolvableMatrix, check_solvable,
-                                            check_system, choose_scales)
+                                            check_system)
+from labctl_calibration.loop_scales import choose_scales
 from labctl_calibration.linear_solve import solve_system
 from labctl_calibration.readout import Readout
 from labctl_calibration.systems import heat_initial, heat_matrix, kalman_track, random_spd
