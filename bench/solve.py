@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from labctl_calibration.accuracy import output_scale
 from labctl_calibration.mvm import choose_gain
 
 
@@ -88,9 +89,7 @@ def mvm_maps(board, solver, rng, vectors: int = 32) -> dict[int, tuple[np.ndarra
             dac[used] = np.rint(rng.uniform(-1, 1, used.size) * 127)
             codes.append(board.mvm(dac.astype(np.int16)).astype(float))
             currents.append(dac / 127 * board.read_voltage @ g)
-        codes, currents = np.array(codes), np.array(currents)
-        fit = np.array([np.polyfit(currents[:, c], codes[:, c], 1) for c in range(solver.size)])
-        maps[array] = (fit[:, 0], fit[:, 1])
+        maps[array] = output_scale(np.array(currents), np.array(codes), np.ones(vectors, dtype=bool))
     board.array = 0
     return maps
 
