@@ -38,6 +38,7 @@ class ChipNetworkParams(BaseModel):
     calibration_vectors: int = Field(256, ge=8, le=100_000)  # per tile: half fit the output scale, half judge it
     averaging: int = Field(16, ge=1, le=256)
     headroom: float = Field(0.5, gt=0, le=1)
+    copies: int = Field(16, ge=1, le=1024)  # at most this many pairs per weight, where the arrays have room
     samples: int = Field(0, ge=0)  # test samples used (0: all)
     at_s: tuple[float, ...] = ()  # later looks, seconds after programming (the first look is at once)
     maintain: bool = True  # at each later look, re-fit the tiles' output scales first (re-compensation)
@@ -52,6 +53,8 @@ class Tile:
     col0: int  # physical column of the first pair's positive cell
     inputs: slice  # of the layer's inputs
     outputs: slice  # of the layer's outputs
+    row_copies: int = 1  # the tile's weights repeated down the columns: the same inputs on each, summed in the column
+    col_copies: int = 1  # repeated along the rows: each copy's outputs converted, then averaged digitally
 
     @property
     def rows(self) -> int:
@@ -61,9 +64,59 @@ class Tile:
     def pairs(self) -> int:
         return self.outputs.stop - self.outputs.start
 
+    @property
+    def copies(self) -> int:
+        return self.row_copies * self.col_copies
 
-def plan_tiles(network: Network, arrays: int, rows: int, cols: int) -> list[Tile]:
-    """Block-diagonal placement of every chip layer's tiles; ValueError when they do not fit."""
+    @property
+    def height(self) -> int:
+        return self.rows * self.row_copies
+
+    @property
+    def width(self) -> int:
+        return 2 * self.pairs * self.col_copies
+
+
+def plan_tiles(network: Network, arrays: int, rows: int, cols: int, copies: int = 1) -> list[Tile]:
+    """Block-diagonal placement of every chip layer's tiles; ValueError when they do not fit.
+
+    With ``copies`` > 1, the area the network leaves free holds up to that many copies of
+    each weight (``row_copies x col_copies``). A weight held by n independent pairs carries
+    1/√n of one pair's programming error, read noise and drift spread (Boybat et al., Nature
+    Communications 2018: multi-memristive synapses); copies are added one tile at a time,
+    the tile with the fewest first, as long as everything still fits."""
+    tiles = _place(network, arrays, rows, cols, {})
+    if tiles is None:
+        raise ValueError(f"the network's chip layers need more than the chip's {arrays} array(s) of "
+                         f"{rows}x{cols}: mark a layer digital, or use a larger chip")
+    chosen: dict[int, tuple[int, int]] = {}
+    stuck: set[int] = set()
+    while True:
+        candidates = [i for i, t in enumerate(tiles) if i not in stuck and t.copies < copies]
+        if not candidates:
+            return tiles
+        index = min(candidates, key=lambda i: (tiles[i].copies, i))
+        tile, grown = tiles[index], None
+        # grow the side with fewer copies first (rows on a tie: the column sums them for free)
+        options = sorted([(tile.row_copies + 1, tile.col_copies), (tile.row_copies, tile.col_copies + 1)],
+                         key=lambda rc: (max(rc) - min(rc), -rc[0]))
+        for option in options:
+            if option[0] * option[1] > copies:
+                continue
+            placed = _place(network, arrays, rows, cols, chosen | {index: option})
+            if placed is not None:
+                grown = placed
+                chosen[index] = option
+                break
+        if grown is None:
+            stuck.add(index)
+        else:
+            tiles = grown
+
+
+def _place(network: Network, arrays: int, rows: int, cols: int,
+           copies: dict[int, tuple[int, int]]) -> list[Tile] | None:
+    """Tiles in order, each ``copies.get(i, (1, 1))`` times; None when they do not fit."""
     tiles: list[Tile] = []
     array, row, col = 0, 0, 0
     pairs_per_tile = cols // 2
@@ -75,13 +128,15 @@ def plan_tiles(network: Network, arrays: int, rows: int, cols: int) -> list[Tile
         for i0 in range(0, w.shape[0], rows):
             for j0 in range(0, w.shape[1], pairs_per_tile):
                 r, p = min(rows, w.shape[0] - i0), min(pairs_per_tile, w.shape[1] - j0)
-                if row + r > rows or col + 2 * p > cols:
+                rc, cc = copies.get(len(tiles), (1, 1))
+                if r * rc > rows or 2 * p * cc > cols:
+                    return None
+                if row + r * rc > rows or col + 2 * p * cc > cols:
                     array, row, col = array + 1, 0, 0
                 if array >= arrays:
-                    raise ValueError(f"the network's chip layers need more than the chip's {arrays} array(s) of "
-                                     f"{rows}x{cols}: mark a layer digital, or use a larger chip")
-                tiles.append(Tile(k, array, row, col, slice(i0, i0 + r), slice(j0, j0 + p)))
-                row, col = row + r, col + 2 * p
+                    return None
+                tiles.append(Tile(k, array, row, col, slice(i0, i0 + r), slice(j0, j0 + p), rc, cc))
+                row, col = row + r * rc, col + 2 * p * cc
     return tiles
 
 
@@ -98,9 +153,9 @@ def array_targets(network: Network, tiles: list[Tile], params: ChipNetworkParams
     scales = layer_scales(network, params)
     for t in tiles:
         w = network.weights[t.layer][t.inputs, t.outputs] * scales[t.layer]
-        block = targets[t.array, t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs]
-        block[:, 0::2] += np.clip(w, 0, None)
-        block[:, 1::2] += np.clip(-w, 0, None)
+        pair = np.empty((t.rows, 2 * t.pairs))
+        pair[:, 0::2], pair[:, 1::2] = np.clip(w, 0, None), np.clip(-w, 0, None)
+        targets[t.array, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] += np.tile(pair, (t.row_copies, t.col_copies))
     return targets
 
 
@@ -127,19 +182,23 @@ class ChipNetwork:
         return codes / DAC_CODES * self.readout.read_voltage
 
     def _drive(self, tile: Tile, codes: np.ndarray, gain: int) -> np.ndarray:
-        """The tile's pair differences (µA) for these input codes (vectors x tile rows)."""
+        """The tile's pair differences (µA) for these input codes (vectors x tile rows), as one
+        copy of its weights gives them: the mean over its copies."""
         rows = self.targets_us.shape[1]
         vectors = np.zeros((len(codes), rows))
-        vectors[:, tile.row0:tile.row0 + tile.rows] = codes
+        vectors[:, tile.row0:tile.row0 + tile.height] = np.tile(codes, (1, tile.row_copies))
         self.board.array = tile.array
         self.board.averaging = self.params.averaging
         with at_gain(self.board, gain):
             currents, _ = measure_outputs(self.board, self.readout, vectors, gain)
-        block = currents[:, tile.col0:tile.col0 + 2 * tile.pairs]
-        return block[:, 0::2] - block[:, 1::2]
+        block = currents[:, tile.col0:tile.col0 + tile.width]
+        difference = block[:, 0::2] - block[:, 1::2]  # (vectors, col_copies x pairs)
+        return difference.reshape(len(codes), tile.col_copies, tile.pairs).mean(axis=1) / tile.row_copies
 
-    def _intended_block(self, tile: Tile) -> np.ndarray:
-        return self.targets_us[tile.array, tile.row0:tile.row0 + tile.rows, tile.col0:tile.col0 + 2 * tile.pairs]
+    def _intended_signed(self, tile: Tile) -> np.ndarray:
+        """One copy's intended pair differences (µS)."""
+        block = self.targets_us[tile.array, tile.row0:tile.row0 + tile.rows, tile.col0:tile.col0 + 2 * tile.pairs]
+        return block[:, 0::2] - block[:, 1::2]
 
     def calibrate(self, signed_inputs: frozenset[int] = frozenset()) -> dict[int, TileCalibration]:
         """Every tile's output scale against its intended weights, and its figures.
@@ -153,14 +212,13 @@ class ChipNetwork:
             low = -DAC_CODES if tile.layer in signed_inputs else 0
             codes = self.rng.integers(low, DAC_CODES + 1, size=(n, tile.rows))
             probes = np.zeros((2, self.targets_us.shape[1]))
-            probes[:, tile.row0:tile.row0 + tile.rows] = [[DAC_CODES], [-DAC_CODES]]
+            probes[:, tile.row0:tile.row0 + tile.height] = [[DAC_CODES], [-DAC_CODES]]
             self.board.array = tile.array
             self.board.averaging = self.params.averaging
             gain = auto_gain(self.board, self.readout, probes, self.params.headroom)
             measured = self._drive(tile, codes, gain)
             repeat = self._drive(tile, codes[test], gain)
-            block = self._intended_block(tile)
-            signed = block[:, 0::2] - block[:, 1::2]
+            signed = self._intended_signed(tile)
             volts = self._volts(codes)
             slope, intercept = output_scale(volts @ signed, measured, ~test)
             figures = deployed_accuracy(signed, volts, measured, repeat, test)

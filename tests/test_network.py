@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labctl.cli import app
-from labctl_calibration.chip_network import ChipNetwork, ChipNetworkParams, array_targets, plan_tiles
+from labctl_calibration.chip_network import ChipNetwork, ChipNetworkParams, _place, array_targets, plan_tiles
 from labctl_calibration.network import Network, quantise_inputs, wilson_interval
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify, WriteVerifyParams
@@ -74,6 +74,70 @@ def test_tiles_cover_every_weight_once_on_disjoint_rows_and_columns(rows, cols, 
             used += block
     with pytest.raises(ValueError, match="more than the chip's 1 array"):
         plan_tiles(random_network(0, (100, 70, 10)), 1, 64, 64)
+
+
+@pytest.mark.parametrize("arrays,rows,cols,sizes,copies", [(2, 256, 256, (64, 32, 10), 16), (2, 64, 64, (20, 9, 3), 4),
+                                                          (2, 64, 64, (40, 20, 10), 16), (16, 16, 8, (20, 9, 3), 3)])
+def test_copies_fill_the_free_area_without_overlap_and_never_beyond_the_limit(arrays, rows, cols, sizes, copies):
+    net = random_network(2, sizes)
+    single, tiles = plan_tiles(net, arrays, rows, cols), plan_tiles(net, arrays, rows, cols, copies)
+    assert [(t.layer, t.inputs, t.outputs) for t in tiles] == [(t.layer, t.inputs, t.outputs) for t in single]
+    used = np.zeros((arrays, rows, cols), dtype=int)
+    for t in tiles:
+        assert 1 <= t.copies <= copies and t.height <= rows and t.width <= cols and t.col0 % 2 == 0
+        used[t.array, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] += 1
+        # block-diagonal: no other tile on the same array shares a row or a column
+        for other in (o for o in tiles if o is not t and o.array == t.array):
+            assert t.row0 + t.height <= other.row0 or other.row0 + other.height <= t.row0
+            assert t.col0 + t.width <= other.col0 or other.col0 + other.width <= t.col0
+    assert used.max() == 1
+    # no tile could take one more copy: each growth leaves the plan unable to fit
+    chosen = {i: (t.row_copies, t.col_copies) for i, t in enumerate(tiles)}
+    for i, t in enumerate(tiles):
+        for grown in ((t.row_copies + 1, t.col_copies), (t.row_copies, t.col_copies + 1)):
+            assert grown[0] * grown[1] > copies or _place(net, arrays, rows, cols, chosen | {i: grown}) is None
+    if (rows, cols, sizes) == (256, 256, (64, 32, 10)):
+        # the digits network on one 256x256 array: 9 pairs per weight of layer 0, 6 of layer 1
+        assert [(t.row_copies, t.col_copies) for t in plan_tiles(net, 1, rows, cols, copies)] == [(3, 3), (2, 3)]
+
+
+def test_every_copy_carries_the_weights_and_the_chip_sees_one_copys_product():
+    net = random_network(3, (20, 9, 3))
+    params = ChipNetworkParams(copies=4)
+    tiles = plan_tiles(net, 1, 64, 64, 4)
+    assert all(t.copies > 1 for t in tiles)
+    targets = array_targets(net, tiles, params, 1, 64, 64)
+    for t in tiles:
+        scale = (params.high_us - params.low_us) / np.abs(net.weights[t.layer]).max()
+        for i in range(t.row_copies):
+            for j in range(t.col_copies):
+                block = targets[0, t.row0 + i * t.rows:t.row0 + (i + 1) * t.rows,
+                                t.col0 + 2 * j * t.pairs:t.col0 + 2 * (j + 1) * t.pairs]
+                np.testing.assert_allclose(block[:, 0::2] - block[:, 1::2],
+                                           scale * net.weights[t.layer][t.inputs, t.outputs])
+
+
+def test_copies_divide_a_tiles_noise_and_error_against_its_intended_weights():
+    """On the PCM twin (read noise, programming error, stuck cells all on), nine pairs per weight
+    leave a tile's MVM noise floor and its L2 error against the intended weights well below one
+    pair's, as independent cells should (1/3 for the noise, ideally), on two chips."""
+    pytest.importorskip("sklearn")
+    for seed in (0, 3):
+        figures = {}
+        for copies in (1, 9):
+            rig = TwinRig.build("pcm", seed=seed, rows=192, cols=192)
+            board = Board(InProcessTransport(rig.board.feed))
+            net = random_network(seed, (64, 32))
+            params = ChipNetworkParams(averaging=16, calibration_vectors=128, copies=copies)
+            tiles = plan_tiles(net, 1, 192, 192, copies)
+            assert tiles[0].copies == copies
+            targets = array_targets(net, tiles, params, 1, 192, 192)
+            readout = Readout(board.adc().lsb_ua, 0.2)
+            WriteVerify(board, readout, WriteVerifyParams(batch="auto")).run(targets[0])
+            chip = ChipNetwork(board, readout, net, tiles, targets, params)
+            figures[copies] = chip.calibrate()[0].accuracy
+        assert figures[9].noise_floor_l2 < 0.5 * figures[1].noise_floor_l2
+        assert figures[9].l2_mean < 0.6 * figures[1].l2_mean
 
 
 def test_pair_differences_carry_the_weights_and_unused_cells_a_zero_weight():

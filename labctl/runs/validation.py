@@ -51,7 +51,7 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
         x, y = x[: params.samples], y[: params.samples]
     geometry = board.geometry()
     try:
-        tiles = plan_tiles(network, geometry.arrays, geometry.rows, geometry.cols)
+        tiles = plan_tiles(network, geometry.arrays, geometry.rows, geometry.cols, params.copies)
     except ValueError as err:
         raise UsageError(f"{ctx.rig.spec.name}: {err}") from None
     targets = array_targets(network, tiles, params, geometry.arrays, geometry.rows, geometry.cols)
@@ -73,9 +73,11 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
     chip.calibrate(signed)
     tile_figures = [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)]
     float_pred = network.forward(x).argmax(axis=1)
-    # the chip's weight precision as this run measured it: levels one programming σ apart
+    # the chip's weight precision as this run measured it: levels one programming σ apart, the σ
+    # of the mean of a weight's copies (the fewest any tile has)
     sigma = float(np.median([r.error_sigma_us for r in programmed.values()]))
-    step = sigma / (params.high_us - params.low_us)
+    weight_step_us = sigma / np.sqrt(min(t.copies for t in tiles))
+    step = weight_step_us / (params.high_us - params.low_us)
     quantised_pred = network.forward(x, quantised_matmul(network, step, 1 / 2 ** (board.adc().bits - 1))).argmax(axis=1)
     wait = _waiter(ctx.rig)
     looks = []
@@ -105,14 +107,15 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
     return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
             "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
             "float_ci95": list(wilson_interval(int((float_pred == y).sum()), len(y))),
-            "quantised_accuracy": quant_acc, "quantised_weight_step_us": sigma, "looks": looks,
+            "quantised_accuracy": quant_acc, "quantised_weight_step_us": weight_step_us, "programming_sigma_us": sigma, "looks": looks,
             "stuck_cells": int(sum(r.stuck.sum() for r in programmed.values())),
             "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
 
 
 def _tile_figures(tile, calibration) -> dict[str, Any]:
     figures = calibration.accuracy
-    return {"layer": tile.layer, "array": tile.array, "rows": tile.rows, "pairs": tile.pairs, "gain": calibration.gain,
+    return {"layer": tile.layer, "array": tile.array, "rows": tile.rows, "pairs": tile.pairs, "copies": tile.copies,
+            "row_copies": tile.row_copies, "col_copies": tile.col_copies, "gain": calibration.gain,
             "signed_l2_mean": None if figures is None else figures.l2_mean,
             "worst_output": None if figures is None else figures.worst_output,
             "noise_floor_l2": None if figures is None else figures.noise_floor_l2}
