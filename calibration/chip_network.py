@@ -39,6 +39,7 @@ class ChipNetworkParams(BaseModel):
     averaging: int = Field(16, ge=1, le=256)
     headroom: float = Field(0.5, gt=0, le=1)
     copies: int = Field(16, ge=1, le=1024)  # at most this many pairs per weight, where the arrays have room
+    chips: tuple[str, ...] = ()  # further chips of the rig the tiles may use, after this one's arrays (--with)
     samples: int = Field(0, ge=0)  # test samples used (0: all)
     at_s: tuple[float, ...] = ()  # later looks, seconds after programming (the first look is at once)
     maintain: bool = True  # at each later look, re-fit the tiles' output scales first (re-compensation)
@@ -159,6 +160,22 @@ def array_targets(network: Network, tiles: list[Tile], params: ChipNetworkParams
     return targets
 
 
+@dataclass(frozen=True)
+class ArraySlot:
+    """Where a plan's array index lives: an array of one of the rig's chips, read through
+    that chip's own calibrated read-out. A network tiled over several chips numbers their
+    arrays one after another."""
+
+    board: Board
+    readout: Readout
+    array: int  # on its board
+    chip: str = ""
+
+
+def chip_slots(board: Board, readout: Readout, chip: str = "") -> list[ArraySlot]:
+    return [ArraySlot(board, readout, a, chip) for a in range(board.geometry().arrays)]
+
+
 @dataclass
 class TileCalibration:
     gain: int
@@ -171,8 +188,9 @@ class ChipNetwork:
     """Computes a network's chip layers on the board: ``forward`` gives logits."""
 
     def __init__(self, board: Board, readout: Readout, network: Network, tiles: list[Tile],
-                 targets_us: np.ndarray, params: ChipNetworkParams) -> None:
-        self.board, self.readout, self.network, self.tiles = board, readout, network, tiles
+                 targets_us: np.ndarray, params: ChipNetworkParams, slots: list[ArraySlot] | None = None) -> None:
+        self.readout, self.network, self.tiles = readout, network, tiles
+        self.slots = slots if slots is not None else chip_slots(board, readout)
         self.targets_us, self.params = targets_us, params
         self.scales = layer_scales(network, params)
         self.calibration: dict[int, TileCalibration] = {}
@@ -187,13 +205,18 @@ class ChipNetwork:
         rows = self.targets_us.shape[1]
         vectors = np.zeros((len(codes), rows))
         vectors[:, tile.row0:tile.row0 + tile.height] = np.tile(codes, (1, tile.row_copies))
-        self.board.array = tile.array
-        self.board.averaging = self.params.averaging
-        with at_gain(self.board, gain):
-            currents, _ = measure_outputs(self.board, self.readout, vectors, gain)
+        slot = self._select(tile)
+        with at_gain(slot.board, gain):
+            currents, _ = measure_outputs(slot.board, slot.readout, vectors, gain)
         block = currents[:, tile.col0:tile.col0 + tile.width]
         difference = block[:, 0::2] - block[:, 1::2]  # (vectors, col_copies x pairs)
         return difference.reshape(len(codes), tile.col_copies, tile.pairs).mean(axis=1) / tile.row_copies
+
+    def _select(self, tile: Tile) -> ArraySlot:
+        slot = self.slots[tile.array]
+        slot.board.array = slot.array
+        slot.board.averaging = self.params.averaging
+        return slot
 
     def _intended_signed(self, tile: Tile) -> np.ndarray:
         """One copy's intended pair differences (µS)."""
@@ -213,9 +236,8 @@ class ChipNetwork:
             codes = self.rng.integers(low, DAC_CODES + 1, size=(n, tile.rows))
             probes = np.zeros((2, self.targets_us.shape[1]))
             probes[:, tile.row0:tile.row0 + tile.height] = [[DAC_CODES], [-DAC_CODES]]
-            self.board.array = tile.array
-            self.board.averaging = self.params.averaging
-            gain = auto_gain(self.board, self.readout, probes, self.params.headroom)
+            slot = self._select(tile)
+            gain = auto_gain(slot.board, slot.readout, probes, self.params.headroom)
             measured = self._drive(tile, codes, gain)
             repeat = self._drive(tile, codes[test], gain)
             signed = self._intended_signed(tile)

@@ -117,7 +117,7 @@ def calibrate(
         if not size_known:  # a board: its size is what it answered
             check_fits(estimate(loaded.protocol, spec.rows, spec.cols), loaded.source, store.root)
         if "network" in loaded.protocol.steps:
-            _check_network_fits(rig, attachments or {})
+            _check_network_fits(rig, attachments or {}, loaded.protocol.network.chips)
         if "solve" in loaded.protocol.steps:
             _check_system_solvable(rig, loaded.protocol, attachments or {})
         store.check_writable()
@@ -243,15 +243,22 @@ def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: 
 def run_validate(chip: str = "chip0", *, model: str | Path | None = None, dataset: str | Path | None = None,
                  at_s: tuple[float, ...] | None = None, maintain: bool | None = None, samples: int | None = None,
                  model_seed: int = 0, noise_model: str | Path | None = None, noise_at_s: float = 0.0,
-                 **options: Any) -> CalibrationOutcome:
+                 with_chips: tuple[str, ...] = (), **options: Any) -> CalibrationOutcome:
     """A network on the chip (built-in ``validate`` unless ``protocol=``): ``model`` and
     ``dataset`` are .npz files; without them, the digits example is trained here (seed
     ``model_seed``; with ``noise_model``, an export-model file, trained with the chip's
-    noise as it will be ``noise_at_s`` after programming) and its held-out quarter is the test data."""
+    noise as it will be ``noise_at_s`` after programming) and its held-out quarter is the test data.
+    ``with_chips`` names further chips the tiles may use once this one's arrays are full."""
     from labctl.runs.validation import DATASET_FILE, MODEL_FILE
 
     overrides = {key: value for key, value in (("at_s", at_s), ("maintain", maintain), ("samples", samples))
                  if value is not None}
+    if with_chips:
+        if len(set(with_chips)) != len(with_chips) or chip in with_chips:
+            raise UsageError(f"--with {','.join(with_chips)}: name each other chip once, and not {chip} itself")
+        for name in with_chips:
+            resolve_chip(name, config=options.get("config"))  # an unknown chip is refused before anything opens
+        overrides["chips"] = tuple(with_chips)
     noise = None
     if noise_model is not None:
         if model is not None:
@@ -365,22 +372,27 @@ def _network_files(model: str | Path | None, dataset: str | Path | None, seed: i
     return model_bytes, data_bytes
 
 
-def _check_network_fits(rig: Rig, attachments: dict[str, bytes]) -> None:
-    """A network whose layers do not fit the chip is refused before a run starts."""
+def _check_network_fits(rig: Rig, attachments: dict[str, bytes], chips: tuple[str, ...]) -> None:
+    """A network whose layers do not fit the chip (and the further ``chips``) is refused before a run starts."""
     import io
+    from contextlib import ExitStack
 
     from labctl_calibration.chip_network import plan_tiles
     from labctl_calibration.network import Network
-    from labctl.runs.validation import MODEL_FILE
+    from labctl.runs.validation import MODEL_FILE, open_further_chip
 
     if MODEL_FILE not in attachments:
         raise UsageError("the network step needs a model: run it with 'labctl validate'")
     geometry = rig.board.geometry()
+    arrays = geometry.arrays
+    with ExitStack() as stack:  # the further chips' geometry, each opened as the step will open it
+        for name in chips:
+            arrays += open_further_chip(name, rig, stack).board.geometry().arrays
     try:
-        plan_tiles(Network.load(io.BytesIO(attachments[MODEL_FILE]), "the model"), geometry.arrays, geometry.rows,
+        plan_tiles(Network.load(io.BytesIO(attachments[MODEL_FILE]), "the model"), arrays, geometry.rows,
                    geometry.cols)
     except ValueError as err:
-        raise UsageError(f"{rig.spec.name}: {err}") from None
+        raise UsageError(f"{', '.join((rig.spec.name, *chips))}: {err}") from None
 
 
 def _with_step_options(loaded: LoadedProtocol, step: str, overrides: dict[str, Any]) -> LoadedProtocol:

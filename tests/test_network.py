@@ -263,3 +263,56 @@ def test_compare_flags_a_degraded_chips_accuracy_and_not_another_seeds(tmp_path)
     worse = runner.invoke(app, ["compare", base, noisy, "--data", str(data)])
     assert worse.exit_code == 1
     assert next(line for line in worse.stdout.splitlines() if line.startswith("accuracy_look0")).endswith("REGRESSED")
+
+
+def two_chips(tmp_path):
+    config = tmp_path / "lab2.toml"
+    config.write_text('[chips.a]\ntwin = { preset = "sram-64", seed = 0 }\n'
+                      '[chips.b]\ntwin = { preset = "sram-64", seed = 1 }\n'
+                      '[chips.wide]\ntwin = { preset = "pcm", seed = 0, size = "128x128" }\n')
+    return config
+
+
+def test_a_network_larger_than_one_chip_spills_onto_the_next_with_its_own_readout(tmp_path):
+    """A 64-64-10 network needs three 64x64 arrays: sram-64 chip a holds layer 0 on both of its
+    arrays, chip b (read through the read-out calibrated on b) holds layer 1; one run, one store."""
+    pytest.importorskip("sklearn")
+    from labctl_calibration.training import digits, train_mlp
+
+    xtr, ytr, xte, yte = digits(0)
+    net = train_mlp(xtr, ytr, hidden=(64,), epochs=40, seed=0)
+    net.save(tmp_path / "m.npz")
+    np.savez(tmp_path / "d.npz", x=xte[:200], y=yte[:200])
+    data, config = tmp_path / "data", two_chips(tmp_path)
+    alone = runner.invoke(app, ["validate", "a", "--config", str(config), "--data", str(data), "--model",
+                                str(tmp_path / "m.npz"), "--dataset", str(tmp_path / "d.npz"), "-q"])
+    assert alone.exit_code == 2 and "more than the chip's 2 array(s)" in alone.output
+    result = runner.invoke(app, ["validate", "a", "--with", "b", "--config", str(config), "--data", str(data),
+                                 "--model", str(tmp_path / "m.npz"), "--dataset", str(tmp_path / "d.npz"),
+                                 "--json", "-q"])
+    assert result.exit_code in (0, 1), result.output
+    figures = json.loads(result.stdout)["steps"]["network"]
+    assert [c["chip"] for c in figures["chips"]] == ["a", "b"] and figures["chips"][1]["arrays"] == [2, 3]
+    assert figures["chips"][1]["readout"].startswith("calibrated in run")
+    placed = {(t["layer"], t["chip"]) for t in figures["tiles"]}
+    assert placed == {(0, "a"), (1, "b")}
+    assert figures["chip_accuracy"] > figures["float_accuracy"] - 0.04
+    cells = pd.read_parquet(data / "cells")
+    assert set(cells["array"]) == {0, 1, 2}  # global array numbers: b's first array is 2
+    assert "of b" in runner.invoke(app, ["runs", "show", json.loads(result.stdout)["run_id"], "--data",
+                                         str(data)]).output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--with", "nope"], "unknown chip 'nope'"),
+    (["--with", "a"], "not a itself"),
+    (["--with", "b", "--with", "b"], "name each other chip once"),
+    (["--with", "wide"], "its arrays are 128x128, a's 64x64"),
+])
+def test_further_chips_that_cannot_be_used_are_refused_before_a_run(tmp_path, args, message):
+    done = subprocess.run([sys.executable, "-m", "labctl", "validate", "a", *args, "--config",
+                           str(two_chips(tmp_path)), "--data", str(tmp_path / "data"), "--samples", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data" / "runs").exists()

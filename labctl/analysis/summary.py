@@ -159,7 +159,9 @@ def _solve_text(figures: dict[str, Any]) -> str:
 
 def _tile_text(tile: dict[str, Any]) -> str:
     error = "n/a" if tile["signed_l2_mean"] is None else f"{100 * tile['signed_l2_mean']:.1f} %"
-    return f"layer {tile['layer']} ({tile['rows']}x{tile['pairs']} on array {tile['array']}) {error}"
+    where = (f"array {tile['chip_array']} of {tile['chip']}" if tile.get("chip") else f"array {tile['array']}")
+    copies = f", {tile['copies']} pairs per weight" if tile.get("copies", 1) > 1 else ""
+    return f"layer {tile['layer']} ({tile['rows']}x{tile['pairs']} on {where}{copies}) {error}"
 
 
 def board_cost_line(cost: Any) -> str | None:

@@ -12,6 +12,7 @@ beside what the float model and its chip-precision copy predict for the same sam
 from __future__ import annotations
 
 import io
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,12 @@ def load_dataset(data: bytes | str, inputs: int, where: str) -> tuple[np.ndarray
 
 
 def run_network(ctx: StepContext) -> dict[str, Any]:
+    with ExitStack() as stack:
+        slots, chips = _slots(ctx, stack)
+        return _validate(ctx, slots, chips)
+
+
+def _validate(ctx: StepContext, slots: list, chips: list[dict[str, Any]]) -> dict[str, Any]:
     from labctl_calibration.chip_network import ChipNetwork, array_targets, plan_tiles
     from labctl_calibration.defects import compensate_through_partners
     from labctl_calibration.network import Network, quantised_matmul, wilson_interval
@@ -51,27 +58,32 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
         x, y = x[: params.samples], y[: params.samples]
     geometry = board.geometry()
     try:
-        tiles = plan_tiles(network, geometry.arrays, geometry.rows, geometry.cols, params.copies)
+        tiles = plan_tiles(network, len(slots), geometry.rows, geometry.cols, params.copies)
     except ValueError as err:
-        raise UsageError(f"{ctx.rig.spec.name}: {err}") from None
-    targets = array_targets(network, tiles, params, geometry.arrays, geometry.rows, geometry.cols)
+        raise UsageError(f"{', '.join(c['chip'] for c in chips)}: {err}") from None
+    targets = array_targets(network, tiles, params, len(slots), geometry.rows, geometry.cols)
     used = sorted({t.array for t in tiles})
-    verify = WriteVerify(board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
     programmed = {}
     for array in used:
-        board.array = array
+        slot = slots[array]
+        slot.board.array = slot.array
         ctx.recorder.array = array
+        verify = WriteVerify(slot.board, slot.readout, ctx.protocol.write_verify, ctx.recorder)
         result = verify.run(targets[array])
         if result.stuck.any():
-            result, _ = compensate_through_partners(verify, result, ctx.rig.spec.window_us)
+            window = next(c["window_us"] for c in chips if c["chip"] == slot.chip)
+            result, _ = compensate_through_partners(verify, result, window)
         programmed[array] = result
         _store_cells(ctx, array, result, targets[array])
-    board.array, ctx.recorder.array = 0, 0
-    programmed_s = board.clock_s()
-    chip = ChipNetwork(board, ctx.readout, network, tiles, targets, params)
+    for slot in slots:
+        slot.board.array = 0
+    ctx.recorder.array = 0
+    rigs = [c["rig"] for c in chips]
+    programmed_s = [r.board.clock_s() for r in rigs]  # each chip's own clock
+    chip = ChipNetwork(board, ctx.readout, network, tiles, targets, params, slots)
     signed = frozenset({0}) if (x < 0).any() else frozenset()  # later layers take ReLU outputs
     chip.calibrate(signed)
-    tile_figures = [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)]
+    tile_figures = [_tile_figures(tile, chip.calibration[i], slots) for i, tile in enumerate(tiles)]
     float_pred = network.forward(x).argmax(axis=1)
     # the chip's weight precision as this run measured it: levels one programming σ apart, the σ
     # of the mean of a weight's copies (the fewest any tile has)
@@ -79,15 +91,12 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
     weight_step_us = sigma / np.sqrt(min(t.copies for t in tiles))
     step = weight_step_us / (params.high_us - params.low_us)
     quantised_pred = network.forward(x, quantised_matmul(network, step, 1 / 2 ** (board.adc().bits - 1))).argmax(axis=1)
-    wait = _waiter(ctx.rig)
     looks = []
     for k, at in enumerate((0.0, *params.at_s)):
-        due = programmed_s + at
-        if board.clock_s() < due:
-            wait(due - board.clock_s())
+        _wait_until(rigs, [p + at for p in programmed_s])
         if k and params.maintain:
             chip.calibrate(signed)  # re-compensation: each tile's output scale fitted again
-        t_s = board.clock_s() - programmed_s
+        t_s = board.clock_s() - programmed_s[0]
         predicted = chip.forward(x).argmax(axis=1)
         correct = predicted == y
         n = len(y)
@@ -99,22 +108,101 @@ def run_network(ctx: StepContext) -> dict[str, Any]:
         low, high = wilson_interval(int(correct.sum()), n)
         looks.append({"t_s": t_s, "accuracy": float(correct.mean()), "ci95": [low, high],
                       "maintained": bool(k and params.maintain),
-                      "tiles": [_tile_figures(tile, chip.calibration[i]) for i, tile in enumerate(tiles)] if k else None})
+                      "tiles": [_tile_figures(tile, chip.calibration[i], slots) for i, tile in enumerate(tiles)]
+                      if k else None})
         if ctx.recorder.progress:
             ctx.recorder.progress("validate", k + 1, 1 + len(params.at_s))
-    board.array = 0  # as every other step expects the board
+    for slot in slots:
+        slot.board.array = 0  # as every other step expects the board
     float_acc, quant_acc = float((float_pred == y).mean()), float((quantised_pred == y).mean())
     return {"samples": int(len(y)), "layers": len(network.weights), "chip_layers": len({t.layer for t in tiles}),
-            "arrays_used": used, "tiles": tile_figures, "float_accuracy": float_acc,
+            "arrays_used": used, "chips": [{k: v for k, v in c.items() if k != "rig"} for c in chips],
+            "tiles": tile_figures, "float_accuracy": float_acc,
             "float_ci95": list(wilson_interval(int((float_pred == y).sum()), len(y))),
-            "quantised_accuracy": quant_acc, "quantised_weight_step_us": weight_step_us, "programming_sigma_us": sigma, "looks": looks,
+            "quantised_accuracy": quant_acc, "quantised_weight_step_us": weight_step_us,
+            "programming_sigma_us": sigma, "looks": looks,
             "stuck_cells": int(sum(r.stuck.sum() for r in programmed.values())),
             "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
 
 
-def _tile_figures(tile, calibration) -> dict[str, Any]:
+def _slots(ctx: StepContext, stack: ExitStack) -> tuple[list, list[dict[str, Any]]]:
+    """The arrays the tiles may use: this chip's, then each further chip's (``[network] chips``,
+    ``labctl validate --with``), each locked and opened for the step and read through its own
+    read-out: its latest calibration record's, else calibrated here with its SMU."""
+    from labctl_calibration.chip_network import chip_slots
+
+    slots = chip_slots(ctx.rig.board, ctx.readout, ctx.rig.spec.name)
+    chips = [{"chip": ctx.rig.spec.name, "arrays": list(range(len(slots))), "readout": ctx.readout_source,
+              "window_us": list(ctx.rig.spec.window_us), "rig": ctx.rig}]
+    for name in ctx.protocol.network.chips:
+        rig = open_further_chip(name, ctx.rig, stack)
+        first = len(slots)
+        readout, source = _further_readout(ctx, rig, first)
+        slots += chip_slots(rig.board, readout, name)
+        chips.append({"chip": name, "arrays": list(range(first, len(slots))), "readout": source,
+                      "window_us": list(rig.spec.window_us), "rig": rig})
+    return slots, chips
+
+
+def open_further_chip(name: str, rig, stack: ExitStack):
+    """Lock and open another chip of the lab for as long as ``stack`` lasts; its arrays must be
+    the size of ``rig``'s, as the tile plan assumes."""
+    from labctl.rigs.config import resolve_chip
+    from labctl.rigs.lock import chip_lock
+    from labctl.rigs.rig import open_rig
+
+    if name == rig.spec.name:
+        raise UsageError(f"--with {name}: that is the chip being validated; name other chips")
+    spec = resolve_chip(name, config=None if rig.spec.source == "built-in" else rig.spec.source)
+    stack.enter_context(chip_lock(spec.name, f"labctl validate with {rig.spec.name}", spec.resources))
+    further = stack.enter_context(open_rig(spec))
+    mine, theirs = rig.board.geometry(), further.board.geometry()
+    if (theirs.rows, theirs.cols) != (mine.rows, mine.cols):
+        raise UsageError(f"--with {name}: its arrays are {theirs.rows}x{theirs.cols}, {rig.spec.name}'s "
+                         f"{mine.rows}x{mine.cols}: a network is tiled over chips of one array size")
+    return further
+
+
+def _further_readout(ctx: StepContext, rig, first_array: int):
+    from labctl_calibration.readout import Readout
+    from labctl_calibration.readout_calibration import calibrate_readout
+
+    from labctl.runs.records import latest_record
+
+    adc, params = rig.board.adc(), ctx.protocol.readout
+    geometry = rig.board.geometry()
+    _, temperature = rig.board.clock_and_temperature()
+    record = latest_record(ctx.run.store, rig.spec.name, (geometry.rows, geometry.cols), rig.chip_identity,
+                           temperature)
+    if record is not None:
+        return (Readout(adc.lsb_ua, params.read_voltage, gain=record.readout_gain, offset=record.readout_offset_lsb,
+                        calibrated=True), f"record of run {record.run_id}")
+    if rig.smu is None:
+        return Readout(adc.lsb_ua, params.read_voltage), "nominal (uncalibrated): no SMU and no calibration record"
+    ctx.recorder.array = first_array  # its reference reads land under its first array's number
+    calibration = calibrate_readout(rig.board, rig.smu, params, ctx.protocol.write_verify, ctx.recorder)
+    ctx.recorder.array = 0
+    return calibration.readout(adc.lsb_ua, params.read_voltage), f"calibrated in run {ctx.run.id}"
+
+
+def _wait_until(rigs, due_s: list[float]) -> None:
+    """Every chip's clock to its due time: a twin's advanced on its own, a bench's slept once."""
+    slept = 0.0
+    for rig, due in zip(rigs, due_s, strict=True):
+        remaining = due - rig.board.clock_s()
+        if remaining <= 0:
+            continue
+        if rig.identity.is_twin:
+            _waiter(rig)(remaining)
+        elif remaining > slept:
+            _waiter(rig)(remaining - slept)
+            slept = remaining
+
+
+def _tile_figures(tile, calibration, slots) -> dict[str, Any]:
     figures = calibration.accuracy
-    return {"layer": tile.layer, "array": tile.array, "rows": tile.rows, "pairs": tile.pairs, "copies": tile.copies,
+    return {"layer": tile.layer, "array": tile.array, "chip": slots[tile.array].chip,
+            "chip_array": slots[tile.array].array, "rows": tile.rows, "pairs": tile.pairs, "copies": tile.copies,
             "row_copies": tile.row_copies, "col_copies": tile.col_copies, "gain": calibration.gain,
             "signed_l2_mean": None if figures is None else figures.l2_mean,
             "worst_output": None if figures is None else figures.worst_output,
