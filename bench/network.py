@@ -5,7 +5,7 @@ after programming and a day later, with and without re-fitting the tiles' output
 and prints one line each with the float model's and the chip-precision model's accuracy
 from the same run, and the wall time.
 
-    python bench/network.py [--presets pcm,sram-64,rram] [--seeds 0,1,2] [--at 24h]
+    python bench/network.py [--presets pcm,sram-64,rram] [--seeds 0,1,2] [--at 86400] [--copies N]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SIZES = {"pcm": "256x256", "rram": "256x256", "sram-64": None}
 PROTOCOL = {"pcm": "validate", "rram": "validate-rram", "sram-64": "validate"}
 
 
-def one(preset: str, seed: int, at_s: float, maintain: bool) -> dict:
+def one(preset: str, seed: int, at_s: float, maintain: bool, copies: int | None) -> dict:
     from labctl import api
 
     with tempfile.TemporaryDirectory() as folder:
@@ -28,12 +28,12 @@ def one(preset: str, seed: int, at_s: float, maintain: bool) -> dict:
         config.write_text(f'[chips.netchip]\ntwin = {{ preset = "{preset}", seed = {seed}{size} }}\n')
         started = time.perf_counter()
         outcome = api.run_validate("netchip", at_s=(at_s,), maintain=maintain, config=config,
-                                   data=Path(folder) / "data", protocol=PROTOCOL[preset])
+                                   data=Path(folder) / "data", protocol=PROTOCOL[preset], copies=copies)
         wall = time.perf_counter() - started
     net = outcome.summary()["steps"]["network"]
     return {"float": net["float_accuracy"], "quantised": net["quantised_accuracy"],
             "now": net["looks"][0]["accuracy"], "later": net["looks"][1]["accuracy"], "wall_s": wall,
-            "ci": net["looks"][0]["ci95"]}
+            "ci": net["looks"][0]["ci95"], "copies": [t["copies"] for t in net["tiles"]]}
 
 
 def main() -> None:
@@ -41,16 +41,17 @@ def main() -> None:
     parser.add_argument("--presets", default="pcm,sram-64,rram")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--at", type=float, default=86_400.0, help="seconds after programming of the later look")
+    parser.add_argument("--copies", type=int, default=None, help="at most this many pairs per weight (protocol's: 16)")
     args = parser.parse_args()
     for preset in args.presets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for maintain in (True, False):
-                r = one(preset, seed, args.at, maintain)
+                r = one(preset, seed, args.at, maintain, args.copies)
                 print(f"{preset:<8} seed {seed}  float {100 * r['float']:.2f} %  chip precision "
                       f"{100 * r['quantised']:.2f} %  on chip {100 * r['now']:.2f} % "
                       f"[{100 * r['ci'][0]:.1f}, {100 * r['ci'][1]:.1f}]  at {args.at / 3600:g} h "
                       f"{100 * r['later']:.2f} % ({'scales re-fitted' if maintain else 'no re-fit'})  "
-                      f"{r['wall_s']:.1f} s", flush=True)
+                      f"pairs per weight {r['copies']}  {r['wall_s']:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ def _interpolator(levels: list[dict[str, Any]] | None, key: str, x_key: str = "t
 
 
 def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s: float = 0.0,
-                      scale: float = 1.0) -> WeightNoise:
+                      scale: float = 1.0, copies: int = 1) -> WeightNoise:
     """``weight_noise`` for training from an export-model file's contents (``scale`` multiplies
-    every spread: 0 trains plainly, 1 as measured)."""
+    every spread: 0 trains plainly, 1 as measured); with ``copies``, a weight is the mean of
+    that many independently noisy pairs, as ``chip_network`` holds it where the arrays have room."""
+    if copies < 1:
+        raise ValueError(f"copies {copies}: at least one pair holds a weight")
     if model.get("format") != "labctl-noise-model/1":
         raise ValueError(f"not a labctl noise model (format {model.get('format')!r})")
     error_mean = _interpolator(model.get("programming_error"), "mean_us")
@@ -64,8 +67,9 @@ def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s:
 
     def noise(layer: int, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = (high_us - low_us) / float(np.abs(w).max() or 1.0)
-        positive = cells(low_us + s * np.clip(w, 0, None), rng)
-        negative = cells(low_us + s * np.clip(-w, 0, None), rng)
-        return (positive - negative) / s
+        pairs = np.broadcast_to(w, (copies, *w.shape))
+        positive = cells(low_us + s * np.clip(pairs, 0, None), rng)
+        negative = cells(low_us + s * np.clip(-pairs, 0, None), rng)
+        return (positive - negative).mean(axis=0) / s
 
     return noise

@@ -243,7 +243,7 @@ def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: 
 def run_validate(chip: str = "chip0", *, model: str | Path | None = None, dataset: str | Path | None = None,
                  at_s: tuple[float, ...] | None = None, maintain: bool | None = None, samples: int | None = None,
                  model_seed: int = 0, noise_model: str | Path | None = None, noise_at_s: float = 0.0,
-                 with_chips: tuple[str, ...] = (), **options: Any) -> CalibrationOutcome:
+                 copies: int | None = None, with_chips: tuple[str, ...] = (), **options: Any) -> CalibrationOutcome:
     """A network on the chip (built-in ``validate`` unless ``protocol=``): ``model`` and
     ``dataset`` are .npz files; without them, the digits example is trained here (seed
     ``model_seed``; with ``noise_model``, an export-model file, trained with the chip's
@@ -251,8 +251,8 @@ def run_validate(chip: str = "chip0", *, model: str | Path | None = None, datase
     ``with_chips`` names further chips the tiles may use once this one's arrays are full."""
     from labctl.runs.validation import DATASET_FILE, MODEL_FILE
 
-    overrides = {key: value for key, value in (("at_s", at_s), ("maintain", maintain), ("samples", samples))
-                 if value is not None}
+    overrides = {key: value for key, value in (("at_s", at_s), ("maintain", maintain), ("samples", samples),
+                                               ("copies", copies)) if value is not None}
     if with_chips:
         if len(set(with_chips)) != len(with_chips) or chip in with_chips:
             raise UsageError(f"--with {','.join(with_chips)}: name each other chip once, and not {chip} itself")
@@ -263,7 +263,7 @@ def run_validate(chip: str = "chip0", *, model: str | Path | None = None, datase
     if noise_model is not None:
         if model is not None:
             raise UsageError("--noise-model trains the built-in example: with --model, train with your own tools")
-        noise = _training_noise(noise_model, options.get("protocol"), noise_at_s)
+        noise = _training_noise(noise_model, options.get("protocol"), noise_at_s, copies or 1)
     model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise)
     return calibrate(chip, builtin="validate", network=overrides,
                      attachments={MODEL_FILE: model_bytes, DATASET_FILE: data_bytes}, **options)
@@ -322,7 +322,9 @@ def _check_system_solvable(rig: Rig, protocol: CalibrateProtocol, attachments: d
         raise UsageError(f"{rig.spec.name}: {err}") from None
 
 
-def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float):
+def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float, copies: int):
+    """The noise a weight will carry: that of ``copies`` pairs (one unless ``--copies`` says:
+    never less noise than the chip shows)."""
     import json
 
     from labctl_calibration.noise_aware import chip_weight_noise
@@ -333,7 +335,7 @@ def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float):
         raise UsageError(f"noise model {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
     params = load_protocol(protocol, builtin="validate").protocol.network
     try:
-        return chip_weight_noise(model, params.low_us, params.high_us, t_s)
+        return chip_weight_noise(model, params.low_us, params.high_us, t_s, copies=copies)
     except ValueError as err:
         raise UsageError(f"noise model {str(path)!r}: {err}") from None
 

@@ -320,3 +320,56 @@ def test_further_chips_that_cannot_be_used_are_refused_before_a_run(tmp_path, ar
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data" / "runs").exists()
+
+
+def synthetic_noise_model(sigma_us=0.5, nu_std=0.02):
+    levels = [2.0, 11.0, 20.0]
+    return {"format": "labctl-noise-model/1", "window_us": [0.0, 25.0], "stuck_rate": 0.0,
+            "programming_error": [{"target_us": g, "mean_us": 0.0, "sigma_us": sigma_us} for g in levels],
+            "drift": [{"target_us": g, "nu_mean": 0.05, "nu_std": nu_std} for g in levels]}
+
+
+def test_injected_weight_noise_is_the_measured_one_and_copies_divide_it():
+    """σ of a weight = √2 σ(G) / s for one pair (two independent cells), 1/√n of it for n copies;
+    drift's spread adds with time; no spread at all gives back the weights."""
+    from labctl_calibration.noise_aware import chip_weight_noise
+
+    w = np.random.default_rng(0).normal(size=(200, 100))
+    s = 18.0 / np.abs(w).max()
+    rng = np.random.default_rng(1)
+    for copies in (1, 4):
+        noisy = chip_weight_noise(synthetic_noise_model(nu_std=0.0), 2.0, 20.0, copies=copies)(0, w, rng)
+        assert np.std(noisy - w) == pytest.approx(np.sqrt(2) * 0.5 / s / np.sqrt(copies), rel=0.05)
+    at_once = np.std(chip_weight_noise(synthetic_noise_model(), 2.0, 20.0, t_s=0.0)(0, w, rng) - w)
+    a_day = np.std(chip_weight_noise(synthetic_noise_model(), 2.0, 20.0, t_s=86_400.0)(0, w, rng) - w)
+    assert a_day > 1.3 * at_once
+    clean = chip_weight_noise(synthetic_noise_model(), 2.0, 20.0, t_s=86_400.0, scale=0.0)(0, w, rng)
+    np.testing.assert_allclose(clean, w, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one pair"):
+        chip_weight_noise(synthetic_noise_model(), 2.0, 20.0, copies=0)
+
+
+def test_noise_aware_training_classifies_better_under_the_noise_it_was_trained_with():
+    """In software, against the injected noise itself (2 µS σ per cell, a day of drift spread),
+    over three seeds: the noise-aware model keeps more of its accuracy than the plain one."""
+    pytest.importorskip("sklearn")
+    from labctl_calibration.noise_aware import chip_weight_noise
+    from labctl_calibration.training import digits, train_mlp
+
+    xtr, ytr, xte, yte = digits(0)
+    noise = chip_weight_noise(synthetic_noise_model(sigma_us=2.0, nu_std=0.03), 2.0, 20.0, t_s=86_400.0)
+    gains = []
+    for seed in (0, 1, 2):
+        plain = train_mlp(xtr, ytr, epochs=30, seed=seed)
+        aware = train_mlp(xtr, ytr, epochs=30, seed=seed, weight_noise=noise)
+        rng = np.random.default_rng(seed)
+
+        def noisy_accuracy(net):
+            scores = []
+            for _ in range(10):
+                noisy = tuple(noise(k, w, rng) for k, w in enumerate(net.weights))
+                scores.append(np.mean(Network(noisy, net.biases).forward(xte).argmax(axis=1) == yte))
+            return np.mean(scores)
+
+        gains.append(noisy_accuracy(aware) - noisy_accuracy(plain))
+    assert min(gains) > 0 and np.mean(gains) > 0.01

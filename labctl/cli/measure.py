@@ -275,6 +275,10 @@ def validate(
     samples: Annotated[Optional[int], typer.Option("--samples", metavar="N", help="Use the first N test samples.")
                        ] = None,
     model_seed: Annotated[int, typer.Option("--model-seed", metavar="N", help="Seed of the example's training.")] = 0,
+    copies: Annotated[
+        Optional[int], typer.Option("--copies", metavar="N", min=1,
+                                    help="At most N pairs per weight where the arrays have room (1: one pair).")
+    ] = None,
     with_chips: Annotated[
         Optional[list[str]], typer.Option("--with", metavar="CHIP",
                                           help="Another chip the tiles may use after this one's arrays (repeatable).")
@@ -306,7 +310,7 @@ def validate(
         times = tuple(parse_duration(part, "--at") for part in at.split(",")) if at else None
         noise_s = 0.0 if noise_at.strip() in ("0", "0s") else parse_duration(noise_at, "--noise-at")
         return api.run_validate(chip, model=model, dataset=dataset, at_s=times, maintain=maintain, samples=samples,
-                                model_seed=model_seed, with_chips=tuple(with_chips or ()), noise_model=noise_model, noise_at_s=noise_s, seed=seed, size=size, protocol=protocol, data=data,
+                                model_seed=model_seed, copies=copies, with_chips=tuple(with_chips or ()), noise_model=noise_model, noise_at_s=noise_s, seed=seed, size=size, protocol=protocol, data=data,
                                 config=config, fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:
