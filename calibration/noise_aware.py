@@ -11,7 +11,9 @@ hold it ``t_s`` after programming, mapped the way ``chip_network`` maps it:
   interpolated between levels), then drifts by ``((t + t0)/t0)^-ν`` with ν drawn from its
   level's measured mean and spread; the common factor is divided out, as the output-scale
   re-fit does; a read adds the measured read noise;
-* a cell is stuck with the measured rate, at either end of the window;
+* a cell is stuck with the measured rate, at either end of the window, and its partner
+  re-targeted to keep the pair's difference where the window allows (as ``labctl
+  validate`` compensates stuck cells through their partners);
 * the pair's difference over ``s`` is the weight the forward pass uses.
 """
 
@@ -59,17 +61,24 @@ def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s:
             nu = nu_mean(g) + scale * nu_std(g) * rng.standard_normal(g.shape)
             factor = np.exp(-nu * decay)
             g = g * factor / np.median(factor)  # the output scale's re-fit divides out the common part
-        g = g * (1 + scale * read_relative(g) * rng.standard_normal(g.shape))
-        if stuck:
-            hit = rng.random(g.shape) < stuck
-            g = np.where(hit, np.where(rng.random(g.shape) < 0.5, window[0], window[1]), g)
-        return g
+        return g * (1 + scale * read_relative(g) * rng.standard_normal(g.shape))
 
     def noise(layer: int, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = (high_us - low_us) / float(np.abs(w).max() or 1.0)
         pairs = np.broadcast_to(w, (copies, *w.shape))
-        positive = cells(low_us + s * np.clip(pairs, 0, None), rng)
-        negative = cells(low_us + s * np.clip(-pairs, 0, None), rng)
+        positive, negative = low_us + s * np.clip(pairs, 0, None), low_us + s * np.clip(-pairs, 0, None)
+        if stuck:
+            # a stuck cell sits at either end of the window and does not drift; its partner is
+            # re-targeted to keep the pair's difference where the window allows, as validate does
+            stuck_at = np.where(rng.random((2, *pairs.shape)) < 0.5, window[0], window[1])
+            hit = rng.random((2, *pairs.shape)) < stuck
+            difference = positive - negative
+            negative = np.where(hit[0] & ~hit[1], np.clip(stuck_at[0] - difference, *window), negative)
+            positive = np.where(hit[1] & ~hit[0], np.clip(stuck_at[1] + difference, *window), positive)
+            positive = np.where(hit[0], stuck_at[0], cells(positive, rng))
+            negative = np.where(hit[1], stuck_at[1], cells(negative, rng))
+        else:
+            positive, negative = cells(positive, rng), cells(negative, rng)
         return (positive - negative).mean(axis=0) / s
 
     return noise

@@ -347,6 +347,11 @@ def test_injected_weight_noise_is_the_measured_one_and_copies_divide_it():
     np.testing.assert_allclose(clean, w, atol=1e-12)
     with pytest.raises(ValueError, match="at least one pair"):
         chip_weight_noise(synthetic_noise_model(), 2.0, 20.0, copies=0)
+    # stuck cells, nothing else: a stuck cell whose partner can keep the difference costs nothing
+    only_stuck = synthetic_noise_model(sigma_us=0.0, nu_std=0.0) | {"stuck_rate": 0.05}
+    errors = np.abs(chip_weight_noise(only_stuck, 2.0, 20.0)(0, w, rng) - w) > 1e-9
+    hit_pairs = 1 - 0.95 ** 2
+    assert 0.2 * hit_pairs < errors.mean() < 0.75 * hit_pairs
 
 
 def test_noise_aware_training_classifies_better_under_the_noise_it_was_trained_with():
