@@ -7,6 +7,11 @@ partners re-targeted), calibrates each tile's output scale against its intended 
 classifies the test samples at once and at each later look (``at_s``, after re-fitting the
 output scales when ``maintain``), and stores one ``validation`` row per sample and look
 beside what the float model and its chip-precision copy predict for the same sample.
+
+Where the chip's arrays have room, each weight is held by several pairs (``[network]
+copies``); a network larger than the chip spills onto further chips of the lab (``[network]
+chips``, ``labctl validate --with``), each locked and opened for the step and read through
+its own read-out, its arrays numbered after this chip's.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def _validate(ctx: StepContext, slots: list, chips: list[dict[str, Any]]) -> dic
         verify = WriteVerify(slot.board, slot.readout, ctx.protocol.write_verify, ctx.recorder)
         result = verify.run(targets[array])
         if result.stuck.any():
-            window = next(c["window_us"] for c in chips if c["chip"] == slot.chip)
+            window = tuple(next(c["window_us"] for c in chips if c["chip"] == slot.chip))
             result, _ = compensate_through_partners(verify, result, window)
         programmed[array] = result
         _store_cells(ctx, array, result, targets[array])
