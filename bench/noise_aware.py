@@ -68,8 +68,9 @@ def main() -> None:
         se = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5 / len(d) ** 0.5 if len(d) > 1 else float("nan")
         b, c = discordant[k]
         print(f"{name}: noise-aware minus plain {100 * mean:+.2f} points (± {100 * se:.2f} standard error over "
-              f"{len(d)} seeds); McNemar on pooled samples: {b} only noise-aware right, {c} only plain right, "
-              f"p = {mcnemar_exact(b, c):.3g}")
+              f"{len(d)} seeds, paired t = {mean / se:.2f} on {len(d) - 1} degrees of freedom; better on "
+              f"{sum(x > 0 for x in d)}, worse on {sum(x < 0 for x in d)}); McNemar on pooled samples: {b} only "
+              f"noise-aware right, {c} only plain right, p = {mcnemar_exact(b, c):.3g}")
 
 
 if __name__ == "__main__":
