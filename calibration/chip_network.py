@@ -12,6 +12,12 @@ outputs are calibrated after programming: random calibration inputs, a per-pair 
 ``D_measured = a·D_intended + b`` against what the *intended* weights compute (the
 deployment's output scale), judged on held-out inputs. Partial sums of a layer cut by rows
 are added digitally; biases and activations run in numpy.
+
+Where the arrays have room, a tile is held several times (``copies``): repeated down the
+columns, its copies take the same inputs and add in the column; repeated along the rows,
+each copy is converted and the outputs averaged. Either way a weight is the mean of
+independent pairs. The plan's arrays may span several chips (``ArraySlot``: each array with
+its own board and read-out).
 """
 
 from __future__ import annotations
