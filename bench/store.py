@@ -1,10 +1,24 @@
-"""Store throughput: rows/s of labctl's table writer against raw pyarrow and pandas CSV.
+"""Store throughput: labctl's run store against raw pyarrow, CSV and the field's own loggers.
 
-All three write the same `reads` rows (the store's widest, most frequent table) in
-the same run; ratios are against raw pyarrow's ParquetWriter, whose speed is the
-ceiling for Parquet, and against CSV, what labs use today.
+Every writer stores the same array reads (256x256 cells each, the ``reads`` table's rows:
+board time, wall time, phase, iteration, array, row, column, code, conductance,
+temperature) in the same run:
 
-    python bench/store.py [--rows 2000000]
+* **labctl end to end**: ``StoreRecorder.on_read`` as write-verify calls it (the batch built
+  from the read's numpy arrays) into ``TableWriter``, flushed to Parquet parts;
+* **raw pyarrow ParquetWriter** with its defaults (a dictionary tried on every column), the
+  batches ready-made;
+* **pandas CSV**, what labs use today;
+* **QCoDeS** (when installed): a dataset with one array-valued parameter per read (the
+  conductances only, stored as one opaque blob per read: its fastest path), and its default
+  numeric rows (row, column and conductance per ``add_result``);
+* **PyMeasure** (when installed): ``Results`` formatting each row as its CSV line, as its
+  ``Recorder`` writes them.
+
+Ratios are against the labctl figure. QCoDeS's numeric rows and PyMeasure's CSV are timed on
+fewer rows (``--slow-rows``) and reported per row.
+
+    python bench/store.py [--rows 2000000] [--slow-rows 20000]
 """
 
 from __future__ import annotations
@@ -19,25 +33,29 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labctl.store.schemas import SCHEMAS
+from labctl.runs.recorder import StoreRecorder
+from labctl.store.schemas import SCHEMAS, dictionary_columns
 from labctl.store.writer import TableWriter
 
-BATCH = 65_536  # one 256x256 array read
+SIDE = 256
+BATCH = SIDE * SIDE  # one 256x256 array read
 
 
-def batches(total: int) -> list[dict[str, np.ndarray]]:
+def reads(total: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes, conductances) of ``total / BATCH`` array reads."""
     rng = np.random.default_rng(0)
-    out = []
-    for start in range(0, total, BATCH):
-        n = min(BATCH, total - start)
-        out.append({
-            "t_s": np.full(n, start * 1e-3), "wall_time": np.full(n, np.datetime64("2026-11-23T22:00:00", "us")),
-            "phase": ["verify"] * n, "iteration": np.full(n, start // BATCH, dtype=np.int32),
-            "array": np.zeros(n, dtype=np.int16), "row": (np.arange(n) // 256).astype(np.int16),
-            "col": (np.arange(n) % 256).astype(np.int16), "code": rng.integers(0, 2048, n).astype(np.int16),
-            "g_us": rng.uniform(0, 25, n).astype(np.float32), "temperature_k": np.full(n, 300.0, dtype=np.float32),
-        })
-    return out
+    return [(rng.integers(0, 2048, (SIDE, SIDE)).astype(np.int16), rng.uniform(0, 25, (SIDE, SIDE)))
+            for _ in range(max(1, total // BATCH))]
+
+
+class _OneTable:
+    """The one table a recorder writes here, in place of a run."""
+
+    def __init__(self, writer: TableWriter) -> None:
+        self.writer = writer
+
+    def table(self, name: str) -> TableWriter:
+        return self.writer
 
 
 def timed(fn) -> float:
@@ -46,43 +64,133 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def figures(rows: int = 2_000_000) -> dict[str, float]:
-    """Seconds for each writer to store ``rows`` reads rows."""
-    data = batches(rows)
+def fast_writers(data, root: Path) -> dict[str, float]:
     schema = SCHEMAS["reads"]
+    rows = np.arange(SIDE)
+
+    def labctl_end_to_end() -> None:
+        writer = TableWriter(root / "labctl", schema, dictionary=dictionary_columns("reads"))  # as a run's
+        recorder = StoreRecorder(_OneTable(writer), array=0, t0_s=0.0, cols=SIDE)
+        for i, (codes, g) in enumerate(data):
+            recorder.on_read("verify", i, rows, codes, g, float(i), 300.0)
+        writer.flush()
+
+    builder = StoreRecorder(_OneTable(TableWriter(root / "unused", schema)), array=0, t0_s=0.0, cols=SIDE)
+    ready = [pa.RecordBatch.from_pydict(builder.read_columns("verify", i, rows, c, g, float(i), 300.0), schema=schema)
+             for i, (c, g) in enumerate(data)]
+
+    def raw_pyarrow() -> None:
+        with pq.ParquetWriter(root / "raw.parquet", schema, compression="zstd") as writer:
+            for batch in ready:
+                writer.write_batch(batch)
+
+    def pandas_csv() -> None:
+        for i, batch in enumerate(ready):
+            batch.to_pandas().to_csv(root / "reads.csv", mode="a", header=i == 0, index=False)
+
+    # best of three for the fast writers: one run of a fraction of a second is at the mercy of the machine
+    return {"labctl end to end": min(timed(labctl_end_to_end) for _ in range(3)),
+            "raw pyarrow ParquetWriter": min(timed(raw_pyarrow) for _ in range(3)),
+            "pandas CSV": timed(pandas_csv)}
+
+
+def qcodes_writers(data, root: Path, slow_rows: int) -> dict[str, tuple[float, int]] | str:
+    """(seconds, rows) per QCoDeS path, or why it did not run."""
+    try:
+        import qcodes  # noqa: F401
+        from qcodes.dataset import Measurement, initialise_or_create_database_at, load_or_create_experiment
+        from qcodes.parameters import Parameter
+        from qcodes.validators import Arrays
+    except ImportError as err:
+        return f"QCoDeS not installed ({err.name}): pip install qcodes"
+    initialise_or_create_database_at(str(root / "qcodes.db"))
+    experiment = load_or_create_experiment("store-bench", sample_name="twin")
+    out: dict[str, tuple[float, int]] = {}
+
+    g_array = Parameter("g_us", get_cmd=None, set_cmd=None, vals=Arrays(shape=(BATCH,)))
+    measurement = Measurement(exp=experiment)
+    measurement.register_parameter(g_array, paramtype="array")
+
+    def array_parameter() -> None:
+        with measurement.run() as saver:
+            for _, g in data:
+                saver.add_result((g_array, g.ravel()))
+
+    # best of three, as labctl's own figure (each a new run in the same database)
+    out["QCoDeS dataset, array parameter"] = (min(timed(array_parameter) for _ in range(3)), len(data) * BATCH)
+
+    row, col, g_value = (Parameter(name, get_cmd=None, set_cmd=None) for name in ("row", "col", "g"))
+    numeric = Measurement(exp=experiment)
+    numeric.register_parameter(row)
+    numeric.register_parameter(col)
+    numeric.register_parameter(g_value, setpoints=(row, col))
+    flat = data[0][1].ravel()[:slow_rows]
+
+    def numeric_rows() -> None:
+        with numeric.run() as saver:
+            for k, value in enumerate(flat):
+                saver.add_result((row, k // SIDE), (col, k % SIDE), (g_value, float(value)))
+
+    out["QCoDeS dataset, numeric rows"] = (timed(numeric_rows), len(flat))
+    return out
+
+
+def pymeasure_writer(data, root: Path, slow_rows: int) -> dict[str, tuple[float, int]] | str:
+    try:
+        from pymeasure.experiment import Procedure, Results
+    except ImportError as err:
+        return f"PyMeasure not installed ({err.name}): pip install pymeasure"
+
+    class ReadsProcedure(Procedure):
+        DATA_COLUMNS = ["t_s", "phase", "iteration", "array", "row", "col", "code", "g_us", "temperature_k"]
+
+        def execute(self) -> None:  # the bench feeds rows itself
+            pass
+
+    results = Results(ReadsProcedure(), str(root / "pymeasure.csv"))
+    codes, g = data[0][0].ravel()[:slow_rows], data[0][1].ravel()[:slow_rows]
+
+    def csv_results() -> None:
+        with open(root / "pymeasure.csv", "a", encoding="utf-8") as handle:
+            for k in range(len(g)):
+                handle.write(results.format({"t_s": 0.0, "phase": "verify", "iteration": 0, "array": 0,
+                                             "row": k // SIDE, "col": k % SIDE, "code": int(codes[k]),
+                                             "g_us": float(g[k]), "temperature_k": 300.0}) + "\n")
+
+    return {"PyMeasure Results CSV": (timed(csv_results), len(g))}
+
+
+def figures(rows: int = 2_000_000, slow_rows: int = 20_000) -> tuple[dict[str, tuple[float, int]], list[str]]:
+    """(seconds, rows) per writer, and a line for each of the field's loggers that is not installed."""
+    data = reads(rows)
+    total = len(data) * BATCH
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-
-        def labctl_writer() -> None:
-            writer = TableWriter(root / "labctl", schema)
-            for columns in data:
-                writer.append(columns)
-            writer.flush()
-
-        def raw_pyarrow() -> None:
-            with pq.ParquetWriter(root / "raw.parquet", schema, compression="zstd") as writer:
-                for columns in data:
-                    writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
-
-        def pandas_csv() -> None:
-            for i, columns in enumerate(data):
-                pd.DataFrame(columns).to_csv(root / "reads.csv", mode="a", header=i == 0, index=False)
-
-        # best of three for the fast writers: a single run of a fraction of a second is at the mercy of the machine
-        return {"raw pyarrow ParquetWriter": min(timed(raw_pyarrow) for _ in range(3)),
-                "labctl TableWriter": min(timed(labctl_writer) for _ in range(3)), "pandas CSV": timed(pandas_csv)}
+        results = {name: (seconds, total) for name, seconds in fast_writers(data, root).items()}
+        notes = []
+        for extra in (qcodes_writers(data, root, slow_rows), pymeasure_writer(data, root, slow_rows)):
+            if isinstance(extra, str):
+                notes.append(extra)
+            else:
+                results.update(extra)
+    return results, notes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--slow-rows", type=int, default=20_000, help="rows for the row-at-a-time writers")
     args = parser.parse_args()
-    results = figures(args.rows)
-    raw, csv = results["raw pyarrow ParquetWriter"], results["pandas CSV"]
-    print(f"store throughput, {args.rows:,} reads rows in batches of {BATCH:,}")
-    print(f"{'writer':<28}{'s':>8}{'rows/s':>14}{'vs pyarrow':>12}{'vs CSV':>9}")
-    for name, seconds in results.items():
-        print(f"{name:<28}{seconds:>8.2f}{args.rows / seconds:>14,.0f}{raw / seconds:>12.2f}{csv / seconds:>9.1f}")
+    results, notes = figures(args.rows, args.slow_rows)
+    total = results["labctl end to end"][1]
+    ours = total / results["labctl end to end"][0]
+    print(f"store throughput, {total:,} reads rows ({total // BATCH} array reads of {BATCH:,} cells)")
+    print(f"{'writer':<34}{'rows':>11}{'s':>8}{'rows/s':>13}{'labctl is':>11}")
+    for name, (seconds, rows) in results.items():
+        rate = rows / seconds
+        print(f"{name:<34}{rows:>11,}{seconds:>8.2f}{rate:>13,.0f}{ours / rate:>10.1f}x")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class StoreFS:
 
     # ---- writing -------------------------------------------------------------------
 
-    def write_atomic(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes | memoryview) -> None:
         if self.remote:
             with self.fs.open_output_stream(path) as sink:
                 sink.write(data)
@@ -71,9 +71,11 @@ class StoreFS:
     def write_table_atomic(self, path: str, table: Any, **options: Any) -> None:
         import pyarrow.parquet as pq
 
-        buffer = io.BytesIO()
+        import pyarrow as pa
+
+        buffer = pa.BufferOutputStream()  # Arrow's own buffer: no copy of the file on the way out
         pq.write_table(table, buffer, **options)
-        self.write_atomic(path, buffer.getvalue())
+        self.write_atomic(path, memoryview(buffer.getvalue()))
 
     def delete(self, path: str) -> None:
         try:

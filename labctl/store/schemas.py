@@ -141,3 +141,21 @@ SCHEMAS["drift"] = pa.schema(
         ("temperature_k", pa.float32()),  # of the segment the fit is from
     ]
 )
+
+
+# Measured values, nearly every one distinct: dictionary encoding only costs time there (Parquet
+# tries a dictionary and falls back to plain pages once it overflows). Every other column is
+# dictionary-encoded: constant per read (phase, board time, temperature) or of few values.
+# Measured on 2M reads rows: 7.2 M rows/s written with a dictionary tried everywhere, 12.5 M
+# with these plain (and 20 % smaller files).
+PLAIN_COLUMNS: dict[str, frozenset[str]] = {
+    "reads": frozenset({"g_us"}),
+    "pulses": frozenset({"amplitude_v", "g_before_us", "g_after_us"}),
+    "cells": frozenset({"target_us", "achieved_us", "aimed_us"}),
+}
+
+
+def dictionary_columns(name: str) -> list[str]:
+    """The columns of table ``name`` worth a Parquet dictionary."""
+    plain = PLAIN_COLUMNS.get(name, frozenset())
+    return [field.name for field in SCHEMAS[name] if field.name not in plain]

@@ -21,12 +21,13 @@ ROW_GROUP_ROWS = 256_000
 
 class TableWriter:
     def __init__(self, directory: Path | str, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART,
-                 prefix: str = "", fs: StoreFS | None = None) -> None:
+                 prefix: str = "", fs: StoreFS | None = None, dictionary: list[str] | None = None) -> None:
         self.fs = fs or StoreFS(directory)
         self.directory = str(directory) if fs is not None else self.fs.base
         self.schema = schema
         self.rows_per_part = rows_per_part
         self.prefix = prefix  # parts of one step carry its name, so a resumed run can tell them apart
+        self.dictionary = True if dictionary is None else dictionary  # the columns Parquet dictionary-encodes
         if not self.fs.remote:  # object storage has no half-written objects to clear
             for name in self.fs.listdir(self.directory):
                 if name.startswith(".part-") and name.endswith(".tmp"):
@@ -61,6 +62,6 @@ class TableWriter:
 
     def _write(self, name: str, table: pa.Table) -> None:
         self.fs.write_table_atomic(f"{self.directory}/{name}", table, compression="zstd",
-                                   row_group_size=ROW_GROUP_ROWS)
+                                   row_group_size=ROW_GROUP_ROWS, use_dictionary=self.dictionary)
         self.parts_written += 1
         self.rows_written += table.num_rows
