@@ -1,9 +1,10 @@
 """A network's dense layers on the chip: tiled over arrays, signed weights on column pairs.
 
 Each chip layer ``k`` (not marked digital) is cut into tiles of at most ``rows`` inputs and
-``cols / 2`` outputs. Tiles are placed block-diagonally on an array (disjoint rows and
-columns: an MVM drives only its tile's rows, the other rows at 0 V add nothing) and on the
-next array when one is full. A weight ``w`` becomes a differential pair,
+``cols / 2`` outputs. Tiles are placed on shelves (``_place``), never sharing a cell; each is
+measured on its own (an MVM drives only its tile's rows, the other rows at 0 V add nothing,
+and only its columns are read), so tiles may share rows or columns; the next array takes
+over when one is full. A weight ``w`` becomes a differential pair,
 ``G(2j) = low + s·max(w, 0)``, ``G(2j+1) = low + s·max(−w, 0)``, with one scale ``s`` per
 layer (the largest |w| at ``high``), so a tile computes ``Σ v_i (G+ − G−) = s·Σ v_i w_i``.
 
@@ -85,7 +86,7 @@ class Tile:
 
 
 def plan_tiles(network: Network, arrays: int, rows: int, cols: int, copies: int = 1) -> list[Tile]:
-    """Block-diagonal placement of every chip layer's tiles; ValueError when they do not fit.
+    """Every chip layer's tiles placed on the arrays (``_place``); ValueError when they do not fit.
 
     With ``copies`` > 1, the area the network leaves free holds up to that many copies of
     each weight (``row_copies x col_copies``). A weight held by n independent pairs carries
@@ -123,9 +124,12 @@ def plan_tiles(network: Network, arrays: int, rows: int, cols: int, copies: int 
 
 def _place(network: Network, arrays: int, rows: int, cols: int,
            copies: dict[int, tuple[int, int]]) -> list[Tile] | None:
-    """Tiles in order, each ``copies.get(i, (1, 1))`` times; None when they do not fit."""
+    """Tiles in order, each ``copies.get(i, (1, 1))`` times, on shelves: left to right along a
+    band of rows, the next band below when the columns are full, the next array when the rows
+    are. Tiles never share a cell; they may share rows or columns, because each tile is
+    measured on its own (only its rows driven, only its columns read). None when they do not fit."""
     tiles: list[Tile] = []
-    array, row, col = 0, 0, 0
+    array, shelf, shelf_height, col = 0, 0, 0, 0
     pairs_per_tile = cols // 2
     if pairs_per_tile < 1:
         raise ValueError(f"an array of {cols} column(s) holds no differential pair")
@@ -136,14 +140,17 @@ def _place(network: Network, arrays: int, rows: int, cols: int,
             for j0 in range(0, w.shape[1], pairs_per_tile):
                 r, p = min(rows, w.shape[0] - i0), min(pairs_per_tile, w.shape[1] - j0)
                 rc, cc = copies.get(len(tiles), (1, 1))
-                if r * rc > rows or 2 * p * cc > cols:
+                height, width = r * rc, 2 * p * cc
+                if height > rows or width > cols:
                     return None
-                if row + r * rc > rows or col + 2 * p * cc > cols:
-                    array, row, col = array + 1, 0, 0
+                if col + width > cols:  # this band is full: the next one below
+                    shelf, shelf_height, col = shelf + shelf_height, 0, 0
+                if shelf + height > rows:  # this array is full
+                    array, shelf, shelf_height, col = array + 1, 0, 0, 0
                 if array >= arrays:
                     return None
-                tiles.append(Tile(k, array, row, col, slice(i0, i0 + r), slice(j0, j0 + p), rc, cc))
-                row, col = row + r * rc, col + 2 * p * cc
+                tiles.append(Tile(k, array, shelf, col, slice(i0, i0 + r), slice(j0, j0 + p), rc, cc))
+                shelf_height, col = max(shelf_height, height), col + width
     return tiles
 
 
@@ -243,7 +250,8 @@ class ChipNetwork:
             probes = np.zeros((2, self.targets_us.shape[1]))
             probes[:, tile.row0:tile.row0 + tile.height] = [[DAC_CODES], [-DAC_CODES]]
             slot = self._select(tile)
-            gain = auto_gain(slot.board, slot.readout, probes, self.params.headroom)
+            gain = auto_gain(slot.board, slot.readout, probes, self.params.headroom,
+                             columns=slice(tile.col0, tile.col0 + tile.width))  # other tiles' columns may share rows
             measured = self._drive(tile, codes, gain)
             repeat = self._drive(tile, codes[test], gain)
             signed = self._intended_signed(tile)

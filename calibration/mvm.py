@@ -113,10 +113,14 @@ def measure_with_repeats(board: Board, readout: Readout, inputs: np.ndarray, rep
     return measured, repeat, clipped + clipped_again
 
 
-def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: float) -> int:
-    """Bound management: the range the matrix's own outputs to ``probes`` (measured at gain 1) call for."""
+def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: float,
+              columns: slice | None = None) -> int:
+    """Bound management: the range the matrix's own outputs to ``probes`` (measured at gain 1)
+    call for, judged on ``columns`` (default all: the outputs that will be used)."""
     codes = np.stack([board.mvm(vector) for vector in probes]).astype(float)
-    return choose_gain(float(np.abs(codes - readout.offset).max()), _top_code(board), probes.shape[1], headroom)
+    used = slice(None) if columns is None else columns
+    offset = np.broadcast_to(np.asarray(readout.offset, dtype=float), codes.shape[1:])[used]
+    return choose_gain(float(np.abs(codes[:, used] - offset).max()), _top_code(board), probes.shape[1], headroom)
 
 
 @contextmanager

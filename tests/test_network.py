@@ -56,7 +56,7 @@ def test_wilson_interval_is_the_textbook_one():
 
 
 @pytest.mark.parametrize("rows,cols,sizes", [(64, 64, (80, 40, 10)), (256, 256, (64, 32, 10)), (16, 8, (20, 9, 3))])
-def test_tiles_cover_every_weight_once_on_disjoint_rows_and_columns(rows, cols, sizes):
+def test_tiles_cover_every_weight_once_on_cells_of_their_own(rows, cols, sizes):
     net = random_network(2, sizes)
     tiles = plan_tiles(net, 64, rows, cols)
     for k, w in enumerate(net.weights):
@@ -68,10 +68,9 @@ def test_tiles_cover_every_weight_once_on_disjoint_rows_and_columns(rows, cols, 
     for a in {t.array for t in tiles}:
         used = np.zeros((rows, cols), dtype=int)
         for t in (t for t in tiles if t.array == a):
-            block = np.zeros((rows, cols), dtype=int)
-            block[t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs] = 1
-            assert not (used[t.row0:t.row0 + t.rows].any() or used[:, t.col0:t.col0 + 2 * t.pairs].any())
-            used += block
+            assert t.row0 + t.rows <= rows and t.col0 + 2 * t.pairs <= cols
+            used[t.row0:t.row0 + t.rows, t.col0:t.col0 + 2 * t.pairs] += 1
+        assert used.max() == 1  # no cell holds two weights
     with pytest.raises(ValueError, match="more than the chip's 1 array"):
         plan_tiles(random_network(0, (100, 70, 10)), 1, 64, 64)
 
@@ -86,19 +85,15 @@ def test_copies_fill_the_free_area_without_overlap_and_never_beyond_the_limit(ar
     for t in tiles:
         assert 1 <= t.copies <= copies and t.height <= rows and t.width <= cols and t.col0 % 2 == 0
         used[t.array, t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] += 1
-        # block-diagonal: no other tile on the same array shares a row or a column
-        for other in (o for o in tiles if o is not t and o.array == t.array):
-            assert t.row0 + t.height <= other.row0 or other.row0 + other.height <= t.row0
-            assert t.col0 + t.width <= other.col0 or other.col0 + other.width <= t.col0
-    assert used.max() == 1
+    assert used.max() == 1  # tiles may share rows or columns (each is measured alone), never a cell
     # no tile could take one more copy: each growth leaves the plan unable to fit
     chosen = {i: (t.row_copies, t.col_copies) for i, t in enumerate(tiles)}
     for i, t in enumerate(tiles):
         for grown in ((t.row_copies + 1, t.col_copies), (t.row_copies, t.col_copies + 1)):
             assert grown[0] * grown[1] > copies or _place(net, arrays, rows, cols, chosen | {i: grown}) is None
     if (rows, cols, sizes) == (256, 256, (64, 32, 10)):
-        # the digits network on one 256x256 array: 9 pairs per weight of layer 0, 6 of layer 1
-        assert [(t.row_copies, t.col_copies) for t in plan_tiles(net, 1, rows, cols, copies)] == [(3, 3), (2, 3)]
+        # the digits network on one 256x256 array: 12 pairs per weight of layer 0, 15 of layer 1
+        assert [(t.row_copies, t.col_copies) for t in plan_tiles(net, 1, rows, cols, copies)] == [(4, 3), (5, 3)]
 
 
 def test_every_copy_carries_the_weights_and_the_chip_sees_one_copys_product():
@@ -157,12 +152,12 @@ def test_pair_differences_carry_the_weights_and_unused_cells_a_zero_weight():
 
 
 def test_a_layer_cut_over_both_arrays_adds_its_partial_sums():
-    """80 inputs on 64-row arrays: two tiles on two arrays, added digitally; without read noise
+    """80 inputs on 64-row arrays, 30 outputs (60 of 64 columns): two tiles on two arrays, added digitally; without read noise
     the chip's product is the float product within what its cells hold (ground truth, tests only)."""
     rig = TwinRig.build("sram-64", seed=1, overrides={"read_noise_scale": 0.0, "rtn_fraction": 0.0})
     board = Board(InProcessTransport(rig.board.feed))
     geometry = board.geometry()
-    net = random_network(4, (80, 10))
+    net = random_network(4, (80, 30))
     params = ChipNetworkParams(averaging=64)
     tiles = plan_tiles(net, geometry.arrays, geometry.rows, geometry.cols)
     assert sorted({t.array for t in tiles}) == [0, 1]
@@ -190,7 +185,7 @@ def test_a_layer_cut_over_both_arrays_adds_its_partial_sums():
     # the output scales map each tile toward its intended weights, so the chip's product is as far
     # from the weights as its cells are (write-verify's band), no further: both tiles are summed
     assert relative(product, ideal) < relative(x @ held, ideal) + 0.03
-    assert relative(x @ held, ideal) < 0.25
+    assert relative(x @ held, ideal) < 0.35  # write-verify's band on weights scaled to 18 µS at their largest
     without_second = x[:, :64] @ net.weights[0][:64]
     assert relative(without_second, ideal) > relative(product, ideal) + 0.1  # a lost partial sum would show
 
