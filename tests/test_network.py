@@ -151,16 +151,22 @@ def test_pair_differences_carry_the_weights_and_unused_cells_a_zero_weight():
     assert (targets[0][~used] == params.low_us).all()
 
 
-def test_a_layer_cut_over_both_arrays_adds_its_partial_sums():
-    """80 inputs on 64-row arrays, 30 outputs (60 of 64 columns): two tiles on two arrays, added digitally; without read noise
-    the chip's product is the float product within what its cells hold (ground truth, tests only)."""
+@pytest.mark.parametrize("outputs,arrays,held_bound", [(10, [0], 0.25), (30, [0, 1], 0.35)])
+def test_a_layer_cut_by_rows_adds_its_partial_sums(outputs, arrays, held_bound):
+    """80 inputs on 64-row arrays: two tiles added digitally. With 10 outputs the second tile
+    shares rows 0-15 with the first (its shelf), measured alone; with 30 (60 of 64 columns) it
+    goes to the second array. Without read noise the chip's product is the float product within
+    what its cells hold (ground truth, tests only; ``held_bound``: write-verify's band against
+    weights scaled to 18 µS at their largest)."""
     rig = TwinRig.build("sram-64", seed=1, overrides={"read_noise_scale": 0.0, "rtn_fraction": 0.0})
     board = Board(InProcessTransport(rig.board.feed))
     geometry = board.geometry()
-    net = random_network(4, (80, 30))
+    net = random_network(4, (80, outputs))
     params = ChipNetworkParams(averaging=64)
     tiles = plan_tiles(net, geometry.arrays, geometry.rows, geometry.cols)
-    assert sorted({t.array for t in tiles}) == [0, 1]
+    assert sorted({t.array for t in tiles}) == arrays
+    if outputs == 10:
+        assert (tiles[1].row0, tiles[1].col0) == (0, 20)  # beside the first tile, on its rows
     targets = array_targets(net, tiles, params, geometry.arrays, geometry.rows, geometry.cols)
     readout = Readout(board.adc().lsb_ua, 0.2)
     for array in (0, 1):
@@ -185,7 +191,7 @@ def test_a_layer_cut_over_both_arrays_adds_its_partial_sums():
     # the output scales map each tile toward its intended weights, so the chip's product is as far
     # from the weights as its cells are (write-verify's band), no further: both tiles are summed
     assert relative(product, ideal) < relative(x @ held, ideal) + 0.03
-    assert relative(x @ held, ideal) < 0.35  # write-verify's band on weights scaled to 18 µS at their largest
+    assert relative(x @ held, ideal) < held_bound
     without_second = x[:, :64] @ net.weights[0][:64]
     assert relative(without_second, ideal) > relative(product, ideal) + 0.1  # a lost partial sum would show
 
