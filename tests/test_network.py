@@ -306,6 +306,11 @@ def test_a_network_larger_than_one_chip_spills_onto_the_next_with_its_own_readou
     assert set(cells["array"]) == {0, 1, 2}  # global array numbers: b's first array is 2
     assert "of b" in runner.invoke(app, ["runs", "show", json.loads(result.stdout)["run_id"], "--data",
                                          str(data)]).output
+    # a network that fits on a alone leaves b untouched (no lock held past the check, no read-out)
+    fits = runner.invoke(app, ["validate", "a", "--with", "b", "--config", str(config), "--data", str(data),
+                               "--samples", "50", "--json", "-q"])
+    assert fits.exit_code in (0, 1), fits.output
+    assert [c["chip"] for c in json.loads(fits.stdout)["steps"]["network"]["chips"]] == ["a"]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -45,19 +45,21 @@ def load_dataset(data: bytes | str, inputs: int, where: str) -> tuple[np.ndarray
 
 
 def run_network(ctx: StepContext) -> dict[str, Any]:
+    from labctl_calibration.network import Network
+
+    network = Network.load(io.BytesIO(ctx.run.read_bytes(MODEL_FILE)), f"run {ctx.run.id} {MODEL_FILE}")
     with ExitStack() as stack:
-        slots, chips = _slots(ctx, stack)
-        return _validate(ctx, slots, chips)
+        slots, chips = _slots(ctx, stack, network)
+        return _validate(ctx, network, slots, chips)
 
 
-def _validate(ctx: StepContext, slots: list, chips: list[dict[str, Any]]) -> dict[str, Any]:
+def _validate(ctx: StepContext, network, slots: list, chips: list[dict[str, Any]]) -> dict[str, Any]:
     from labctl_calibration.chip_network import ChipNetwork, array_targets, plan_tiles
     from labctl_calibration.defects import compensate_through_partners
-    from labctl_calibration.network import Network, quantised_matmul, wilson_interval
+    from labctl_calibration.network import quantised_matmul, wilson_interval
     from labctl_calibration.write_verify import WriteVerify
 
     params, board = ctx.protocol.network, ctx.rig.board
-    network = Network.load(io.BytesIO(ctx.run.read_bytes(MODEL_FILE)), f"run {ctx.run.id} {MODEL_FILE}")
     x, y = load_dataset(ctx.run.read_bytes(DATASET_FILE), network.inputs, f"run {ctx.run.id} {DATASET_FILE}")
     if params.samples:
         x, y = x[: params.samples], y[: params.samples]
@@ -130,16 +132,28 @@ def _validate(ctx: StepContext, slots: list, chips: list[dict[str, Any]]) -> dic
             "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
 
 
-def _slots(ctx: StepContext, stack: ExitStack) -> tuple[list, list[dict[str, Any]]]:
-    """The arrays the tiles may use: this chip's, then each further chip's (``[network] chips``,
-    ``labctl validate --with``), each locked and opened for the step and read through its own
-    read-out: its latest calibration record's, else calibrated here with its SMU."""
-    from labctl_calibration.chip_network import chip_slots
+def _slots(ctx: StepContext, stack: ExitStack, network) -> tuple[list, list[dict[str, Any]]]:
+    """The arrays the tiles may use: this chip's, then as many further chips' as the network
+    needs (``[network] chips``, ``labctl validate --with``, in order), each locked and opened
+    for the step and read through its own read-out: its latest calibration record's, else
+    calibrated here with its SMU. A chip the network does not need is not touched."""
+    from labctl_calibration.chip_network import chip_slots, plan_tiles
+
+    geometry = ctx.rig.board.geometry()
+
+    def fits(arrays: int) -> bool:
+        try:
+            plan_tiles(network, arrays, geometry.rows, geometry.cols)
+        except ValueError:
+            return False
+        return True
 
     slots = chip_slots(ctx.rig.board, ctx.readout, ctx.rig.spec.name)
     chips = [{"chip": ctx.rig.spec.name, "arrays": list(range(len(slots))), "readout": ctx.readout_source,
               "window_us": list(ctx.rig.spec.window_us), "rig": ctx.rig}]
     for name in ctx.protocol.network.chips:
+        if fits(len(slots)):
+            break
         rig = open_further_chip(name, ctx.rig, stack)
         first = len(slots)
         readout, source = _further_readout(ctx, rig, first)
