@@ -384,3 +384,28 @@ def test_noise_aware_training_classifies_better_under_the_noise_it_was_trained_w
 
         gains.append(noisy_accuracy(aware) - noisy_accuracy(plain))
     assert min(gains) > 0 and np.mean(gains) > 0.01
+
+
+def test_looks_wait_each_chip_to_its_due_time_and_a_bench_sleeps_no_more_than_needed(monkeypatch):
+    """Two benches share the wall clock: one due in 100 s, one in 150 s, sleep 150 s in all;
+    a twin's virtual clock is advanced on its own."""
+    from types import SimpleNamespace
+
+    from labctl.runs import validation
+
+    wall = {"t": 0.0}
+    slept = []
+
+    def bench():
+        return SimpleNamespace(identity=SimpleNamespace(is_twin=False),
+                               board=SimpleNamespace(clock_s=lambda: wall["t"]))
+
+    def sleep(seconds):
+        slept.append(seconds)
+        wall["t"] += seconds
+
+    monkeypatch.setattr(validation, "_waiter", lambda rig: sleep)
+    validation._wait_until([bench(), bench()], [100.0, 150.0])
+    assert wall["t"] == pytest.approx(150.0) and slept == pytest.approx([100.0, 50.0])
+    validation._wait_until([bench(), bench()], [120.0, 140.0])  # both already past: nothing more
+    assert wall["t"] == pytest.approx(150.0)

@@ -205,17 +205,13 @@ def _further_readout(ctx: StepContext, rig, first_array: int):
 
 
 def _wait_until(rigs, due_s: list[float]) -> None:
-    """Every chip's clock to its due time: a twin's advanced on its own, a bench's slept once."""
-    slept = 0.0
+    """Every chip's clock to its due time. Each chip's remaining time is read after the waits
+    before it, so a bench's clock that an earlier sleep already moved is not slept for again;
+    a twin's virtual clock moves only when it is advanced."""
     for rig, due in zip(rigs, due_s, strict=True):
         remaining = due - rig.board.clock_s()
-        if remaining <= 0:
-            continue
-        if rig.identity.is_twin:
+        if remaining > 0:
             _waiter(rig)(remaining)
-        elif remaining > slept:
-            _waiter(rig)(remaining - slept)
-            slept = remaining
 
 
 def _tile_figures(tile, calibration, slots) -> dict[str, Any]:

@@ -7,7 +7,6 @@ file, fsynced and renamed; on object storage a single PUT, which is atomic by it
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -69,9 +68,8 @@ class StoreFS:
         _fsync_directory(directory)
 
     def write_table_atomic(self, path: str, table: Any, **options: Any) -> None:
-        import pyarrow.parquet as pq
-
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         buffer = pa.BufferOutputStream()  # Arrow's own buffer: no copy of the file on the way out
         pq.write_table(table, buffer, **options)
