@@ -49,7 +49,7 @@ class ChipNetworkParams(BaseModel):
     chips: tuple[str, ...] = ()  # further chips of the rig the tiles may use, after this one's arrays (--with)
     samples: int = Field(0, ge=0)  # test samples used (0: all)
     at_s: tuple[float, ...] = ()  # later looks, seconds after programming (the first look is at once)
-    maintain: bool = True  # at each later look, re-fit the tiles' output scales first (re-compensation)
+    maintain: bool = True  # before each later look: the [maintain] table's refreshes, then the output scales re-fitted
     seed: int = Field(3, ge=0)
 
 

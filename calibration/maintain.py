@@ -137,6 +137,23 @@ def refresh(board: Board, readout: Readout, verify: WriteVerify, intended_us: np
     return Refresh(conductance_us, factor, drifted, aims)
 
 
+def refresh_tick(board: Board, readout: Readout, verify: WriteVerify, aims_us: np.ndarray, usable: np.ndarray,
+                 params: MaintainParams, t_s: float, window_us: tuple[float, float], state: dict[str, np.ndarray]
+                 ) -> tuple[Refresh, float | None]:
+    """One tick's refresh, carrying what the next tick needs in ``state`` (``stable``: the
+    cells never refreshed; ``read``/``read_t_s``: the last averaged read; ``nu``: the last
+    ν̂). Returns the refresh and the ν̂ measured since the previous tick (None on the first)."""
+    now = averaged_read(board, readout, params.reads)
+    measured = (drift_exponent(state["read"], now, state["stable"], float(state["read_t_s"]), t_s, params.t0_s)
+                if "read" in state else None)
+    nu = measured if measured is not None else float(state.get("nu", params.nu_prior))
+    fresh = refresh(board, readout, verify, aims_us, state["stable"], usable, params, t_s, nu, window_us, now)
+    state.update(read=now, read_t_s=np.array(t_s), stable=state["stable"] & ~fresh.drifted)
+    if measured is not None:
+        state["nu"] = np.array(measured)
+    return fresh, measured
+
+
 def averaged_read(board: Board, readout: Readout, reads: int) -> np.ndarray:
     board.averaging = 256
     return np.mean([readout.conductance_us(board.read_array()) for _ in range(reads)], axis=0)

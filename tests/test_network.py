@@ -409,3 +409,35 @@ def test_looks_wait_each_chip_to_its_due_time_and_a_bench_sleeps_no_more_than_ne
     assert wall["t"] == pytest.approx(150.0) and slept == pytest.approx([100.0, 50.0])
     validation._wait_until([bench(), bench()], [120.0, 140.0])  # both already past: nothing more
     assert wall["t"] == pytest.approx(150.0)
+
+
+def test_the_maintenance_loop_refreshes_between_looks_and_a_look_comes_before_its_ticks_refresh(tmp_path):
+    """With ``maintain``, the [maintain] table's ticks run every hour between looks (a look at
+    3 h follows the ticks at 1 h and 2 h; the 3 h tick's refresh would come after it); with a
+    tight tolerance on drifting PCM they re-program cells. ``refresh = false`` keeps the scale
+    re-fit alone."""
+    random_network(4).save(tmp_path / "m.npz")
+    x = np.random.default_rng(0).uniform(0, 1, (40, 20))
+    np.savez(tmp_path / "d.npz", x=x, y=random_network(4).forward(x).argmax(axis=1))
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.p]\ntwin = { preset = "pcm", seed = 1, size = "32x32" }\n')
+    base = (tmp_path / "protocol.toml")
+    text = open("protocols/validate.toml").read()
+
+    def validated(refresh: str) -> dict:
+        base.write_text(text.replace("refresh_tolerance_us = 2.5", "refresh_tolerance_us = 0.3")
+                        .replace("refresh = true ", f"refresh = {refresh} "))
+        result = runner.invoke(app, ["validate", "p", "--config", str(config), "--data", str(tmp_path / "data"),
+                                     "--model", str(tmp_path / "m.npz"), "--dataset", str(tmp_path / "d.npz"),
+                                     "--protocol", str(base), "--at", "3h", "--json", "-q"])
+        assert result.exit_code in (0, 1), result.output
+        return json.loads(result.stdout)["steps"]["network"]
+
+    kept = validated("true")
+    assert kept["maintenance"]["ticks"] == 2 and kept["maintenance"]["refreshed_cells"] > 0
+    assert kept["looks"][1]["refreshed_cells"] == kept["maintenance"]["refreshed_cells"]
+    assert kept["looks"][0]["refreshed_cells"] == 0 and kept["looks"][1]["t_s"] == pytest.approx(3 * 3600, abs=60)
+    assert kept["maintenance"]["nu_median"] > 0  # measured between the two ticks on the cells left alone
+    alone = validated("false")
+    assert alone["maintenance"] is None and alone["looks"][1]["refreshed_cells"] is None
+    assert alone["looks"][1]["maintained"]

@@ -270,7 +270,8 @@ def validate(
         Optional[str], typer.Option("--at", metavar="TIME[,TIME...]", help="Later looks after programming: 1h,24h.")
     ] = None,
     maintain: Annotated[
-        bool, typer.Option("--maintain/--no-maintain", help="Re-fit the tiles' output scales before each later look.")
+        bool, typer.Option("--maintain/--no-maintain", help="Before each later look: the protocol's [maintain] refreshes, then the "
+                                                   "tiles' output scales re-fitted.")
     ] = True,
     samples: Annotated[Optional[int], typer.Option("--samples", metavar="N", help="Use the first N test samples.")
                        ] = None,

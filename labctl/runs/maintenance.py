@@ -36,7 +36,7 @@ def run_maintenance(ctx: StepContext) -> dict[str, Any]:
     """The maintenance loop (``labctl_calibration.maintain``): a look and a refresh every
     ``every_s``, each tick journalled once its measurements are stored, so a resumed run
     goes on from the next tick on the same timeline."""
-    from labctl_calibration.maintain import averaged_read, drift_exponent, look, refresh
+    from labctl_calibration.maintain import look, refresh_tick
 
     params, board = ctx.protocol.maintain, ctx.rig.board
     wv = ctx.write_verify
@@ -66,17 +66,10 @@ def run_maintenance(ctx: StepContext) -> dict[str, Any]:
             seen = look(board, ctx.readout, ctx.targets, params, rng, first, previous)
             nu, refreshed = float("nan"), 0
             if params.refresh and k < params.ticks:  # after the last look there is nothing left to keep
-                now = averaged_read(board, ctx.readout, params.reads)
-                measured = (drift_exponent(state["read"], now, state["stable"], float(state["read_t_s"]), t_s,
-                                           params.t0_s) if "read" in state else None)
+                fresh, measured = refresh_tick(board, ctx.readout, verify, aims, usable, params, t_s,
+                                               ctx.rig.spec.window_us, state)
                 nu = measured if measured is not None else float("nan")
-                fresh = refresh(board, ctx.readout, verify, aims, state["stable"], usable, params, t_s,
-                                measured if measured is not None else float(state.get("nu", params.nu_prior)),
-                                ctx.rig.spec.window_us, now)
                 refreshed = int(fresh.drifted.sum())
-                state.update(read=now, read_t_s=np.array(t_s), stable=state["stable"] & ~fresh.drifted)
-                if measured is not None:
-                    state["nu"] = np.array(measured)
             board_s = board.clock_s() - started
             ctx.run.table("maintain").append({
                 "tick": np.array([k], dtype=np.int32), "t_s": np.array([t_s]), "l2_mean": np.array([seen.l2_mean]),

@@ -98,8 +98,11 @@ def _validate(ctx: StepContext, network, slots: list, chips: list[dict[str, Any]
     weight_step_us = sigma / np.sqrt(min(t.copies for t in tiles))
     step = weight_step_us / (params.high_us - params.low_us)
     quantised_pred = network.forward(x, quantised_matmul(network, step, 1 / 2 ** (board.adc().bits - 1))).argmax(axis=1)
+    keeper = (_Keeper(ctx, slots, chips, tiles, programmed)
+              if params.at_s and params.maintain and ctx.protocol.maintain.refresh else None)
     looks = []
     for k, at in enumerate((0.0, *params.at_s)):
+        refreshed = keeper.until(at, rigs, programmed_s) if keeper is not None else None
         _wait_until(rigs, [p + at for p in programmed_s])
         if k and params.maintain:
             chip.calibrate(signed)  # re-compensation: each tile's output scale fitted again
@@ -114,7 +117,7 @@ def _validate(ctx: StepContext, network, slots: list, chips: list[dict[str, Any]
             "maintained": np.full(n, bool(k and params.maintain))})
         low, high = wilson_interval(int(correct.sum()), n)
         looks.append({"t_s": t_s, "accuracy": float(correct.mean()), "ci95": [low, high],
-                      "maintained": bool(k and params.maintain),
+                      "maintained": bool(k and params.maintain), "refreshed_cells": refreshed,
                       "tiles": [_tile_figures(tile, chip.calibration[i], slots) for i, tile in enumerate(tiles)]
                       if k else None})
         if ctx.recorder.progress:
@@ -129,6 +132,7 @@ def _validate(ctx: StepContext, network, slots: list, chips: list[dict[str, Any]
             "quantised_accuracy": quant_acc, "quantised_weight_step_us": weight_step_us,
             "programming_sigma_us": sigma, "looks": looks,
             "stuck_cells": int(sum(r.stuck.sum() for r in programmed.values())),
+            "maintenance": keeper.summary() if keeper is not None else None,
             "chip_accuracy": looks[0]["accuracy"], "chip_vs_float_points": 100 * (looks[0]["accuracy"] - float_acc)}
 
 
@@ -202,6 +206,59 @@ def _further_readout(ctx: StepContext, rig, first_array: int):
     calibration = calibrate_readout(rig.board, rig.smu, params, ctx.protocol.write_verify, ctx.recorder)
     ctx.recorder.array = 0
     return calibration.readout(adc.lsb_ua, params.read_voltage), f"calibrated in run {ctx.run.id}"
+
+
+class _Keeper:
+    """The maintenance loop (``[maintain]``, as ``labctl maintain`` runs it) on every array the
+    tiles use: every ``every_s`` after programming, an averaged read and a refresh of the
+    used cells that left their column's drift. A look due at a tick is taken before that
+    tick's refresh, so it sees the network as the loop left it a whole interval before."""
+
+    def __init__(self, ctx: StepContext, slots: list, chips: list[dict[str, Any]], tiles, programmed: dict) -> None:
+        from labctl_calibration.write_verify import WriteVerify
+
+        self.ctx, self.slots, self.params = ctx, slots, ctx.protocol.maintain
+        self.windows = {c["chip"]: tuple(c["window_us"]) for c in chips}
+        self.arrays = {}
+        rows, cols = programmed[next(iter(programmed))].targets_us.shape
+        for array, result in programmed.items():
+            used = np.zeros((rows, cols), dtype=bool)
+            for t in tiles:
+                if t.array == array:
+                    used[t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = True
+            usable = used & ~result.stuck & ~result.unreachable
+            verify = WriteVerify(slots[array].board, slots[array].readout, ctx.protocol.write_verify, ctx.recorder)
+            self.arrays[array] = (result.targets_us, usable, verify, {"stable": usable.copy()})
+        self.tick, self.refreshed, self.nu = 0, 0, []
+
+    def until(self, at_s: float, rigs, programmed_s: list[float]) -> int:
+        """The ticks due before ``at_s`` (after programming); the cells they re-programmed."""
+        from labctl_calibration.maintain import refresh_tick
+
+        refreshed = 0
+        while (self.tick + 1) * self.params.every_s < at_s:
+            self.tick += 1
+            due = self.tick * self.params.every_s
+            _wait_until(rigs, [p + due for p in programmed_s])
+            for array, (aims, usable, verify, state) in self.arrays.items():
+                slot = self.slots[array]
+                slot.board.array = slot.array
+                self.ctx.recorder.array = array
+                rig = next(r for r in rigs if r.board is slot.board)
+                t_s = slot.board.clock_s() - programmed_s[rigs.index(rig)]
+                fresh, nu = refresh_tick(slot.board, slot.readout, verify, aims, usable, self.params, t_s,
+                                         self.windows[slot.chip], state)
+                refreshed += int(fresh.drifted.sum())
+                if nu is not None:
+                    self.nu.append(nu)
+            self.ctx.recorder.array = 0
+        self.refreshed += refreshed
+        return refreshed
+
+    def summary(self) -> dict[str, Any]:
+        return {"every_s": self.params.every_s, "ticks": self.tick, "refreshed_cells": self.refreshed,
+                "refresh_tolerance_us": self.params.refresh_tolerance_us,
+                "nu_median": float(np.median(self.nu)) if self.nu else None}
 
 
 def _wait_until(rigs, due_s: list[float]) -> None:
