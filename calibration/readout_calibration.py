@@ -1,25 +1,30 @@
 """Read-out calibration: each column's ADC gain and offset, against the SMU as the reference.
 
-A few reference rows are programmed to levels spread over the window (roughly: any
-spread will do, the SMU says exactly where each cell ended up). For each reference
-row, the SMU measures every cell of the row in turn through the probe port at the
-read voltage, and between two probes the board reads the row a few times; each
-cell's board code is the mean of the reads just before and just after its probe.
-A cell's 1/f noise has memory: its slow part is the same for the SMU and the board
-only if they look within milliseconds of each other, so the pairing is per cell,
-not per row (a row's probes take seconds, over which the cell has moved). What
-remains differs between the two looks and is the fit's noise; the uncertainty of
-each column's gain and offset is reported from it. Per column, ``code = a · G + b``
-is fitted by least squares with one pass of outlier rejection (median absolute
-deviation); ``gain = a · LSB / V`` and ``offset = b``, each then pulled toward the
-columns' common value by as much as its own fit is uncertain (``shrink_to_pool``).
-On a PCM chip with aihwkit's 1/f noise one column's fit through 16 cells is uncertain
-by about 1 % in gain, more than ADC trims differ; pooling keeps the calibration from
-being worse than none and still measures the common gain and offset precisely.
+Reference rows are programmed to a low and a high level (roughly: the SMU says exactly
+where each cell ended up). For each reference row, the SMU measures every cell of the
+row in turn through the probe port at the read voltage, and between two probes the
+board reads the row a few times; each cell's board code is the mean of the reads just
+before and just after its probe. A cell's 1/f noise has memory: its slow part is the
+same for the SMU and the board only if they look within milliseconds of each other, so
+the pairing is per cell, not per row. What remains differs between the two looks and is
+a point's noise; it grows with the conductance (σ ∝ G^0.35 on PCM), so quiet low cells
+fix the offset and high cells, whose signal outgrows their noise, the gain: levels in
+between inform neither. Because the mismatch of the two looks, not the SMU's own noise,
+limits a point, a short SMU integration (0.05 PLC) buys many more points per second.
+
+Per column, ``code = a · G + b`` is fitted by least squares weighted by each row's noise
+(measured across the columns, ``fit_columns_weighted``); ``gain = a · LSB / V`` and
+``offset = b``. On a PCM chip one column's own fit is still uncertain by about as much as
+ADC trims differ, so each estimate is pulled toward the columns' common value by what
+two halves of the reference rows agree on (``shrink_split_half``): the columns' real
+spread is the halves' covariance, the estimate's noise their difference. That keeps the
+calibration from being worse than none and still measures the common gain and offset
+precisely; on quieter RRAM cells most of each column's own estimate is kept.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -36,15 +41,23 @@ from labctl_drivers.smu import Keithley2450
 class ReadoutCalibrationParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    # one reference row per level (spread over the rows; a smaller array keeps the lowest and the
+    # highest): low rows fix the offset, where the cells are quiet, high rows the gain, where the
+    # signal outgrows their 1/f noise (σ ∝ G^0.35 on PCM); a few levels in between cost nothing
+    # and give the read-noise step cells across the window
     levels_us: tuple[Annotated[float, Field(ge=0, le=1000)], ...] = Field(
-        tuple(np.round(np.linspace(0.5, 22.0, 16), 2)), min_length=2, max_length=4096)  # a line needs two
+        (0.5,) * 4 + (5.0, 9.0, 13.0, 17.0) + (21.5,) * 8, min_length=2, max_length=4096)  # a line needs two
     reference_tolerance_us: float = Field(1.0, gt=0)
     read_voltage: float = Field(0.2, gt=0, le=0.3)
     averaging: int = Field(256, ge=1, le=256)
     repeats: int = Field(2, ge=1, le=1024)  # averaged row reads between two probes (before one, after the last)
-    nplc: float = Field(1.0, ge=0.01, le=10)
+    # the SMU's integration: the cell's 1/f noise between the SMU's look and the board's, not the
+    # SMU's own noise, is what limits a point, so a short integration buys many more points
+    nplc: float = Field(0.05, ge=0.01, le=10)
     current_limit_a: float = Field(1e-4, gt=0)
     outlier_mads: float = Field(5.0, gt=0)
+    weighted: bool = True  # each reference row weighted by its level's noise, measured across the columns
+    split_half: bool = True  # pooled by what two halves of the rows agree on (else by each fit's own errors)
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,9 @@ class ReadoutCalibration:
     reference_rows: np.ndarray
     reference_us: np.ndarray  # (levels, cols): the SMU's conductance of each reference cell
     codes: np.ndarray  # (levels, cols): the board's mean code of the same cell
+    # how much of each column's own gain and offset estimate was kept (the rest pooled), as two
+    # halves of the reference rows agree; None when pooled by each fit's own standard errors
+    split_half_shares: tuple[float, float] | None = None
 
     def readout(self, lsb_ua: float, read_voltage: float) -> Readout:
         return Readout(lsb_ua, read_voltage, gain=self.gain, offset=self.offset_lsb, calibrated=True)
@@ -86,6 +102,56 @@ def fit_columns(conductance_us: np.ndarray, codes: np.ndarray, outlier_mads: flo
     return np.array(slopes), np.array(intercepts), np.array(rms), np.array(slope_error), np.array(intercept_error)
 
 
+def fit_columns_weighted(conductance_us: np.ndarray, codes: np.ndarray, outlier_sigmas: float
+                         ) -> tuple[np.ndarray, ...]:
+    """Per-column ``codes = a·G + b`` weighted by each reference row's noise, with the noise
+    measured across the columns rather than guessed per column.
+
+    A cell's 1/f noise grows with its conductance (on PCM, σ ∝ G^0.35), so a high level
+    says much about the gain and little about the offset, and a low level the reverse;
+    equal weights let the noisy high rows swamp the offset. Every cell of a reference row
+    sits near one level, so the row's residual variance, pooled over all columns (robustly:
+    from the median squared residual), is that level's noise; with two points per column a
+    column's own residuals say nothing about it. Points beyond ``outlier_sigmas`` of their
+    row's noise are dropped and the fit repeated. Standard errors follow from the pooled
+    noise, so they are as trustworthy with four reference rows as with sixteen."""
+    x, y = np.asarray(conductance_us, dtype=float), np.asarray(codes, dtype=float)
+    finite = np.isfinite(x) & np.isfinite(y)
+    x, y = np.where(finite, x, 0.0), np.where(finite, y, 0.0)
+    points = float(np.mean(finite.sum(axis=0)))
+    dof = max(points - 2.0, 1.0)
+    weights = finite.astype(float)  # equal weights first: the noise is not known yet
+    # a column or row without enough points gives nan, not a warning
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean and nanmedian of an all-nan row
+        for rounds in range(3):
+            a, b, det, sw, swxx = _weighted_line(x, y, weights)
+            if rounds == 2:
+                break
+            residual = np.where(finite, y - (a * x + b), np.nan)
+            if rounds == 0:  # robust first: the median squared residual (χ²₁'s median is 0.455 σ²)
+                variance = np.nanmedian(np.where(np.isfinite(residual), residual, np.nan) ** 2, axis=1) / 0.4549
+            else:  # then the mean over the points kept: 1/f noise has heavier tails than a Gaussian
+                variance = np.nanmean(np.where(weights > 0, residual, np.nan) ** 2, axis=1)
+            variance = np.maximum(np.nan_to_num(variance * points / dof, nan=1e-6), 1e-6)
+            kept = finite & (np.abs(np.nan_to_num(residual)) <= outlier_sigmas * np.sqrt(variance)[:, None])
+            weights = np.where(kept, 1.0 / variance[:, None], 0.0)
+        residual = np.where(weights > 0, y - (a * x + b), np.nan)
+        rms = np.sqrt(np.nanmean(residual**2, axis=0)) if residual.size else np.full(x.shape[1], np.nan)
+        se_a, se_b = np.sqrt(sw / det), np.sqrt(swxx / det)
+        return a, b, rms, se_a / np.abs(a), se_b
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-column weighted least squares line ``y = a·x + b``, in closed form (nan where the
+    points do not fix a line); also the determinant and sums the standard errors need."""
+    sw, swx, swy = w.sum(axis=0), (w * x).sum(axis=0), (w * y).sum(axis=0)
+    swxx, swxy = (w * x * x).sum(axis=0), (w * x * y).sum(axis=0)
+    det = sw * swxx - swx**2
+    det = np.where(det > 1e-12 * np.maximum(sw * swxx, 1e-300), det, np.nan)
+    return (sw * swxy - swx * swy) / det, (swxx * swy - swx * swxy) / det, det, sw, swxx
+
+
 def _standard_errors(x: np.ndarray, residual: np.ndarray) -> tuple[float, float]:
     """Ordinary least squares standard errors of slope and intercept (nan with under three points)."""
     n = x.size
@@ -105,7 +171,7 @@ def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibratio
     adc = board.adc()
     levels = np.array(params.levels_us)
     rows = np.unique(np.linspace(0, geometry.rows - 1, len(levels)).round().astype(int))
-    levels = levels[: len(rows)]
+    levels = levels[np.linspace(0, len(levels) - 1, len(rows)).round().astype(int)]  # the lowest and the highest kept
 
     targets = np.zeros(geometry.shape)
     include = np.zeros(geometry.shape, dtype=bool)
@@ -132,14 +198,23 @@ def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibratio
         again = _row_pass(board, smu, int(rows[repeat]), params)
     finally:
         _leave_probe_safe(board, smu)
-    slope, intercept, rms, gain_error, offset_error = fit_columns(reference, codes, params.outlier_mads)
+    fit = fit_columns_weighted if params.weighted else fit_columns
+    slope, intercept, rms, gain_error, offset_error = fit(reference, codes, params.outlier_mads)
+    halves = [np.arange(len(rows))[h::2] for h in (0, 1)]
     first = codes[repeat] - (slope * reference[repeat] + intercept)
     second = again[1] - (slope * again[0] + intercept)
     floor = float(np.std(first - second) / np.sqrt(2))
-    slope = shrink_to_pool(slope, gain_error * np.abs(slope))
-    intercept = shrink_to_pool(intercept, offset_error)
+    shares: tuple[float, float] | None = None
+    if params.split_half and all(len(set(levels[h])) >= 2 for h in halves):
+        first_half, second_half = (fit(reference[h], codes[h], params.outlier_mads) for h in halves)
+        slope, gain_share = shrink_split_half(slope, first_half[0], second_half[0])
+        intercept, offset_share = shrink_split_half(intercept, first_half[1], second_half[1])
+        shares = (gain_share, offset_share)
+    else:
+        slope = shrink_to_pool(slope, gain_error * np.abs(slope))
+        intercept = shrink_to_pool(intercept, offset_error)
     gain = slope * adc.lsb_ua / params.read_voltage
-    return ReadoutCalibration(gain, intercept, rms, gain_error, offset_error, floor, rows, reference, codes)
+    return ReadoutCalibration(gain, intercept, rms, gain_error, offset_error, floor, rows, reference, codes, shares)
 
 
 def shrink_to_pool(estimates: np.ndarray, errors: np.ndarray) -> np.ndarray:
@@ -156,6 +231,23 @@ def shrink_to_pool(estimates: np.ndarray, errors: np.ndarray) -> np.ndarray:
     between = max(float(np.var(estimates[finite]) - np.mean(errors[finite] ** 2)), 0.0)
     share = np.where(finite, between / (between + np.where(finite, errors, 1.0) ** 2), 0.0)
     return pool + share * (np.where(finite, estimates, pool) - pool)
+
+
+def shrink_split_half(estimates: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, float]:
+    """``estimates`` pulled toward their mean by what two independent halves of the data say
+    about them: across columns, the halves' covariance is the spread the columns really
+    have (noise is independent between halves), and a quarter of the variance of their
+    difference is the noise of the estimate from both. Unlike a fit's own standard errors,
+    this needs no noise model, and a column's consistent quirk (its ADC's non-linearity at
+    the reference levels) counts as real, as it is for every read that column makes."""
+    ok = np.isfinite(estimates) & np.isfinite(first) & np.isfinite(second)
+    if ok.sum() < 3:
+        return estimates, 1.0
+    spread = max(float(np.cov(first[ok], second[ok])[0, 1]), 0.0)
+    noise = float(np.var(first[ok] - second[ok])) / 4
+    share = spread / (spread + noise) if spread + noise > 0 else 0.0
+    pool = float(np.mean(estimates[ok]))
+    return np.where(ok, pool + share * (estimates - pool), pool), share
 
 
 def _row_pass(board: Board, smu: Keithley2450, row: int, params: ReadoutCalibrationParams

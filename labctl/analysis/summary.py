@@ -39,12 +39,15 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
             return f"skipped: {figures['skipped']}"
         if "gain_min" not in figures:
             return f"from the {figures['source']}"
-        return (f"{figures['reference_levels']} levels per column against the SMU; gain "
+        shares = figures.get("split_half_shares")
+        return (f"{figures['reference_levels']} cells per column against the SMU; gain "
                 f"{figures['gain_min']:.4f}..{figures['gain_max']:.4f}, offset {figures['offset_min_lsb']:.2f}.."
                 f"{figures['offset_max_lsb']:.2f} LSB, fit residual {figures['residual_rms_lsb']:.2f} LSB RMS"
                 + (f" beside a noise floor of {figures['noise_floor_lsb']:.2f} (two looks at one cell)"
                    if "noise_floor_lsb" in figures else "")
-                + (f"; one column's own fit ±{100 * figures['gain_uncertainty_max']:.2f} % gain at worst, pooled"
+                + (f"; each column keeps {100 * shares[0]:.0f} % of its own gain estimate and {100 * shares[1]:.0f} % "
+                   "of its offset, the rest pooled (as two halves of the rows agree)" if shares is not None
+                   else f"; one column's own fit ±{100 * figures['gain_uncertainty_max']:.2f} % gain at worst, pooled"
                    if figures.get("gain_uncertainty_max") is not None else ""))
     if step == "read_noise":
         return (f"{figures['reads']} reads: median σ {figures['median_sigma_us']:.3f} µS per read; per column "

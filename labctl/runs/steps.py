@@ -206,7 +206,9 @@ def _readout(ctx: StepContext) -> dict[str, Any]:
     _store_readout(ctx, calibration.gain, calibration.offset_lsb, calibration.residual_rms_lsb, ctx.run.id)
     return {
         "source": ctx.readout_source,
-        "reference_levels": len(calibration.reference_rows),
+        "reference_levels": len(calibration.reference_rows),  # reference cells per column (one row each)
+        "levels_us": sorted({float(v) for v in np.round(np.median(calibration.reference_us, axis=1), 1)}),
+        "split_half_shares": None if calibration.split_half_shares is None else list(calibration.split_half_shares),
         "gain_min": float(calibration.gain.min()), "gain_max": float(calibration.gain.max()),
         "offset_min_lsb": float(calibration.offset_lsb.min()), "offset_max_lsb": float(calibration.offset_lsb.max()),
         "residual_rms_lsb": float(calibration.residual_rms_lsb.mean()),
