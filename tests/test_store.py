@@ -101,6 +101,30 @@ def test_unwritable_root_is_a_usage_error(tmp_path):
         RunStore(blocker / "data").check_writable()
 
 
+def test_a_failed_background_write_is_raised_by_flush_and_nothing_is_claimed(tmp_path, monkeypatch):
+    """Full parts are written on a background thread; a write that fails there (a full disk)
+    must reach the caller at ``flush``, before any journal or manifest records the rows."""
+    writer = TableWriter(tmp_path / "t", SCHEMAS["cells"], rows_per_part=10)
+
+    def full_disk(path, table, **options):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer.fs, "write_table_atomic", full_disk)
+    writer.append(cells_rows(12))  # a full part: handed to the writing thread
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert writer.rows_written == 0 and not list((tmp_path / "t").glob("part-*"))
+
+
+def test_parts_written_in_the_background_are_all_on_disk_after_flush(tmp_path):
+    writer = TableWriter(tmp_path / "t", SCHEMAS["cells"], rows_per_part=1000)
+    for k in range(20):
+        writer.append(cells_rows(1000, offset=0))
+    writer.flush()
+    assert writer.parts_written == 20 and writer.rows_written == 20_000
+    assert pq.read_table(tmp_path / "t").num_rows == 20_000
+
+
 def test_a_killed_writer_leaves_no_partial_part_and_loses_no_flushed_one(tmp_path):
     import signal
     import subprocess
