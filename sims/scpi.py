@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ERROR_QUEUE_DEPTH = 32
+LOOKUP_CACHE = 4096  # distinct headers remembered once matched
 
 
 class ScpiError(Exception):
@@ -73,11 +74,25 @@ def _mnemonic_forms(keyword: str) -> tuple[str, str]:
 
 
 def _expand_optional(pattern: str) -> list[list[str]]:
-    """``SYSTem:ERRor[:NEXT]`` → [[SYSTem, ERRor], [SYSTem, ERRor, NEXT]]."""
-    required = re.sub(r"\[[^\]]*\]", "", pattern)
-    full = pattern.replace("[", "").replace("]", "")
-    variants = [required.split(":"), full.split(":")]
-    return [v for i, v in enumerate(variants) if v not in variants[:i]]
+    """Every header a pattern admits: each ``[...]`` node may be given or left out on its own,
+    as SCPI defines optional nodes. ``SOURce:VOLTage[:LEVel][:IMMediate]`` admits
+    ``SOUR:VOLT``, ``SOUR:VOLT:LEV``, ``SOUR:VOLT:IMM`` and ``SOUR:VOLT:LEV:IMM``."""
+    variants: list[list[str]] = [[]]
+    for group in re.finditer(r"\[([^\]]*)\]|([^:\[\]]+)", pattern):
+        if group.group(1) is not None:
+            nodes = [n for n in group.group(1).split(":") if n]
+            variants = [v + nodes for v in variants] + variants
+        else:
+            variants = [v + [group.group(2)] for v in variants]
+    return [v for i, v in enumerate(variants) if v and v not in variants[:i]]
+
+
+def _node_matches(token: str, forms: tuple[str, str]) -> bool:
+    """A header node against a keyword's short and long form; a numeric suffix of 1 is the
+    same node without one (``SOUR1`` is ``SOUR``), as SCPI's suffix rule says."""
+    if token in forms:
+        return True
+    return token.endswith("1") and not forms[0][-1:].isdigit() and token[:-1] in forms
 
 
 MAX_TEXT_BYTES = 65536
@@ -274,6 +289,7 @@ class ScpiDevice:
     def __init__(self) -> None:
         self.errors = ErrorQueue()
         self._keywords: list[tuple[list[tuple[str, str]], bool, Handler]] = []
+        self._found: dict[tuple[tuple[str, ...], bool], Handler] = {}  # headers as sent, once matched
         self.command("*CLS", lambda p: self._no_params(p) or self.errors.clear())
         self.command("*OPC?", lambda p: self._no_params(p) or "1")
         self.command("SYSTem:ERRor[:NEXT]?", self._error_query)
@@ -283,15 +299,23 @@ class ScpiDevice:
     def command(self, pattern: str, handler: Handler) -> None:
         """Register a header such as ``READ:VOLTage?`` (the ``?`` makes it a query)."""
         is_query = pattern.endswith("?")
+        self._found.clear()  # a later registration may answer a header differently
         for keywords in _expand_optional(pattern.rstrip("?")):
             forms = [_mnemonic_forms(k) for k in keywords]
             self._keywords.append((forms, is_query, handler))
 
     def _lookup(self, tokens: list[str], is_query: bool) -> Handler | None:
+        key = (tuple(tokens), is_query)
+        cached = self._found.get(key)
+        if cached is not None:
+            return cached
         for forms, query, handler in self._keywords:
             if query != is_query or len(forms) != len(tokens):
                 continue
-            if all(t in form for t, form in zip(tokens, forms)):
+            if all(_node_matches(t, form) for t, form in zip(tokens, forms)):
+                if len(self._found) >= LOOKUP_CACHE:  # headers a client made up must not grow it for ever
+                    self._found.clear()
+                self._found[key] = handler
                 return handler
         return None
 
