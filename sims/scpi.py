@@ -286,13 +286,19 @@ class ScpiDevice:
     """The largest block any command of this device takes; a longer one is refused from
     its header, before its bytes are buffered."""
 
+    reply_terminator = b"\n"
+    has_error_queue = True  # SCPI's SYSTem:ERRor?; an instrument without one reports through *ESR? alone
+
     def __init__(self) -> None:
         self.errors = ErrorQueue()
+        self.event_status = 0  # IEEE 488.2 standard event status register (*ESR?)
         self._keywords: list[tuple[list[tuple[str, str]], bool, Handler]] = []
         self._found: dict[tuple[tuple[str, ...], bool], Handler] = {}  # headers as sent, once matched
-        self.command("*CLS", lambda p: self._no_params(p) or self.errors.clear())
+        self.command("*CLS", lambda p: self._no_params(p) or self._clear_status())
         self.command("*OPC?", lambda p: self._no_params(p) or "1")
-        self.command("SYSTem:ERRor[:NEXT]?", self._error_query)
+        self.command("*ESR?", lambda p: self._no_params(p) or self._read_event_status())
+        if self.has_error_queue:
+            self.command("SYSTem:ERRor[:NEXT]?", self._error_query)
 
     # ---- command table -------------------------------------------------------------
 
@@ -350,14 +356,28 @@ class ScpiDevice:
             try:
                 reply, path = self._execute(command, path)
             except ScpiError as err:
-                self.errors.push(err.code, err.message)
+                self._fail(err.code, err.message)
                 continue
             except Exception as err:  # noqa: BLE001 - a firmware bug must cost one command, never the device
-                self.errors.push(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
+                self._fail(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
                 continue
             if reply is not None:
                 replies.append(encode_block(reply) if isinstance(reply, bytes) else reply.encode())
-        return b";".join(replies) + b"\n" if replies else b""
+        return b";".join(replies) + self.reply_terminator if replies else b""
+
+    def _fail(self, code: int, message: str) -> None:
+        """On the error queue, and the event status bit of its class: -1xx command, -2xx
+        execution, -3xx device-specific, -4xx query error."""
+        self.errors.push(code, message)
+        self.event_status |= {1: 32, 2: 16, 3: 8, 4: 4}.get(-code // 100, 0)
+
+    def _clear_status(self) -> None:
+        self.errors.clear()
+        self.event_status = 0
+
+    def _read_event_status(self) -> str:
+        value, self.event_status = self.event_status, 0
+        return str(value)
 
     def _execute(self, command: bytes, path: list[str]) -> tuple[Reply, list[str]]:
         head, _, rest = command.partition(b" ")

@@ -101,3 +101,58 @@ def test_optional_nodes_are_optional_one_by_one():
     assert replies[1:3] == [b"0.1\n", b"0.1\n"]
     assert replies[3] == b"" and rig.smu.errors.pop()[0] == -113  # the nodes' order is not optional
     assert np.isclose(rig.smu.voltage, 0.1)
+
+
+def test_qcodes_lakeshore335_snapshots_every_parameter_and_sets_the_chips_temperature(served, caplog):
+    lakeshore = pytest.importorskip("qcodes.instrument_drivers.Lakeshore")
+    rig, server, _ = served
+    tc = lakeshore.LakeshoreModel335("twin_335", server.visa_resource("temperature"), visalib="@py",
+                                     terminator="\r\n", timeout=2)
+    try:
+        with caplog.at_level(logging.WARNING):
+            snapshot = tc.snapshot(update=True)
+        assert [r.getMessage() for r in caplog.records if "Could not update" in r.getMessage()] == []
+        assert tc.A.sensor_type() == "platinum_rtd" and tc.output_1.mode() == "closed_loop"
+        assert tc.A.sensor_raw() == pytest.approx(100 * (1 + 3.9083e-3 * 26.85 - 5.775e-7 * 26.85**2), abs=0.1)
+        assert len(snapshot["submodules"]) >= 4
+        tc.output_1.output_range("low")
+        tc.output_1.setpoint(310.0)
+        assert tc.ask("*OPC?") == "1"  # the writes are taken before the twin's clock moves
+        rig.chip.advance(600.0)  # the twin's clock: ten thermal time constants
+        assert tc.A.temperature() == pytest.approx(310.0, abs=0.5)
+        assert 0 < tc.output_1.output() <= 100  # heating, within the low range's power
+        tc.output_1.mode("off")  # no closed loop: the heater stops, the chip cools to ambient
+        assert tc.ask("*OPC?") == "1"
+        rig.chip.advance(600.0)
+        assert tc.A.temperature() == pytest.approx(rig.chip.thermal.ambient_k, abs=0.5)
+        assert tc.ask("*ESR?") == "0"  # nothing it sent was refused
+    finally:
+        tc.close()
+
+
+def test_pymeasures_lakeshore_reads_the_chip_and_sets_its_loop(served):
+    lakeshore3xx = pytest.importorskip("pymeasure.instruments.lakeshore.lakeshore3xx")
+    rig, server, _ = served
+    tc = lakeshore3xx.LakeShore3xx(server.visa_resource("temperature"), visa_library="@py",
+                                   read_termination="\r\n", write_termination="\r\n", timeout=2000)
+    try:
+        assert "MODEL335" in tc.id
+        assert tc.input_A.kelvin == pytest.approx(rig.chip.sensor_temperature(), abs=0.1)
+        assert tc.input_A.celsius == pytest.approx(tc.input_A.kelvin - 273.15, abs=0.1)
+        tc.output_1.heater_range = "medium"
+        tc.output_1.setpoint = 320.0
+        assert tc.ask("*OPC?").strip() == "1"  # the writes are taken before the twin's clock moves
+        rig.chip.advance(600.0)
+        assert tc.output_1.heater_range == "medium" and tc.output_1.setpoint == pytest.approx(320.0)
+        assert tc.input_A.kelvin == pytest.approx(320.0, abs=0.5) and 0 < tc.output_1.output <= 100
+        assert tc.ask("*ESR?").strip() == "0"
+    finally:
+        tc.adapter.close()
+
+
+def test_a_refused_lake_shore_command_sets_an_event_status_bit_and_has_no_error_queue():
+    rig = TwinRig.build("pcm", rows=4, cols=4, seed=0)
+    assert rig.temperature.feed(b"KRDG? A\r\n").endswith(b"\r\n")  # a 335's terminator
+    assert rig.temperature.feed(b"SETP 1,900\r\n") == b""  # out of range: refused, nothing changed
+    assert rig.temperature.feed(b"*ESR?\r\n") == b"16\r\n"  # execution error
+    assert rig.temperature.feed(b"SYST:ERR?\r\n") == b"" and rig.temperature.feed(b"*ESR?\r\n") == b"32\r\n"
