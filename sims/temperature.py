@@ -179,13 +179,8 @@ class TemperatureTwin(ScpiDevice):
         return loop
 
     def _reading(self, params: list[Param]) -> str:
-        expect_count(params, 1)
-        channel = as_text(params[0]).upper()
-        if channel == "A":
-            return f"{self.chip.sensor_temperature():+.3f}"
-        if channel == "B":
-            return f"{self.chip.thermal.ambient_k:+.3f}"
-        raise ScpiError(-224, f"Illegal parameter value; input {channel!r} is not A or B")
+        kelvin = self.chip.sensor_temperature() if self._input(params) == "A" else self.chip.thermal.ambient_k
+        return f"{kelvin:+.3f}"
 
     def _set_point(self, params: list[Param]) -> None:
         expect_count(params, 2)
