@@ -95,6 +95,23 @@ class TwinRig:
     temperature: TemperatureTwin
     faults: FaultInjector = field(default_factory=FaultInjector)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # wall-clock mode: (real, virtual) time at its start; the virtual clock then never falls behind real time
+    wall_origin: tuple[float, float] | None = None
+
+    def follow_wall_clock(self) -> None:
+        """Start the wall-clock mode: from now on the chip's clock runs at least as fast as
+        real time, so a driver that waits in real time for a set point sees it reached.
+        Operations still charge their own time, which may put the chip ahead of the wall."""
+        self.wall_origin = (time.monotonic(), self.chip.clock.now())
+
+    def catch_up(self) -> None:
+        """Advance the chip to where the wall clock says it must be (nothing in virtual mode)."""
+        if self.wall_origin is None:
+            return
+        real_start, virtual_start = self.wall_origin
+        behind = virtual_start + (time.monotonic() - real_start) - self.chip.clock.now()
+        if behind > 0:
+            self.chip.advance(behind)
 
     @classmethod
     def build(cls, preset: str = "pcm", seed: int = 0, rows: int | None = None, cols: int | None = None,
@@ -116,6 +133,7 @@ def _respond(rig: TwinRig, session: Session, data: bytes) -> tuple[bytes, str | 
     that exceeded the framing limits (the session is then cleared, -223 queued)."""
     with rig.lock:
         try:
+            rig.catch_up()
             reply = session.feed(data)
         except MessageTooLarge:
             raise

@@ -187,6 +187,7 @@ def test_sim_serve_bad_fault_is_a_usage_error(fault):
     (["--set", "rtn_fraction=lots"], "--set 'rtn_fraction=lots'"),
     (["--set", "no_such=1"], "unknown twin parameter 'no_such'"),
     (["--ir-drop", "-0.1"], "wire_ohm=-0.1 cannot be negative"),
+    (["--clock", "lunar"], "--clock 'lunar': expected virtual or wall"),
 ])
 def test_sim_serve_bad_physics_is_a_usage_error(args, message):
     result = runner.invoke(app, ["sim", "serve", *args])

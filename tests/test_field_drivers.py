@@ -156,3 +156,26 @@ def test_a_refused_lake_shore_command_sets_an_event_status_bit_and_has_no_error_
     assert rig.temperature.feed(b"SETP 1,900\r\n") == b""  # out of range: refused, nothing changed
     assert rig.temperature.feed(b"*ESR?\r\n") == b"16\r\n"  # execution error
     assert rig.temperature.feed(b"SYST:ERR?\r\n") == b"" and rig.temperature.feed(b"*ESR?\r\n") == b"32\r\n"
+
+
+def test_in_wall_clock_mode_pymeasures_wait_for_temperature_sees_the_set_point_reached():
+    """A driver that waits in real time: with the twin's clock following the wall, the chip
+    (here with a half-second thermal lag) reaches the set point while the driver polls."""
+    lakeshore3xx = pytest.importorskip("pymeasure.instruments.lakeshore.lakeshore3xx")
+    rig = TwinRig.build("pcm", rows=4, cols=4, seed=0, overrides={"thermal_tau_s": 0.5})
+    rig.follow_wall_clock()
+    with RigServer(rig, pty=False) as server:
+        tc = lakeshore3xx.LakeShore3xx(server.visa_resource("temperature"), visa_library="@py",
+                                       read_termination="\r\n", write_termination="\r\n", timeout=2000)
+        try:
+            started = rig.chip.clock.now()
+            tc.output_1.setpoint = 305.0
+            tc.input_A.wait_for_temperature(305.0, accuracy=0.1, interval=0.1, timeout=60)  # within 0.1 %
+            assert tc.input_A.kelvin == pytest.approx(305.0, abs=0.5)
+            assert rig.chip.clock.now() - started > 0.5  # the clock moved with real time between the polls
+        finally:
+            tc.adapter.close()
+    virtual = TwinRig.build("pcm", rows=4, cols=4, seed=0)
+    before = virtual.chip.clock.now()
+    virtual.catch_up()  # virtual mode: only what the chip does moves its clock
+    assert virtual.chip.clock.now() == before

@@ -66,6 +66,11 @@ def sim_serve(
         typer.Option("--set", metavar="NAME=VALUE", help="Change one of the preset's numbers (see 'labctl sim "
                      "describe'), e.g. rtn_fraction=0 or read_disturb_per_read=0; repeatable."),
     ] = None,
+    clock: Annotated[
+        str, typer.Option("--clock", metavar="virtual|wall",
+                          help="virtual: the chip's time moves only with what it does and SIM:CLOCK:ADV; wall: "
+                               "also at least as fast as real time, for drivers that wait for a set point.")
+    ] = "virtual",
 ) -> None:
     """Serve a twin rig (board, SMU, temperature controller over one chip) on pty and TCP until Ctrl-C."""
     from labctl.rigs.serve import parse_settings, serve_forever
@@ -75,7 +80,7 @@ def sim_serve(
         if ir_drop is not None:
             overrides["wire_ohm"] = ir_drop
         serve_forever(preset=preset, seed=seed, size=size, faults=fault or [], host=host, port=port, chip=chip,
-                      overrides=overrides)
+                      overrides=overrides, clock=clock)
 
     reported(serve)
 

@@ -62,7 +62,7 @@ def parse_settings(texts: list[str]) -> dict[str, float]:
 
 
 def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], host: str, port: int,
-                  chip: str, overrides: dict[str, float] | None = None) -> None:
+                  chip: str, overrides: dict[str, float] | None = None, clock: str = "virtual") -> None:
     from labctl_sims.presets import PRESETS, customised
     from labctl_sims.server import RigServer, TwinRig
 
@@ -74,7 +74,11 @@ def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], h
         raise UsageError(f"--set/--ir-drop: {err}") from None
     rows, cols = parse_size(size) if size else (None, None)
     injected = [parse_fault(text) for text in faults]
+    if clock not in ("virtual", "wall"):
+        raise UsageError(f"--clock {clock!r}: expected virtual or wall")
     rig = TwinRig.build(preset, seed=seed, rows=rows, cols=cols, overrides=overrides)
+    if clock == "wall":
+        rig.follow_wall_clock()
     for kind, rate in injected:
         rig.faults.set(kind, rate)
     ports = {"board": port, "smu": port + 1, "temperature": port + 2} if port else None
@@ -90,7 +94,8 @@ def serve_forever(preset: str, seed: int, size: str | None, faults: list[str], h
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     arrays, r, c = rig.chip.shape
-    print(f"twin rig: preset {preset}, seed {seed}, {arrays}x{r}x{c}, IR drop {rig.chip.ir_drop_ohm:g} ohm/segment"
+    print(f"twin rig: preset {preset}, seed {seed}, {arrays}x{r}x{c}, IR drop {rig.chip.ir_drop_ohm:g} ohm/segment, "
+          f"{clock} clock"
           + (f", changed {', '.join(f'{k}={v:g}' for k, v in overrides.items())}" if overrides else "")
           + (f", faults {', '.join(f'{k}:{v:g}' for k, v in injected)}" if injected else ""))
     for name in rig.devices:
