@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from labctl_drivers import Board, VisaTransport
@@ -179,3 +180,61 @@ def test_in_wall_clock_mode_pymeasures_wait_for_temperature_sees_the_set_point_r
     before = virtual.chip.clock.now()
     virtual.catch_up()  # virtual mode: only what the chip does moves its clock
     assert virtual.chip.clock.now() == before
+
+
+def test_a_rig_whose_smu_is_a_pymeasure_class_calibrates_its_read_out_and_passes_doctor(tmp_path):
+    """lab.toml names PyMeasure's Keithley2450 for the SMU; read-out calibration runs through it
+    (its gains against the twin's trims within what the labctl driver gets on the same chip), the
+    chip's limits are checked before PyMeasure sends anything, and doctor identifies it."""
+    pytest.importorskip("pymeasure")
+    from typer.testing import CliRunner
+
+    from labctl import api
+    from labctl.cli import app
+
+    rig = TwinRig.build("pcm", rows=16, cols=16, seed=1, overrides={"wire_ohm": 0.0})
+    with RigServer(rig, pty=False) as server:
+        options = '{ visa_library = "@py", read_termination = "\\n", write_termination = "\\n", timeout = 3000 }'
+        config = tmp_path / "lab.toml"
+        config.write_text(f'[chips.field]\nboard = "{server.visa_resource("board")}"\n'
+                          f'smu = {{ driver = "pymeasure:Keithley2450", resource = "{server.visa_resource("smu")}", '
+                          f'options = {options} }}\n')
+        protocol = tmp_path / "readout.toml"
+        protocol.write_text('name = "readout-only"\nsteps = ["readout"]\n')
+        outcome = api.calibrate("field", config=config, protocol=protocol, data=tmp_path / "data", fresh=True)
+        readout = outcome.steps["readout"]
+        assert readout["source"].startswith("calibrated in run") and readout["reference_levels"] == 16
+        truth = rig.chip.ground_truth()
+        gains = pd.read_parquet(tmp_path / "data" / "readout").sort_values("col")["gain"].to_numpy()
+        gain_error = np.sqrt(np.mean((gains / truth.adc_gain[0] - 1) ** 2))
+        assert gain_error < 0.02  # the trims spread 0.5 %; one column's 16 cells resolve about 1 %
+        assert rig.smu.output is False and np.isclose(rig.smu.voltage, 0.0)  # left safe
+        doctor = CliRunner().invoke(app, ["doctor", "field", "--config", str(config)])
+        smu_row = next(line for line in doctor.output.splitlines() if line.startswith("│ smu"))
+        assert doctor.exit_code == 0 and "pymeasure:Keith" in smu_row and "KEITHLEY" in smu_row, doctor.output
+        # a limit beyond the chip's is refused before the wire
+        from labctl_drivers.field import FieldSmu
+        from labctl_drivers.safety import SafeOperatingArea
+
+        smu = FieldSmu.open("pymeasure:Keithley2450", server.visa_resource("smu"),
+                            {"visa_library": "@py", "read_termination": "\n", "write_termination": "\n"},
+                            soa=SafeOperatingArea())
+        try:
+            before = rig.smu.voltage
+            with pytest.raises(Exception, match="outside the safe range"):
+                smu.source_voltage = 5.0
+            assert rig.smu.voltage == before
+        finally:
+            smu.close()
+
+
+def test_a_field_driver_that_is_not_one_is_refused_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.x]\nboard = "TCPIP::127.0.0.1::1::SOCKET"\nsmu = { driver = "labview:Thing", resource = "X" }\n')
+    done = subprocess.run([sys.executable, "-m", "labctl", "rigs", "--config", str(config)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "chips.x.smu: driver" in done.stderr and "pymeasure:<Class>" in done.stderr

@@ -27,7 +27,8 @@ def rigs(config: ConfigOption = None) -> None:
             board = f"twin in process ({chip.twin.preset}, seed {chip.twin.seed}, {size})"
             smu = temperature = "twin"
         else:
-            board, smu, temperature = chip.board or "-", chip.smu or "-", chip.temperature or "-"
+            smu = chip.smu if isinstance(chip.smu, str) else f"{chip.smu.driver} at {chip.smu.resource}" if chip.smu else "-"
+            board, temperature = chip.board or "-", chip.temperature or "-"
         low, high = window_of(chip)
         table.add_row(name, board, smu, temperature, f"{low:g}-{high:g}")
     Console().print(table)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labctl_drivers.safety import SafeOperatingArea
 from labctl.errors import UsageError
@@ -74,12 +74,24 @@ class TwinOptions(BaseModel):
         return self
 
 
+class FieldDriver(BaseModel):
+    """An instrument driven through the field's own driver class (``smu = { driver =
+    "pymeasure:Keithley2450", resource = "TCPIP::...::SOCKET", options = { ... } }``);
+    ``options`` go to the class as keyword arguments (``read_termination``, ``timeout``...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    driver: str = Field(pattern=r"^pymeasure:[A-Za-z_][A-Za-z0-9_.]*$")
+    resource: str = Field(min_length=1)
+    options: dict[str, str | int | float | bool] = {}
+
+
 class ChipConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     twin: TwinOptions | None = None
     board: str | None = None
-    smu: str | None = None
+    smu: str | FieldDriver | None = None  # a resource (labctl's 2450 driver) or a field driver
     temperature: str | None = None
     window_us: tuple[float, float] | None = None  # targets allowed, µS; default: a twin's preset range, else 0-25
     calibrate_protocol: str | None = None  # `labctl calibrate` without --protocol: a file or a built-in's name
@@ -88,6 +100,20 @@ class ChipConfig(BaseModel):
     link_bytes_per_s: float = Field(1.0e6, gt=0)  # the board link's rate (USB CDC: about 1 MB/s), for the wire-time floor
     trace: str | None = None  # a file to log every exchange to
     limits: Limits = Limits()
+
+    @field_validator("smu", mode="before")
+    @classmethod
+    def _field_driver(cls, value: Any) -> Any:
+        """A table is a field driver: say what is wrong with it, not that it is not a string."""
+        if not isinstance(value, dict):
+            return value
+        try:
+            return FieldDriver.model_validate(value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "table"
+            hint = " (expected 'pymeasure:<Class>')" if where == "driver" else ""
+            raise ValueError(f"{where}: {first['msg']}{hint}") from None
 
     @model_validator(mode="after")
     def _reachable(self) -> ChipConfig:
@@ -122,7 +148,8 @@ class ChipSpec:
     @property
     def resources(self) -> tuple[str, ...]:
         """Where its instruments are: what a lock on the rig must hold."""
-        return tuple(r for r in (self.config.board, self.config.smu, self.config.temperature) if r)
+        smu = self.config.smu.resource if isinstance(self.config.smu, FieldDriver) else self.config.smu
+        return tuple(r for r in (self.config.board, smu, self.config.temperature) if r)
 
     @property
     def is_twin(self) -> bool:

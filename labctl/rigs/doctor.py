@@ -19,7 +19,7 @@ from labctl_drivers.safety import SafeOperatingArea
 from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import Transport, open_transport
-from labctl.rigs.config import ChipSpec, resolve_chip
+from labctl.rigs.config import ChipSpec, FieldDriver, resolve_chip
 from labctl.rigs.lock import chip_lock
 from labctl.rigs.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports
 
@@ -47,6 +47,9 @@ def examine(chip: str, config: str | Path | None = None) -> list[Finding]:
 
 def _examine_one(spec: ChipSpec, name: str, twin: dict[str, Transport] | None) -> Finding:
     driver, serial, check = CHECKS[name]
+    field = getattr(spec.config, name)
+    if twin is None and isinstance(field, FieldDriver):
+        return _examine_field(spec, name, field, check)
     if twin is not None:
         transport = twin[name]
     else:
@@ -69,6 +72,24 @@ def _examine_one(spec: ChipSpec, name: str, twin: dict[str, Transport] | None) -
     finally:
         if twin is None:
             transport.close()
+
+
+def _examine_field(spec: ChipSpec, name: str, field: FieldDriver, check: Check) -> Finding:
+    """An instrument behind the field's own driver class: opened, identified, checked and closed."""
+    from labctl_drivers.field import FieldSmu
+
+    try:
+        instrument = FieldSmu.open(field.driver, field.resource, dict(field.options), name, spec.soa)
+    except DriverError as err:
+        return Finding(name, field.resource, "-", f"cannot connect: {err}", False)
+    try:
+        identity = instrument.identify()
+        detail, ok = check(instrument, spec.soa)
+        return Finding(name, field.resource, identity, f"{field.driver}: {detail}", ok)
+    except DriverError as err:
+        return Finding(name, field.resource, "-", str(err), False)
+    finally:
+        instrument.close()
 
 
 def _board(board: Board, soa: SafeOperatingArea) -> tuple[str, bool]:

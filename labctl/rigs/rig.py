@@ -13,7 +13,7 @@ from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import InProcessTransport, Transport, open_transport
-from labctl.rigs.config import ChipSpec, with_geometry
+from labctl.rigs.config import ChipSpec, FieldDriver, with_geometry
 from labctl.errors import InstrumentFailure
 
 BOARD_SERIAL = {"baudrate": 921600, "bytesize": 8, "parity": "N", "stopbits": 1}
@@ -65,6 +65,9 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
         soa = spec.soa
         board = Board(transports["board"], soa=soa)
         smu = Keithley2450(transports["smu"], soa=soa) if "smu" in transports else None
+        if isinstance(spec.config.smu, FieldDriver):
+            smu = _field_smu(spec, soa)
+            stack.callback(smu.close)
         temperature = LakeShore335(transports["temperature"], soa=soa) if "temperature" in transports else None
         for instrument in (board, smu, temperature):
             if instrument is not None:
@@ -85,11 +88,22 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
         yield rig
 
 
+def _field_smu(spec: ChipSpec, soa):
+    from labctl_drivers.field import FieldSmu
+
+    field = spec.config.smu
+    try:
+        return FieldSmu.open(field.driver, field.resource, dict(field.options), soa=soa)
+    except DriverError as err:
+        raise InstrumentFailure(f"{spec.name}: {err}") from None
+
+
 def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transport], Any]:
     config = spec.config
     if config.twin is not None:
         return twin_transports(spec, trace)
-    resources = {"board": (config.board, BOARD_SERIAL), "smu": (config.smu, None),
+    smu = None if isinstance(config.smu, FieldDriver) else config.smu  # a field driver opens its own link
+    resources = {"board": (config.board, BOARD_SERIAL), "smu": (smu, None),
                  "temperature": (config.temperature, LAKESHORE_SERIAL)}
     opened: dict[str, Transport] = {}
     try:

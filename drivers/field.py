@@ -1,0 +1,138 @@
+"""An SMU driven through the field's own driver: a PyMeasure instrument class, behind labctl's
+safe operating area.
+
+A lab whose SMU is not a Keithley 2450 (a Keysight B2900, a Keithley 2600) or that keeps
+its PyMeasure scripts names the class in lab.toml (``smu = { driver =
+"pymeasure:Keithley2450", resource = "..." }``); calibration then talks to it through the
+same few operations as to labctl's own 2450 driver. Every voltage and current limit is
+checked against the chip's limits here, before PyMeasure sends it.
+
+PyMeasure is imported only when such an SMU is opened (``pip install pymeasure``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from labctl_drivers.errors import DriverError
+from labctl_drivers.instrument import LinkStats
+from labctl_drivers.safety import SafeOperatingArea, check_range
+
+FRAMEWORKS = ("pymeasure",)
+
+
+def resolve_class(driver: str) -> type:
+    """``pymeasure:Keithley2450`` (searched among PyMeasure's makers) or
+    ``pymeasure:keithley.Keithley2450``: the instrument class; DriverError naming what is missing."""
+    framework, _, name = driver.partition(":")
+    if framework not in FRAMEWORKS or not name:
+        raise DriverError(f"driver {driver!r}: expected 'pymeasure:<Class>' or 'pymeasure:<maker>.<Class>'")
+    try:
+        instruments = importlib.import_module("pymeasure.instruments")
+    except ImportError:
+        raise DriverError(f"driver {driver!r} needs PyMeasure: pip install pymeasure") from None
+    module_path, _, class_name = name.rpartition(".")
+    makers = [module_path] if module_path else [m.name for m in pkgutil.iter_modules(instruments.__path__)]
+    for maker in makers:
+        try:
+            module = importlib.import_module(f"pymeasure.instruments.{maker}")
+        except ImportError:
+            continue
+        found = getattr(module, class_name, None)
+        if isinstance(found, type):
+            return found
+    raise DriverError(f"driver {driver!r}: PyMeasure has no instrument class {class_name!r}"
+                      + (f" in pymeasure.instruments.{module_path}" if module_path else ""))
+
+
+class FieldSmu:
+    """The operations read-out calibration needs, on a PyMeasure SMU that sources voltage and
+    measures current (``apply_voltage``, ``measure_current``, ``source_voltage``,
+    ``compliance_current``, ``enable_source``/``disable_source``, ``current``: the
+    interface PyMeasure's Keithley SMUs share)."""
+
+    retries = 0  # PyMeasure's adapter does its own
+
+    def __init__(self, instrument: Any, resource: str, name: str = "smu", soa: SafeOperatingArea | None = None
+                 ) -> None:
+        self.instrument, self.resource, self.name = instrument, resource, name
+        self.soa = soa or SafeOperatingArea()
+        self.link = LinkStats()
+        self._nplc = 1.0
+        self._output = False
+
+    @classmethod
+    def open(cls, driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
+             soa: SafeOperatingArea | None = None) -> FieldSmu:
+        klass = resolve_class(driver)
+        try:
+            instrument = klass(resource, **(options or {}))
+        except Exception as err:  # noqa: BLE001 - PyMeasure and pyvisa raise many kinds; one line says which
+            raise DriverError(f"{name}: {driver} at {resource}: {type(err).__name__}: {err}") from None
+        return cls(instrument, resource, name, soa)
+
+    def _call(self, what: str, action):
+        try:
+            return action()
+        except DriverError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise DriverError(f"{self.name}: {what}: {type(err).__name__}: {err}") from None
+
+    @property
+    def source_voltage(self) -> float:
+        return float(self._call("source voltage", lambda: self.instrument.source_voltage))
+
+    @source_voltage.setter
+    def source_voltage(self, volts: float) -> None:
+        check_range(self.name, "source voltage", volts, -self.soa.smu_voltage_max_v, self.soa.smu_voltage_max_v, " V")
+        self._call("source voltage", lambda: setattr(self.instrument, "source_voltage", volts))
+
+    @property
+    def current_limit(self) -> float:
+        return float(self._call("current limit", lambda: self.instrument.compliance_current))
+
+    @current_limit.setter
+    def current_limit(self, amps: float) -> None:
+        check_range(self.name, "current limit", amps, 1e-9, self.soa.smu_current_limit_max_a, " A")
+        self._call("current limit", lambda: setattr(self.instrument, "compliance_current", amps))
+
+    @property
+    def output_enabled(self) -> bool:
+        return self._output
+
+    @output_enabled.setter
+    def output_enabled(self, on: bool) -> None:
+        self._call("output", self.instrument.enable_source if on else self.instrument.disable_source)
+        self._output = bool(on)
+
+    def configure_voltage_source(self, current_limit_a: float, nplc: float = 1.0) -> None:
+        """Source voltage at 0 V, measure current, autorange; output stays off until asked."""
+        check_range(self.name, "current limit", current_limit_a, 1e-9, self.soa.smu_current_limit_max_a, " A")
+        check_range(self.name, "NPLC", nplc, 0.01, 10.0)
+        self._call("configure", lambda: self.instrument.apply_voltage(compliance_current=current_limit_a))
+        self._call("configure", lambda: self.instrument.measure_current(nplc=nplc, auto_range=True))
+        self._nplc = nplc
+
+    def measure_current(self) -> float:
+        return float(self._call("measure current", lambda: self.instrument.current))
+
+    def shutdown(self) -> None:
+        """The safe state: 0 V, output off."""
+        self.source_voltage = 0.0
+        self.output_enabled = False
+
+    def identify(self) -> str:
+        return str(self._call("identify", lambda: self.instrument.id))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"resource": self.resource, "idn": self.identify(), "driver": type(self.instrument).__module__
+                + "." + type(self.instrument).__name__, "nplc": self._nplc}
+
+    def close(self) -> None:
+        try:
+            self.instrument.adapter.close()
+        except Exception:  # noqa: BLE001 - closing must not hide why a run ended
+            pass
