@@ -130,14 +130,14 @@ def fit_columns_weighted(conductance_us: np.ndarray, codes: np.ndarray, outlier_
                 break
             residual = np.where(finite, y - (a * x + b), np.nan)
             if rounds == 0:  # robust first: the median squared residual (χ²₁'s median is 0.455 σ²)
-                variance = np.nanmedian(np.where(np.isfinite(residual), residual, np.nan) ** 2, axis=1) / 0.4549
+                variance = np.nanmedian(residual**2, axis=1) / 0.4549
             else:  # then the mean over the points kept: 1/f noise has heavier tails than a Gaussian
                 variance = np.nanmean(np.where(weights > 0, residual, np.nan) ** 2, axis=1)
             variance = np.maximum(np.nan_to_num(variance * points / dof, nan=1e-6), 1e-6)
             kept = finite & (np.abs(np.nan_to_num(residual)) <= outlier_sigmas * np.sqrt(variance)[:, None])
             weights = np.where(kept, 1.0 / variance[:, None], 0.0)
         residual = np.where(weights > 0, y - (a * x + b), np.nan)
-        rms = np.sqrt(np.nanmean(residual**2, axis=0)) if residual.size else np.full(x.shape[1], np.nan)
+        rms = np.sqrt(np.nanmean(residual**2, axis=0))
         se_a, se_b = np.sqrt(sw / det), np.sqrt(swxx / det)
         return a, b, rms, se_a / np.abs(a), se_b
 

@@ -356,16 +356,16 @@ class ScpiDevice:
             try:
                 reply, path = self._execute(command, path)
             except ScpiError as err:
-                self._fail(err.code, err.message)
+                self.report_error(err.code, err.message)
                 continue
             except Exception as err:  # noqa: BLE001 - a firmware bug must cost one command, never the device
-                self._fail(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
+                self.report_error(-300, f"Device-specific error; {type(err).__name__}: {err}"[:200])
                 continue
             if reply is not None:
                 replies.append(encode_block(reply) if isinstance(reply, bytes) else reply.encode())
         return b";".join(replies) + self.reply_terminator if replies else b""
 
-    def _fail(self, code: int, message: str) -> None:
+    def report_error(self, code: int, message: str) -> None:
         """On the error queue, and the event status bit of its class: -1xx command, -2xx
         execution, -3xx device-specific, -4xx query error."""
         self.errors.push(code, message)
@@ -486,7 +486,7 @@ class Session:
             messages = self._framer.feed(data)
         except MessageTooLarge as err:
             self._framer.clear()
-            self.device.errors.push(-223, f"Too much data; {err}")
+            self.device.report_error(-223, f"Too much data; {err}")
             raise
         for message in messages:
             out.extend(self.device.handle_message(message))

@@ -139,7 +139,7 @@ def _respond(rig: TwinRig, session: Session, data: bytes) -> tuple[bytes, str | 
             raise
         except Exception as err:  # noqa: BLE001 - nothing a client writes may stop the server
             session.clear()
-            session.device.errors.push(-300, f"Device-specific error; {type(err).__name__}"[:200])
+            session.device.report_error(-300, f"Device-specific error; {type(err).__name__}"[:200])
             return b"", None
     if not reply:
         return reply, None

@@ -244,8 +244,8 @@ class _Keeper:
                 slot = self.slots[array]
                 slot.board.array = slot.array
                 self.ctx.recorder.array = array
-                rig = next(r for r in rigs if r.board is slot.board)
-                t_s = slot.board.clock_s() - programmed_s[rigs.index(rig)]
+                chip = next(i for i, rig in enumerate(rigs) if rig.board is slot.board)
+                t_s = slot.board.clock_s() - programmed_s[chip]
                 fresh, nu = refresh_tick(slot.board, slot.readout, verify, aims, usable, self.params, t_s,
                                          self.windows[slot.chip], state)
                 refreshed += int(fresh.drifted.sum())
