@@ -8,6 +8,7 @@ optional tighter safe operating area before they are sent.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from labctl_drivers.safety import SafeOperatingArea, check_range, refuse
 from labctl_drivers.transport import Transport
 
 READ_VOLTAGE_MAX_V = 0.3  # PROTOCOL.md: 0 < V <= 0.3
+SERIAL_SETTINGS = {"baudrate": 921600, "bytesize": 8, "parity": "N", "stopbits": 1}
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class AdcInfo:
 
 
 class Board(ScpiInstrument):
-    """The chip's test board."""
+    """The chip's test board, speaking PROTOCOL.md (one implementation of ``ChipBoard``)."""
 
     read_voltage = control(
         "READ:VOLT?", "READ:VOLT %s", "Read voltage, V.",
@@ -109,6 +111,7 @@ class Board(ScpiInstrument):
         self._geometry: Geometry | None = None
         self._limits: PulseLimits | None = None
         self._capabilities: frozenset[str] | None = None
+        self._is_twin: bool | None = None
 
     # ---- identity and geometry -----------------------------------------------------
 
@@ -176,10 +179,23 @@ class Board(ScpiInstrument):
         seconds, kelvin = self.query_values("SYST:TIME?;:SENS:TEMP?", 2, float, ";")
         return seconds, kelvin
 
+    def let_time_pass(self, seconds: float) -> None:
+        """A twin's virtual clock is advanced (``SIM:CLOCK:ADV``); a real board's time is the wall's."""
+        if self._is_twin is None:
+            self._is_twin = self.identity().is_twin
+        if self._is_twin:
+            self.write_checked(f"SIM:CLOCK:ADV {float(seconds)!r}")
+        else:
+            time.sleep(seconds)
+
     def reset(self) -> None:
         """``*RST``: read/pulse settings back to defaults; conductances are untouched."""
         self.write("*RST")
         self.check_errors("*RST")
+
+    def make_safe(self) -> None:
+        """The probe port open: nothing but the board's own idle lines touches the chip."""
+        self.route_probe(None)
 
     # ---- reading -------------------------------------------------------------------
 
@@ -340,3 +356,17 @@ class Board(ScpiInstrument):
                 "width_max_ns": limits.width_max_ns,
             },
         }
+
+
+def open_scpi_board(*, resource: str | None, options: dict[str, Any], soa: SafeOperatingArea,
+                    timeout_s: float) -> Board:
+    """The ``scpi`` entry of ``labctl.boards``: a board speaking PROTOCOL.md at a resource
+    (``board = { driver = "scpi", resource = "TCPIP::...::SOCKET" }`` is ``board = "..."``)."""
+    from labctl_drivers.errors import DriverError
+    from labctl_drivers.transport import open_transport
+
+    if not resource:
+        raise DriverError("the scpi board driver needs a resource (a VISA resource, a serial port or tcp://host:port)")
+    if options:
+        raise DriverError(f"the scpi board driver takes no options; got {', '.join(sorted(options))}")
+    return Board(open_transport(resource, timeout_s, SERIAL_SETTINGS, None, "board"), soa=soa)

@@ -264,8 +264,17 @@ class ChipModel:
         faster than its window; the board reports the rounded mean, so quantisation and
         saturation apply to the result.
         """
+        return self._adc(array, self._row_currents_ua(array, rows, v_read, averages, reuse=True))
+
+    def read_currents_ua(self, array: int, rows: slice | np.ndarray, v_read: float) -> np.ndarray:
+        """Cell currents of the given rows as an instrument that measures each line's current
+        itself sees them (ArC TWO): the noisy, drifted cells of a read, no column converter."""
+        return self._row_currents_ua(array, rows, v_read, 1, reuse=False)
+
+    def _row_currents_ua(self, array: int, rows: slice | np.ndarray, v_read: float, averages: int,
+                         reuse: bool) -> np.ndarray:
         index = (array, rows)
-        g = self._conductance(index, reuse=True)
+        g = self._conductance(index, reuse=reuse)
         g += self._read_noise(index, g, self.params.t_read_s + (averages - 1) * ROW_READ_TIME_S)
         if self.ir_drop_ohm:
             row_numbers = np.arange(self.rows)[rows]
@@ -274,7 +283,7 @@ class ChipModel:
             g *= np.float32(v_read)
         self._disturb(index, v_read, averages)
         self.advance(g.shape[0] * ROW_READ_TIME_S * averages)
-        return self._adc(array, g)
+        return g
 
     def mvm_codes(self, array: int, dac_codes: np.ndarray, v_read: float, averages: int = 1,
                   gain: int = 1) -> np.ndarray:
@@ -287,14 +296,20 @@ class ChipModel:
         range (clipping) for resolution.
         """
         v_rows = dac_codes.astype(np.float32) * np.float32(v_read / DAC_FULL_CODE)
+        column_ua = self.column_currents_ua(array, v_rows, averages)
+        return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32), mvm=True)
+
+    def column_currents_ua(self, array: int, v_rows: np.ndarray, averages: int = 1) -> np.ndarray:
+        """Each column's summed current with row i driven at ``v_rows[i]`` volts and the
+        columns held at 0 V: the analogue multiply before any converter."""
         index = (array, slice(None))
         g = self._conductance(index, reuse=True)
-        v_cells = physics.ir_drop_voltages(v_rows, g, self.ir_drop_ohm)
+        v_cells = physics.ir_drop_voltages(np.asarray(v_rows, dtype=np.float32), g, self.ir_drop_ohm)
         column_ua = np.einsum("ij,ij->j", v_cells, g, dtype=np.float64)
         column_ua += np.einsum("ij,ij->j", v_cells, self._read_noise(index, g, MVM_TIME_S * averages),
                                dtype=np.float64)
         self.advance(MVM_TIME_S * averages)
-        return self._adc(array, (column_ua * (gain / self.rows)).astype(np.float32), mvm=True)
+        return column_ua
 
     def solve_codes(self, input_codes: np.ndarray, averages: int = 1) -> tuple[np.ndarray, Settled]:
         """The closed loop (``sims.closed_loop``): input codes of ``b`` in, the settled outputs'

@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+pytest.register_assert_rewrite("labctl_drivers.contract")  # its asserts explain themselves
+
+import numpy as np
 
 import labctl_sims as sims
 from labctl_drivers import Board, InProcessTransport

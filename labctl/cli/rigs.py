@@ -10,13 +10,20 @@ from labctl.cli.options import ConfigOption
 from labctl.cli.output import reported
 
 
-def rigs(config: ConfigOption = None) -> None:
+def rigs(
+    config: ConfigOption = None,
+    drivers: Annotated[bool, typer.Option("--drivers", help="List the installed board drivers instead "
+                                          "(labctl's own and those other packages register).")] = False,
+) -> None:
     """List the chips the configuration knows and how each is reached."""
     from rich.console import Console
     from rich.table import Table
 
-    from labctl.rigs.config import load_config, window_of
+    from labctl.rigs.config import BoardDriver, load_config, window_of
 
+    if drivers:
+        _list_board_drivers()
+        return
     lab, source = reported(lambda: load_config(config))
     table = Table(title=f"rigs ({source})", title_justify="left")
     for column in ("chip", "board", "smu", "temperature", "window µS"):
@@ -29,8 +36,25 @@ def rigs(config: ConfigOption = None) -> None:
         else:
             smu = chip.smu if isinstance(chip.smu, str) else f"{chip.smu.driver} at {chip.smu.resource}" if chip.smu else "-"
             board, temperature = chip.board or "-", chip.temperature or "-"
+            if isinstance(chip.board, BoardDriver):
+                board = f"{chip.board.driver} driver" + (f" at {chip.board.resource}" if chip.board.resource else "")
+                board += "".join(f", {key}={value}" for key, value in sorted(chip.board.options.items()))
         low, high = window_of(chip)
         table.add_row(name, board, smu, temperature, f"{low:g}-{high:g}")
+    Console().print(table)
+
+
+def _list_board_drivers() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from labctl_drivers.plugins import BOARD_GROUP, board_drivers, driver_origin
+
+    table = Table(title=f"board drivers (entry point group {BOARD_GROUP})", title_justify="left")
+    for column in ("driver", "factory", "package"):
+        table.add_column(column)
+    for name, point in sorted(board_drivers().items()):
+        table.add_row(name, point.value, driver_origin(point))
     Console().print(table)
 
 

@@ -86,11 +86,53 @@ class FieldDriver(BaseModel):
     options: dict[str, str | int | float | bool] = {}
 
 
+class BoardDriver(BaseModel):
+    """A board opened by a registered driver (``board = { driver = "arc2", options = { port =
+    0, firmware = "fw.bin" } }``): labctl's own (``scpi``, ``arc2``, ``arc2-twin``) or one a
+    lab's package registers in the ``labctl.boards`` entry point group."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    driver: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    resource: str | None = Field(None, min_length=1)
+    options: dict[str, str | int | float | bool] = {}
+
+    @model_validator(mode="after")
+    def _installed(self) -> BoardDriver:
+        from labctl_drivers.plugins import unknown_driver_message
+
+        message = unknown_driver_message(self.driver)
+        if message is not None:
+            raise ValueError(message)
+        return self
+
+    @property
+    def where(self) -> str:
+        """What a lock on the rig must hold: the resource, else the driver and its options."""
+        if self.resource:
+            return self.resource
+        options = ",".join(f"{key}={value}" for key, value in sorted(self.options.items()))
+        return f"{self.driver}:{options}"
+
+
+def _table(model: type[BaseModel], value: Any, hint: dict[str, str]) -> Any:
+    """A table given for a field: validated as ``model``, its first fault said by name."""
+    if not isinstance(value, dict):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "table"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}: {message}{hint.get(where, '')}") from None
+
+
 class ChipConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     twin: TwinOptions | None = None
-    board: str | None = None
+    board: str | BoardDriver | None = None  # a resource (labctl's SCPI board) or a registered driver
     smu: str | FieldDriver | None = None  # a resource (labctl's 2450 driver) or a field driver
     temperature: str | None = None
     window_us: tuple[float, float] | None = None  # targets allowed, µS; default: a twin's preset range, else 0-25
@@ -105,15 +147,12 @@ class ChipConfig(BaseModel):
     @classmethod
     def _field_driver(cls, value: Any) -> Any:
         """A table is a field driver: say what is wrong with it, not that it is not a string."""
-        if not isinstance(value, dict):
-            return value
-        try:
-            return FieldDriver.model_validate(value)
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "table"
-            hint = " (expected 'pymeasure:<Class>')" if where == "driver" else ""
-            raise ValueError(f"{where}: {first['msg']}{hint}") from None
+        return _table(FieldDriver, value, {"driver": " (expected 'pymeasure:<Class>')"})
+
+    @field_validator("board", mode="before")
+    @classmethod
+    def _board_driver(cls, value: Any) -> Any:
+        return _table(BoardDriver, value, {})
 
     @model_validator(mode="after")
     def _reachable(self) -> ChipConfig:
@@ -149,7 +188,8 @@ class ChipSpec:
     def resources(self) -> tuple[str, ...]:
         """Where its instruments are: what a lock on the rig must hold."""
         smu = self.config.smu.resource if isinstance(self.config.smu, FieldDriver) else self.config.smu
-        return tuple(r for r in (self.config.board, smu, self.config.temperature) if r)
+        board = self.config.board.where if isinstance(self.config.board, BoardDriver) else self.config.board
+        return tuple(r for r in (board, smu, self.config.temperature) if r)
 
     @property
     def is_twin(self) -> bool:
@@ -253,7 +293,7 @@ def resolve_chip(name: str, seed: int | None = None, size: str | None = None,
         raise UsageError(f"unknown chip {name!r}: known chips are {', '.join(sorted(lab.chips))}")
     origin = "built-in" if name in BUILTIN.chips and chip == BUILTIN.chips[name] else source
     if (seed is not None or size is not None) and chip.twin is None:
-        raise UsageError(f"--seed and --size apply to in-process twins; {name} is reached through {chip.board}")
+        raise UsageError(f"--seed and --size apply to in-process twins; {name} is reached through {_board_text(chip.board)}")
     if chip.twin is None:
         return ChipSpec(name, chip, origin)
     twin = chip.twin
@@ -267,6 +307,10 @@ def resolve_chip(name: str, seed: int | None = None, size: str | None = None,
     chip = chip.model_copy(update={"twin": twin})
     rows, cols = _twin_geometry(twin)
     return ChipSpec(name, chip, origin, rows, cols)
+
+
+def _board_text(board: str | BoardDriver | None) -> str:
+    return board.where if isinstance(board, BoardDriver) else str(board)
 
 
 def _twin_geometry(twin: TwinOptions) -> tuple[int, int]:

@@ -7,22 +7,23 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
+from labctl_drivers.board import SERIAL_SETTINGS as BOARD_SERIAL
 from labctl_drivers.board import Board, Identity
+from labctl_drivers.interface import ChipBoard
 from labctl_drivers.errors import DriverError
 from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import SERIAL_SETTINGS as LAKESHORE_SERIAL
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import InProcessTransport, Transport, open_transport
-from labctl.rigs.config import ChipSpec, FieldDriver, with_geometry
+from labctl.rigs.config import BoardDriver, ChipSpec, FieldDriver, with_geometry
 from labctl.errors import InstrumentFailure
 
-BOARD_SERIAL = {"baudrate": 921600, "bytesize": 8, "parity": "N", "stopbits": 1}
 
 
 @dataclass
 class Rig:
     spec: ChipSpec
-    board: Board
+    board: ChipBoard
     identity: Identity
     smu: Keithley2450 | None = None
     temperature: LakeShore335 | None = None
@@ -63,7 +64,11 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
         for transport in transports.values():
             stack.callback(transport.close)
         soa = spec.soa
-        board = Board(transports["board"], soa=soa)
+        if isinstance(spec.config.board, BoardDriver):
+            board = _driver_board(spec, soa)
+            stack.callback(board.close)
+        else:
+            board = Board(transports["board"], soa=soa)
         smu = Keithley2450(transports["smu"], soa=soa) if "smu" in transports else None
         if isinstance(spec.config.smu, FieldDriver):
             smu = _field_smu(spec, soa)
@@ -88,6 +93,17 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
         yield rig
 
 
+def _driver_board(spec: ChipSpec, soa) -> ChipBoard:
+    from labctl_drivers.plugins import open_board
+
+    table = spec.config.board
+    try:
+        return open_board(table.driver, resource=table.resource, options=dict(table.options), soa=soa,
+                          timeout_s=spec.config.timeout_s)
+    except DriverError as err:
+        raise InstrumentFailure(f"{spec.name}: {err}") from None
+
+
 def _field_smu(spec: ChipSpec, soa):
     from labctl_drivers.field import FieldSmu
 
@@ -103,7 +119,8 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
     if config.twin is not None:
         return twin_transports(spec, trace)
     smu = None if isinstance(config.smu, FieldDriver) else config.smu  # a field driver opens its own link
-    resources = {"board": (config.board, BOARD_SERIAL), "smu": (smu, None),
+    board = None if isinstance(config.board, BoardDriver) else config.board  # so does a board driver
+    resources = {"board": (board, BOARD_SERIAL), "smu": (smu, None),
                  "temperature": (config.temperature, LAKESHORE_SERIAL)}
     opened: dict[str, Transport] = {}
     try:
@@ -147,7 +164,7 @@ def _safe_state(rig: Rig) -> None:
     import threading
 
     log = logging.getLogger("labctl.rigs.rig")
-    actions = [("board: probe port open", lambda: rig.board.route_probe(None))]
+    actions = [("board: safe state", rig.board.make_safe)]
     if rig.smu is not None:
         actions.append(("smu: 0 V, output off", rig.smu.shutdown))
     if rig.temperature is not None and rig.heater_on_exit == "off":

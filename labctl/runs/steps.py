@@ -189,6 +189,10 @@ def _health(ctx: StepContext) -> dict[str, Any]:
 def _readout(ctx: StepContext) -> dict[str, Any]:
     adc = ctx.rig.board.adc()
     params = ctx.protocol.readout
+    if "AMMETER" in ctx.rig.board.capabilities():  # its reads are currents it measured itself
+        ctx.readout = Readout(adc.lsb_ua, params.read_voltage, calibrated=True)
+        ctx.readout_source = "board's own current measurement (AMMETER: nothing to calibrate)"
+        return {"source": ctx.readout_source}
     if ctx.record is not None:
         ctx.readout = Readout(adc.lsb_ua, params.read_voltage, gain=ctx.record.readout_gain,
                               offset=ctx.record.readout_offset_lsb, calibrated=True)
@@ -478,12 +482,8 @@ def _nu_by_target(targets: np.ndarray, nu: np.ndarray, good: np.ndarray) -> list
 
 
 def _waiter(rig: Rig) -> Callable[[float], None]:
-    """Time passes: on the twin by its virtual clock, on a real bench by sleeping."""
-    if rig.identity.is_twin:
-        return lambda seconds: rig.board.write_checked(f"SIM:CLOCK:ADV {float(seconds)!r}")
-    import time
-
-    return time.sleep
+    """Time passes on the board's clock: a twin's virtual one, a real bench's wall."""
+    return rig.board.let_time_pass
 
 
 STEPS: dict[str, Callable[[StepContext], dict[str, Any]]] = {
