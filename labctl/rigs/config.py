@@ -123,9 +123,9 @@ def _table(model: type[BaseModel], value: Any, hint: dict[str, str]) -> Any:
         return model.model_validate(value)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "table"
+        where = ".".join(str(part) for part in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
-        raise ValueError(f"{where}: {message}{hint.get(where, '')}") from None
+        raise ValueError(f"{where}: {message}{hint.get(where, '')}" if where else message) from None
 
 
 class ChipConfig(BaseModel):

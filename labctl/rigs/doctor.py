@@ -19,7 +19,7 @@ from labctl_drivers.safety import SafeOperatingArea
 from labctl_drivers.smu import Keithley2450
 from labctl_drivers.temperature import LakeShore335
 from labctl_drivers.transport import Transport, open_transport
-from labctl.rigs.config import ChipSpec, FieldDriver, resolve_chip
+from labctl.rigs.config import BoardDriver, ChipSpec, FieldDriver, resolve_chip
 from labctl.rigs.lock import chip_lock
 from labctl.rigs.rig import BOARD_SERIAL, LAKESHORE_SERIAL, twin_transports
 
@@ -50,6 +50,8 @@ def _examine_one(spec: ChipSpec, name: str, twin: dict[str, Transport] | None) -
     field = getattr(spec.config, name)
     if twin is None and isinstance(field, FieldDriver):
         return _examine_field(spec, name, field, check)
+    if twin is None and isinstance(field, BoardDriver):
+        return _examine_board_driver(spec, field)
     if twin is not None:
         transport = twin[name]
     else:
@@ -90,6 +92,30 @@ def _examine_field(spec: ChipSpec, name: str, field: FieldDriver, check: Check) 
         return Finding(name, field.resource, "-", str(err), False)
     finally:
         instrument.close()
+
+
+def _examine_board_driver(spec: ChipSpec, table: BoardDriver) -> Finding:
+    """A board opened by a registered driver: loaded, checked against the interface, identified,
+    its limits and capabilities shown, left safe and closed."""
+    from labctl_drivers.plugins import board_drivers, driver_origin, open_board
+
+    where = table.where
+    try:
+        board = open_board(table.driver, resource=table.resource, options=dict(table.options), soa=spec.soa,
+                           timeout_s=spec.config.timeout_s)
+    except DriverError as err:
+        return Finding("board", where, "-", f"cannot open: {err}", False)
+    try:
+        identity = board.identify()
+        detail, ok = _board(board, spec.soa)
+        origin = driver_origin(board_drivers()[table.driver])
+        listed = ",".join(sorted(board.capabilities())) or "none"
+        return Finding("board", where, identity, f"{table.driver} driver ({origin}), capabilities {listed}; {detail}", ok)
+    except DriverError as err:
+        return Finding("board", where, "-", str(err), False)
+    finally:
+        board.make_safe()
+        board.close()
 
 
 def _board(board: Board, soa: SafeOperatingArea) -> tuple[str, bool]:
