@@ -32,7 +32,7 @@ from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy, out
 from labctl_calibration.mvm import at_gain, auto_gain, measure_outputs
 from labctl_calibration.network import DAC_CODES, Network, quantise_inputs
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class ChipNetworkParams(BaseModel):
@@ -179,13 +179,13 @@ class ArraySlot:
     that chip's own calibrated read-out. A network tiled over several chips numbers their
     arrays one after another."""
 
-    board: Board
+    board: ChipBoard
     readout: Readout
     array: int  # on its board
     chip: str = ""
 
 
-def chip_slots(board: Board, readout: Readout, chip: str = "") -> list[ArraySlot]:
+def chip_slots(board: ChipBoard, readout: Readout, chip: str = "") -> list[ArraySlot]:
     return [ArraySlot(board, readout, a, chip) for a in range(board.geometry().arrays)]
 
 
@@ -200,7 +200,7 @@ class TileCalibration:
 class ChipNetwork:
     """Computes a network's chip layers on the board: ``forward`` gives logits."""
 
-    def __init__(self, board: Board, readout: Readout, network: Network, tiles: list[Tile],
+    def __init__(self, board: ChipBoard, readout: Readout, network: Network, tiles: list[Tile],
                  targets_us: np.ndarray, params: ChipNetworkParams, slots: list[ArraySlot] | None = None) -> None:
         self.readout, self.network, self.tiles = readout, network, tiles
         self.slots = slots if slots is not None else chip_slots(board, readout)

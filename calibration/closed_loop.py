@@ -39,7 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from labctl_calibration.loop_lines import embed, plan_lines
 from labctl_calibration.loop_scales import choose_scales
 from labctl_calibration.write_verify import WriteVerify
-from labctl_drivers.board import Board, LoopRanges
+from labctl_drivers.board import LoopRanges
+from labctl_drivers.interface import ChipBoard
 
 DAC_FULL_CODE = 127
 RETRIES_AT_HALF_INPUT = 3
@@ -183,7 +184,7 @@ def input_scale(a_estimate: np.ndarray, b: np.ndarray, us_per_unit: float, range
 class ClosedLoopSolver:
     """Programs a square matrix onto the loop's two arrays, calibrates the loop, and solves with it."""
 
-    board: Board
+    board: ChipBoard
     verify: WriteVerify
     params: SolveParams
     ranges: LoopRanges = field(init=False)

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 BOLTZMANN_EV = 8.617333262e-5
 
@@ -183,7 +183,7 @@ def _settle_drift_time(segment: Segment, activation_ev: float, reference_k: floa
     return total
 
 
-def mvm_errors(board: Board, readout: Readout, expected_from: np.ndarray, factors: dict[str, np.ndarray | float],
+def mvm_errors(board: ChipBoard, readout: Readout, expected_from: np.ndarray, factors: dict[str, np.ndarray | float],
                params: DriftParams) -> dict[str, dict[str, float]]:
     """Measured MVM outputs now against expectations from ``expected_from`` (µS) scaled by each factor."""
     g = board.geometry()
@@ -201,7 +201,7 @@ def mvm_errors(board: Board, readout: Readout, expected_from: np.ndarray, factor
     return result
 
 
-def compensation(board: Board, readout: Readout, baseline_us: np.ndarray, now_us: np.ndarray,
+def compensation(board: ChipBoard, readout: Readout, baseline_us: np.ndarray, now_us: np.ndarray,
                  reference_rows: np.ndarray, usable: np.ndarray, params: DriftParams) -> Compensation:
     """Correction factors from the reference rows only, and the MVM errors they leave."""
     ratio = now_us[reference_rows] / np.maximum(baseline_us[reference_rows], 1e-3)
@@ -218,7 +218,7 @@ def compensation(board: Board, readout: Readout, baseline_us: np.ndarray, now_us
 Recorded = Callable[[int, int], "tuple[float, np.ndarray] | None"]
 
 
-def settle(board: Board, kelvin: float, set_temperature: Callable[[float], None], read_temperature: Callable[[], float],
+def settle(board: ChipBoard, kelvin: float, set_temperature: Callable[[float], None], read_temperature: Callable[[], float],
            wait: Callable[[float], None], params: DriftParams, what: str, consequence: str,
            hold: bool = True) -> list[list[float]]:
     """Ask for ``kelvin`` and poll until the chip has stayed within tolerance for
@@ -247,7 +247,7 @@ def settle(board: Board, kelvin: float, set_temperature: Callable[[float], None]
         wait(params.settle_poll_s)
 
 
-def run_segments(board: Board, readout: Readout, params: DriftParams, wait: Callable[[float], None],
+def run_segments(board: ChipBoard, readout: Readout, params: DriftParams, wait: Callable[[float], None],
                  set_temperature: Callable[[float], None] | None, read_temperature: Callable[[], float] | None,
                  journal: dict, save_journal: Callable[[], None], recorded: Recorded,
                  on_read: Callable[[int, int, np.ndarray, np.ndarray, float], None] | None = None,

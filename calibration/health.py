@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class HealthParams(BaseModel):
@@ -39,7 +39,7 @@ class HealthResult:
         return float(self.dead.mean())
 
 
-def check_health(board: Board, readout: Readout, params: HealthParams, observer=None) -> HealthResult:
+def check_health(board: ChipBoard, readout: Readout, params: HealthParams, observer=None) -> HealthResult:
     """The observer (``on_read``, ``on_pulses``, as write-verify's) receives every read and pulse."""
     shape = board.geometry().shape
     board.averaging = params.averaging

@@ -32,7 +32,7 @@ from labctl_calibration.accuracy import deployed_accuracy, output_scale, relativ
 from labctl_calibration.mvm import auto_gain, measure_with_repeats
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class MaintainParams(BaseModel):
@@ -77,7 +77,7 @@ class Look:
     intercept_ua: np.ndarray
 
 
-def look(board: Board, readout: Readout, intended_us: np.ndarray, params: MaintainParams, rng: np.random.Generator,
+def look(board: ChipBoard, readout: Readout, intended_us: np.ndarray, params: MaintainParams, rng: np.random.Generator,
          first_scale: tuple[np.ndarray, np.ndarray] | None, previous_scale: tuple[np.ndarray, np.ndarray] | None
          ) -> Look:
     rows = intended_us.shape[0]
@@ -117,7 +117,7 @@ def drift_exponent(previous_us: np.ndarray, now_us: np.ndarray, stable: np.ndarr
     return float(-np.median(np.log(now_us[usable] / previous_us[usable])) / span)
 
 
-def refresh(board: Board, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
+def refresh(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
             usable: np.ndarray, params: MaintainParams, t_s: float, nu: float, window_us: tuple[float, float],
             conductance_us: np.ndarray) -> Refresh:
     """Re-program the cells that left their column's drift (``stable``: never refreshed, the
@@ -137,7 +137,7 @@ def refresh(board: Board, readout: Readout, verify: WriteVerify, intended_us: np
     return Refresh(conductance_us, factor, drifted, aims)
 
 
-def refresh_tick(board: Board, readout: Readout, verify: WriteVerify, aims_us: np.ndarray, usable: np.ndarray,
+def refresh_tick(board: ChipBoard, readout: Readout, verify: WriteVerify, aims_us: np.ndarray, usable: np.ndarray,
                  params: MaintainParams, t_s: float, window_us: tuple[float, float], state: dict[str, np.ndarray]
                  ) -> tuple[Refresh, float | None]:
     """One tick's refresh, carrying what the next tick needs in ``state`` (``stable``: the
@@ -154,6 +154,6 @@ def refresh_tick(board: Board, readout: Readout, verify: WriteVerify, aims_us: n
     return fresh, measured
 
 
-def averaged_read(board: Board, readout: Readout, reads: int) -> np.ndarray:
+def averaged_read(board: ChipBoard, readout: Readout, reads: int) -> np.ndarray:
     board.averaging = 256
     return np.mean([readout.conductance_us(board.read_array()) for _ in range(reads)], axis=0)

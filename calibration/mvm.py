@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labctl_calibration.accuracy import DeployedAccuracy, deployed_accuracy, output_scale
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class MvmParams(BaseModel):
@@ -90,11 +90,11 @@ class MvmResult:
         return self._stats(self.corrected_ua)
 
 
-def _top_code(board: Board) -> int:
+def _top_code(board: ChipBoard) -> int:
     return 2 ** (board.adc().bits - 1) - 1
 
 
-def measure_outputs(board: Board, readout: Readout, inputs: np.ndarray, gain: int) -> tuple[np.ndarray, int]:
+def measure_outputs(board: ChipBoard, readout: Readout, inputs: np.ndarray, gain: int) -> tuple[np.ndarray, int]:
     """Each input vector's column currents (µA) through the MVM path at ``MVM:GAIN`` ``gain``
     (set by the caller, ``at_gain``), and how many outputs sat at the ADC's rails."""
     rows = inputs.shape[1]
@@ -103,7 +103,7 @@ def measure_outputs(board: Board, readout: Readout, inputs: np.ndarray, gain: in
     return (codes - readout.offset) / readout.gain * readout.lsb_ua * rows / gain, clipped
 
 
-def measure_with_repeats(board: Board, readout: Readout, inputs: np.ndarray, repeated: np.ndarray, gain: int
+def measure_with_repeats(board: ChipBoard, readout: Readout, inputs: np.ndarray, repeated: np.ndarray, gain: int
                          ) -> tuple[np.ndarray, np.ndarray, int]:
     """Every input's outputs at ``gain``, then the ``repeated`` ones (a mask) measured again,
     for the noise floor; with the outputs that sat at the rails."""
@@ -113,7 +113,7 @@ def measure_with_repeats(board: Board, readout: Readout, inputs: np.ndarray, rep
     return measured, repeat, clipped + clipped_again
 
 
-def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: float,
+def auto_gain(board: ChipBoard, readout: Readout, probes: np.ndarray, headroom: float,
               columns: slice | None = None) -> int:
     """Bound management: the range the matrix's own outputs to ``probes`` (measured at gain 1)
     call for, judged on ``columns`` (default all: the outputs that will be used)."""
@@ -124,7 +124,7 @@ def auto_gain(board: Board, readout: Readout, probes: np.ndarray, headroom: floa
 
 
 @contextmanager
-def at_gain(board: Board, gain: int) -> Iterator[None]:
+def at_gain(board: ChipBoard, gain: int) -> Iterator[None]:
     """The MVM path at ``gain``, restored to 1 after: later steps (drift's compensation) map
     MVM codes at the default range."""
     if gain != 1:
@@ -136,7 +136,7 @@ def at_gain(board: Board, gain: int) -> Iterator[None]:
             board.set_mvm_gain(1)
 
 
-def check_mvm(board: Board, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None,
+def check_mvm(board: ChipBoard, readout: Readout, params: MvmParams, intended_us: np.ndarray | None = None,
               defect_error_us: np.ndarray | None = None, wait: Callable[[float], None] = time.sleep) -> MvmResult:
     """Random signed inputs through the MVM path; ``intended_us`` (the targets) adds the
     deployed matrix's figures for the same vectors, ``defect_error_us`` what its defective

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class ReadNoiseParams(BaseModel):
@@ -48,7 +48,7 @@ class ReadNoiseResult:
         return table
 
 
-def measure_read_noise(board: Board, readout: Readout, params: ReadNoiseParams, observer=None) -> ReadNoiseResult:
+def measure_read_noise(board: ChipBoard, readout: Readout, params: ReadNoiseParams, observer=None) -> ReadNoiseResult:
     """``observer.on_read(phase, i, rows, codes, g, t_s, kelvin)`` receives every read."""
     board.averaging = params.averaging
     board.read_voltage = readout.read_voltage

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify, WriteVerifyObserver, WriteVerifyParams
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 from labctl_drivers.errors import DriverError
 from labctl_drivers.smu import Keithley2450
 
@@ -164,7 +164,7 @@ def _standard_errors(x: np.ndarray, residual: np.ndarray) -> tuple[float, float]
     return float(np.sqrt(s2 / sxx)), float(np.sqrt(s2 * (1 / n + x.mean() ** 2 / sxx)))
 
 
-def calibrate_readout(board: Board, smu: Keithley2450, params: ReadoutCalibrationParams,
+def calibrate_readout(board: ChipBoard, smu: Keithley2450, params: ReadoutCalibrationParams,
                       write_verify: WriteVerifyParams, observer: WriteVerifyObserver | None = None
                       ) -> ReadoutCalibration:
     geometry = board.geometry()
@@ -250,7 +250,7 @@ def shrink_split_half(estimates: np.ndarray, first: np.ndarray, second: np.ndarr
     return np.where(ok, pool + share * (estimates - pool), pool), share
 
 
-def _row_pass(board: Board, smu: Keithley2450, row: int, params: ReadoutCalibrationParams
+def _row_pass(board: ChipBoard, smu: Keithley2450, row: int, params: ReadoutCalibrationParams
               ) -> tuple[np.ndarray, np.ndarray]:
     """The SMU's conductance of every cell of a row and the board's code for it, read just
     before and just after each probe."""
@@ -268,11 +268,11 @@ def _row_pass(board: Board, smu: Keithley2450, row: int, params: ReadoutCalibrat
     return reference, codes
 
 
-def _mean_row(board: Board, row: int, repeats: int) -> np.ndarray:
+def _mean_row(board: ChipBoard, row: int, repeats: int) -> np.ndarray:
     return np.mean([board.read_row(row) for _ in range(repeats)], axis=0)
 
 
-def _leave_probe_safe(board: Board, smu: Keithley2450) -> None:
+def _leave_probe_safe(board: ChipBoard, smu: Keithley2450) -> None:
     """Probe port open and SMU off, without hiding why the pass ended (the rig repeats this on exit)."""
     for action in (lambda: board.route_probe(None), smu.shutdown):
         try:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from labctl_calibration.mvm import at_gain, auto_gain, measure_outputs
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify, WriteVerifyResult
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 
 class RefineParams(BaseModel):
@@ -104,7 +104,7 @@ def estimate_cell_error(volts: np.ndarray, outputs_ua: np.ndarray, intended_us: 
     return CellErrorEstimate(delta, sigma, outputs_ua, intended_ua)
 
 
-def refine(board: Board, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, first: WriteVerifyResult,
+def refine(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, first: WriteVerifyResult,
            params: RefineParams, window_us: tuple[float, float] | None = None,
            wait: Callable[[float], None] = time.sleep) -> RefineResult:
     """Rounds of estimate, pick and re-program after ``first`` (write-verify's result).

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl_calibration.readout import Readout
-from labctl_drivers.board import Board
+from labctl_drivers.interface import ChipBoard
 
 SET, RESET = 0, 1
 STUCK_TRAVEL_US = 2.0  # net movement that tells a cell that moved from one that never could
@@ -184,7 +184,7 @@ class _CellModel:
 class WriteVerify:
     """Programs ``targets_us`` into the board's selected array."""
 
-    def __init__(self, board: Board, readout: Readout, params: WriteVerifyParams,
+    def __init__(self, board: ChipBoard, readout: Readout, params: WriteVerifyParams,
                  observer: WriteVerifyObserver | None = None) -> None:
         self.board = board
         self.readout = readout

@@ -20,31 +20,35 @@ from labctl_drivers.errors import DriverError
 from labctl_drivers.instrument import LinkStats
 from labctl_drivers.safety import SafeOperatingArea, check_range
 
-FRAMEWORKS = ("pymeasure",)
+FRAMEWORKS = {"pymeasure": ("PyMeasure", "pymeasure.instruments"),
+              "qcodes": ("QCoDeS", "qcodes.instrument_drivers")}
 
 
 def resolve_class(driver: str) -> type:
-    """``pymeasure:Keithley2450`` (searched among PyMeasure's makers) or
-    ``pymeasure:keithley.Keithley2450``: the instrument class; DriverError naming what is missing."""
+    """``pymeasure:Keithley2450`` / ``qcodes:Keithley2450`` (searched among the framework's
+    makers) or ``pymeasure:keithley.Keithley2450`` / ``qcodes:Keithley.Keithley2450``: the
+    instrument class; DriverError naming what is missing."""
     framework, _, name = driver.partition(":")
     if framework not in FRAMEWORKS or not name:
-        raise DriverError(f"driver {driver!r}: expected 'pymeasure:<Class>' or 'pymeasure:<maker>.<Class>'")
+        raise DriverError(f"driver {driver!r}: expected 'pymeasure:<Class>' or 'qcodes:<Class>' "
+                          "(or '<framework>:<maker>.<Class>')")
+    title, package = FRAMEWORKS[framework]
     try:
-        instruments = importlib.import_module("pymeasure.instruments")
+        instruments = importlib.import_module(package)
     except ImportError:
-        raise DriverError(f"driver {driver!r} needs PyMeasure: pip install pymeasure") from None
+        raise DriverError(f"driver {driver!r} needs {title}: pip install {framework}") from None
     module_path, _, class_name = name.rpartition(".")
     makers = [module_path] if module_path else [m.name for m in pkgutil.iter_modules(instruments.__path__)]
     for maker in makers:
         try:
-            module = importlib.import_module(f"pymeasure.instruments.{maker}")
-        except ImportError:
+            module = importlib.import_module(f"{package}.{maker}")
+        except Exception:  # noqa: BLE001 - a maker's package that fails to import is not the one asked for
             continue
         found = getattr(module, class_name, None)
         if isinstance(found, type):
             return found
-    raise DriverError(f"driver {driver!r}: PyMeasure has no instrument class {class_name!r}"
-                      + (f" in pymeasure.instruments.{module_path}" if module_path else ""))
+    raise DriverError(f"driver {driver!r}: {title} has no instrument class {class_name!r}"
+                      + (f" in {package}.{module_path}" if module_path else ""))
 
 
 class FieldSmu:
@@ -83,21 +87,21 @@ class FieldSmu:
 
     @property
     def source_voltage(self) -> float:
-        return float(self._call("source voltage", lambda: self.instrument.source_voltage))
+        return float(self._call("source voltage", self._get_voltage))
 
     @source_voltage.setter
     def source_voltage(self, volts: float) -> None:
         check_range(self.name, "source voltage", volts, -self.soa.smu_voltage_max_v, self.soa.smu_voltage_max_v, " V")
-        self._call("source voltage", lambda: setattr(self.instrument, "source_voltage", volts))
+        self._call("source voltage", lambda: self._set_voltage(volts))
 
     @property
     def current_limit(self) -> float:
-        return float(self._call("current limit", lambda: self.instrument.compliance_current))
+        return float(self._call("current limit", self._get_limit))
 
     @current_limit.setter
     def current_limit(self, amps: float) -> None:
         check_range(self.name, "current limit", amps, 1e-9, self.soa.smu_current_limit_max_a, " A")
-        self._call("current limit", lambda: setattr(self.instrument, "compliance_current", amps))
+        self._call("current limit", lambda: self._set_limit(amps))
 
     @property
     def output_enabled(self) -> bool:
@@ -105,19 +109,18 @@ class FieldSmu:
 
     @output_enabled.setter
     def output_enabled(self, on: bool) -> None:
-        self._call("output", self.instrument.enable_source if on else self.instrument.disable_source)
+        self._call("output", lambda: self._set_output(bool(on)))
         self._output = bool(on)
 
     def configure_voltage_source(self, current_limit_a: float, nplc: float = 1.0) -> None:
         """Source voltage at 0 V, measure current, autorange; output stays off until asked."""
         check_range(self.name, "current limit", current_limit_a, 1e-9, self.soa.smu_current_limit_max_a, " A")
         check_range(self.name, "NPLC", nplc, 0.01, 10.0)
-        self._call("configure", lambda: self.instrument.apply_voltage(compliance_current=current_limit_a))
-        self._call("configure", lambda: self.instrument.measure_current(nplc=nplc, auto_range=True))
+        self._call("configure", lambda: self._configure(current_limit_a, nplc))
         self._nplc = nplc
 
     def measure_current(self) -> float:
-        return float(self._call("measure current", lambda: self.instrument.current))
+        return float(self._call("measure current", self._measure))
 
     def shutdown(self) -> None:
         """The safe state: 0 V, output off."""
@@ -125,7 +128,7 @@ class FieldSmu:
         self.output_enabled = False
 
     def identify(self) -> str:
-        return str(self._call("identify", lambda: self.instrument.id))
+        return str(self._call("identify", self._identify))
 
     def snapshot(self) -> dict[str, Any]:
         return {"resource": self.resource, "idn": self.identify(), "driver": type(self.instrument).__module__
@@ -133,6 +136,98 @@ class FieldSmu:
 
     def close(self) -> None:
         try:
-            self.instrument.adapter.close()
+            self._close()
         except Exception:  # noqa: BLE001 - closing must not hide why a run ended
             pass
+
+    # ---- PyMeasure's SMU interface (QcodesSmu overrides these) ---------------------
+
+    def _get_voltage(self) -> float:
+        return self.instrument.source_voltage
+
+    def _set_voltage(self, volts: float) -> None:
+        self.instrument.source_voltage = volts
+
+    def _get_limit(self) -> float:
+        return self.instrument.compliance_current
+
+    def _set_limit(self, amps: float) -> None:
+        self.instrument.compliance_current = amps
+
+    def _set_output(self, on: bool) -> None:
+        (self.instrument.enable_source if on else self.instrument.disable_source)()
+
+    def _configure(self, current_limit_a: float, nplc: float) -> None:
+        self.instrument.apply_voltage(compliance_current=current_limit_a)
+        self.instrument.measure_current(nplc=nplc, auto_range=True)
+
+    def _measure(self) -> float:
+        return self.instrument.current
+
+    def _identify(self) -> str:
+        return self.instrument.id
+
+    def _close(self) -> None:
+        self.instrument.adapter.close()
+
+
+class QcodesSmu(FieldSmu):
+    """The same operations on a QCoDeS SMU with the ``source``/``sense`` submodules and
+    ``output_enabled`` parameter its Keithley 2450 driver has (``smu = { driver =
+    "qcodes:Keithley2450", resource = "...", options = { visalib = "@py" } }``)."""
+
+    @classmethod
+    def open(cls, driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
+             soa: SafeOperatingArea | None = None) -> FieldSmu:
+        klass = resolve_class(driver)
+        try:
+            instrument = klass(f"labctl_{name}_{id(resource):x}", resource, **(options or {}))
+        except Exception as err:  # noqa: BLE001 - QCoDeS and pyvisa raise many kinds; one line says which
+            raise DriverError(f"{name}: {driver} at {resource}: {type(err).__name__}: {err}") from None
+        return cls(instrument, resource, name, soa)
+
+    def _get_voltage(self) -> float:
+        return self.instrument.source.voltage()
+
+    def _set_voltage(self, volts: float) -> None:
+        self.instrument.source.voltage(volts)
+
+    def _get_limit(self) -> float:
+        return self.instrument.source.limit()
+
+    def _set_limit(self, amps: float) -> None:
+        self.instrument.source.limit(amps)
+
+    def _set_output(self, on: bool) -> None:
+        self.instrument.output_enabled(on)
+
+    def _configure(self, current_limit_a: float, nplc: float) -> None:
+        self.instrument.source.function("voltage")
+        self.instrument.sense.function("current")
+        self.instrument.source.voltage(0.0)
+        self.instrument.source.limit(current_limit_a)
+        self.instrument.sense.nplc(nplc)
+        self.instrument.sense.auto_range(True)
+
+    def _measure(self) -> float:
+        return self.instrument.sense.current()
+
+    def _identify(self) -> str:
+        idn = self.instrument.IDN()
+        return ",".join(str(idn.get(key) or "") for key in ("vendor", "model", "serial", "firmware"))
+
+    def _close(self) -> None:
+        self.instrument.close()
+
+
+def open_field_smu(driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
+                   soa: SafeOperatingArea | None = None, timeout_s: float = 2.0) -> FieldSmu:
+    """The SMU behind ``driver`` (``pymeasure:...`` or ``qcodes:...``, wrapped in the chip's limits;
+    else a name registered in the ``labctl.instruments`` entry point group, which keeps them itself)."""
+    if ":" not in driver:
+        from labctl_drivers.plugins import open_instrument
+
+        return open_instrument(driver, resource=resource, options=options or {}, soa=soa or SafeOperatingArea(),
+                               timeout_s=timeout_s, name=name)
+    klass = QcodesSmu if driver.startswith("qcodes:") else FieldSmu
+    return klass.open(driver, resource, options, name, soa)

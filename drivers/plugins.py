@@ -24,14 +24,43 @@ from labctl_drivers.interface import ChipBoard, missing_members
 from labctl_drivers.safety import SafeOperatingArea
 
 BOARD_GROUP = "labctl.boards"
+INSTRUMENT_GROUP = "labctl.instruments"  # SMUs: factories returning what labctl_drivers.smu.Keithley2450 offers
+SMU_MEMBERS = ("configure_voltage_source", "source_voltage", "current_limit", "output_enabled", "measure_current",
+               "shutdown", "identify", "snapshot", "close", "link")
 
 
 def board_drivers() -> dict[str, EntryPoint]:
     """Every registered board driver by name (the first one registered wins a clash)."""
+    return registered(BOARD_GROUP)
+
+
+def registered(group: str) -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
-    for point in entry_points(group=BOARD_GROUP):
+    for point in entry_points(group=group):
         found.setdefault(point.name, point)
     return found
+
+
+def open_instrument(driver: str, *, resource: str, options: dict[str, Any], soa: SafeOperatingArea,
+                    timeout_s: float, name: str = "smu") -> Any:
+    """An SMU from a driver registered in ``labctl.instruments``; DriverError on any failure."""
+    known = registered(INSTRUMENT_GROUP)
+    if driver not in known:
+        raise DriverError(f"no instrument driver {driver!r} is installed (entry point group {INSTRUMENT_GROUP}); "
+                          f"installed: {', '.join(sorted(known)) or 'none'}")
+    try:
+        instrument = known[driver].load()(resource=resource, options=dict(options), soa=soa, timeout_s=timeout_s,
+                                          name=name)
+    except DriverError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a third-party driver failing: say which and why
+        raise DriverError(f"instrument driver {driver!r} could not open {resource}: {type(err).__name__}: {err}"
+                          ) from None
+    missing = [member for member in SMU_MEMBERS if not hasattr(instrument, member)]
+    if missing:
+        raise DriverError(f"instrument driver {driver!r} returned a {type(instrument).__name__} without "
+                          f"{', '.join(missing)}")
+    return instrument
 
 
 def driver_origin(point: EntryPoint) -> str:

@@ -52,3 +52,15 @@ class Keithley2450(ScpiInstrument):
         """The safe state: 0 V, output off."""
         self.source_voltage = 0.0
         self.output_enabled = False
+
+
+def open_keithley2450(*, resource: str, options: dict, soa: SafeOperatingArea, timeout_s: float,
+                      name: str = "smu") -> Keithley2450:
+    """The ``keithley2450`` entry of ``labctl.instruments``: labctl's own 2450 driver, opened the
+    way a third-party SMU driver is (``smu = { driver = "keithley2450", resource = "..." }``)."""
+    from labctl_drivers.errors import DriverError
+    from labctl_drivers.transport import open_transport
+
+    if options:
+        raise DriverError(f"the keithley2450 driver takes no options; got {', '.join(sorted(options))}")
+    return Keithley2450(open_transport(resource, timeout_s, None, None, name), name=name, soa=soa)

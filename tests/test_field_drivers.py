@@ -228,6 +228,63 @@ def test_a_rig_whose_smu_is_a_pymeasure_class_calibrates_its_read_out_and_passes
             smu.close()
 
 
+def test_a_rig_whose_smu_is_a_qcodes_class_calibrates_its_read_out(tmp_path):
+    """The same with QCoDeS's Keithley2450: its source/sense submodules behind the chip's limits."""
+    pytest.importorskip("qcodes.instrument_drivers.Keithley")
+    from labctl import api
+    from labctl_drivers.field import open_field_smu
+    from labctl_drivers.safety import SafeOperatingArea
+
+    rig = TwinRig.build("pcm", rows=16, cols=16, seed=1, overrides={"wire_ohm": 0.0})
+    with RigServer(rig, pty=False) as server:
+        config = tmp_path / "lab.toml"
+        config.write_text(f'[chips.field]\nboard = "{server.visa_resource("board")}"\n'
+                          f'smu = {{ driver = "qcodes:Keithley2450", resource = "{server.visa_resource("smu")}", '
+                          'options = { visalib = "@py", terminator = "\\n", timeout = 3 } }\n')
+        protocol = tmp_path / "readout.toml"
+        protocol.write_text('name = "readout-only"\nsteps = ["readout"]\n')
+        outcome = api.calibrate("field", config=config, protocol=protocol, data=tmp_path / "data", fresh=True)
+        assert outcome.steps["readout"]["source"].startswith("calibrated in run")
+        truth = rig.chip.ground_truth()
+        gains = pd.read_parquet(tmp_path / "data" / "readout").sort_values("col")["gain"].to_numpy()
+        assert np.sqrt(np.mean((gains / truth.adc_gain[0] - 1) ** 2)) < 0.02
+        assert rig.smu.output is False and np.isclose(rig.smu.voltage, 0.0) and len(rig.smu.errors) == 0
+        smu = open_field_smu("qcodes:Keithley.Keithley2450", server.visa_resource("smu"),
+                             {"visalib": "@py", "terminator": "\n"}, name="smu2", soa=SafeOperatingArea())
+        try:
+            assert "KEITHLEY" in smu.identify().upper()
+            with pytest.raises(Exception, match="outside the safe range"):
+                smu.current_limit = 0.5
+            assert len(rig.smu.errors) == 0
+        finally:
+            smu.close()
+
+
+def test_an_smu_registered_in_the_instruments_entry_point_group_is_opened_by_name(tmp_path):
+    """``smu = { driver = "keithley2450", ... }``: labctl's own 2450 driver through the
+    ``labctl.instruments`` group, as a lab's package would register its SMU; read-out
+    calibration runs through it and an unregistered name is one line at exit 2."""
+    from typer.testing import CliRunner
+
+    from labctl import api
+    from labctl.cli import app
+
+    rig = TwinRig.build("pcm", rows=8, cols=8, seed=2, overrides={"wire_ohm": 0.0})
+    with RigServer(rig, pty=False) as server:
+        config = tmp_path / "lab.toml"
+        config.write_text(f'[chips.p]\nboard = "{server.visa_resource("board")}"\n'
+                          f'smu = {{ driver = "keithley2450", resource = "{server.visa_resource("smu")}" }}\n')
+        protocol = tmp_path / "readout.toml"
+        protocol.write_text('name = "readout-only"\nsteps = ["readout"]\n')
+        outcome = api.calibrate("p", config=config, protocol=protocol, data=tmp_path / "data", fresh=True)
+        assert outcome.steps["readout"]["source"].startswith("calibrated in run")
+        assert rig.smu.output is False
+    config.write_text('[chips.q]\nboard = "TCPIP::127.0.0.1::1::SOCKET"\nsmu = { driver = "nosuchsmu", resource = "X" }\n')
+    result = CliRunner().invoke(app, ["rigs", "--config", str(config)])
+    assert result.exit_code == 2 and "no instrument driver 'nosuchsmu' is installed" in result.output
+    assert "keithley2450" in result.output
+
+
 def test_a_field_driver_that_is_not_one_is_refused_in_one_line(tmp_path):
     import subprocess
     import sys

@@ -12,8 +12,8 @@ from labctl.cli.output import reported
 
 def rigs(
     config: ConfigOption = None,
-    drivers: Annotated[bool, typer.Option("--drivers", help="List the installed board drivers instead "
-                                          "(labctl's own and those other packages register).")] = False,
+    drivers: Annotated[bool, typer.Option("--drivers", help="List the installed board and SMU drivers "
+                                          "instead (labctl's own and those other packages register).")] = False,
 ) -> None:
     """List the chips the configuration knows and how each is reached."""
     from rich.console import Console
@@ -48,13 +48,14 @@ def _list_board_drivers() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from labctl_drivers.plugins import BOARD_GROUP, board_drivers, driver_origin
+    from labctl_drivers.plugins import BOARD_GROUP, INSTRUMENT_GROUP, driver_origin, registered
 
-    table = Table(title=f"board drivers (entry point group {BOARD_GROUP})", title_justify="left")
-    for column in ("driver", "factory", "package"):
+    table = Table(title=f"drivers (entry point groups {BOARD_GROUP}, {INSTRUMENT_GROUP})", title_justify="left")
+    for column in ("kind", "driver", "factory", "package"):
         table.add_column(column)
-    for name, point in sorted(board_drivers().items()):
-        table.add_row(name, point.value, driver_origin(point))
+    for kind, group in (("board", BOARD_GROUP), ("smu", INSTRUMENT_GROUP)):
+        for name, point in sorted(registered(group).items()):
+            table.add_row(kind, name, point.value, driver_origin(point))
     Console().print(table)
 
 

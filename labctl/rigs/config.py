@@ -81,9 +81,20 @@ class FieldDriver(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    driver: str = Field(pattern=r"^pymeasure:[A-Za-z_][A-Za-z0-9_.]*$")
+    driver: str = Field(pattern=r"^((pymeasure|qcodes):[A-Za-z_][A-Za-z0-9_.]*|[A-Za-z0-9][A-Za-z0-9_.-]*)$")
     resource: str = Field(min_length=1)
     options: dict[str, str | int | float | bool] = {}
+
+    @model_validator(mode="after")
+    def _installed(self) -> FieldDriver:
+        if ":" not in self.driver:
+            from labctl_drivers.plugins import INSTRUMENT_GROUP, registered
+
+            known = registered(INSTRUMENT_GROUP)
+            if self.driver not in known:
+                raise ValueError(f"no instrument driver {self.driver!r} is installed (entry point group "
+                                 f"{INSTRUMENT_GROUP}); installed: {', '.join(sorted(known)) or 'none'}")
+        return self
 
 
 class BoardDriver(BaseModel):
@@ -147,7 +158,7 @@ class ChipConfig(BaseModel):
     @classmethod
     def _field_driver(cls, value: Any) -> Any:
         """A table is a field driver: say what is wrong with it, not that it is not a string."""
-        return _table(FieldDriver, value, {"driver": " (expected 'pymeasure:<Class>')"})
+        return _table(FieldDriver, value, {"driver": " (expected 'pymeasure:<Class>', 'qcodes:<Class>' or a driver registered in labctl.instruments)"})
 
     @field_validator("board", mode="before")
     @classmethod

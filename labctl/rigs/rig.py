@@ -105,11 +105,12 @@ def _driver_board(spec: ChipSpec, soa) -> ChipBoard:
 
 
 def _field_smu(spec: ChipSpec, soa):
-    from labctl_drivers.field import FieldSmu
+    from labctl_drivers.field import open_field_smu
 
     field = spec.config.smu
     try:
-        return FieldSmu.open(field.driver, field.resource, dict(field.options), soa=soa)
+        return open_field_smu(field.driver, field.resource, dict(field.options), soa=soa,
+                              timeout_s=spec.config.timeout_s)
     except DriverError as err:
         raise InstrumentFailure(f"{spec.name}: {err}") from None
 
