@@ -211,7 +211,8 @@ def calibrate_readout(board: ChipBoard, smu: Keithley2450, params: ReadoutCalibr
         intercept, offset_share = shrink_split_half(intercept, first_half[1], second_half[1])
         shares = (gain_share, offset_share)
     else:
-        slope = shrink_to_pool(slope, gain_error * np.abs(slope))
+        with np.errstate(invalid="ignore"):  # a flat column (slope 0, relative error inf) is not pooled
+            slope = shrink_to_pool(slope, gain_error * np.abs(slope))
         intercept = shrink_to_pool(intercept, offset_error)
     gain = slope * adc.lsb_ua / params.read_voltage
     return ReadoutCalibration(gain, intercept, rms, gain_error, offset_error, floor, rows, reference, codes, shares)
