@@ -35,7 +35,7 @@ import numpy as np
 from labctl_drivers.board import AdcInfo, Geometry, Identity, LoopRanges, PulseLimits
 from labctl_drivers.errors import DriverError
 from labctl_drivers.instrument import LinkStats
-from labctl_drivers.safety import SafeOperatingArea, check_range, refuse
+from labctl_drivers.safety import SafeOperatingArea, check_amplitudes, check_range, refuse
 
 SIDE = 32  # the standard daughterboard's crossbar
 STANDARD_RANGE_MV = 10_000  # OutputRange.STD: ±10 V
@@ -307,17 +307,7 @@ class Arc2Board:
             raise refuse(self.name, f"cell ({row}, {col}) outside the {SIDE}x{SIDE} array")
 
     def _check_amplitudes(self, amplitudes_mv: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        amplitudes = np.asarray(amplitudes_mv)
-        if shape is not None and amplitudes.shape != shape:
-            raise refuse(self.name, f"amplitudes of shape {amplitudes.shape}, expected {shape}")
-        if not np.issubdtype(amplitudes.dtype, np.integer):
-            if not np.all(np.isfinite(amplitudes)) or np.any(amplitudes != np.round(amplitudes)):
-                raise refuse(self.name, "amplitudes must be whole millivolts")
-        high, low = int(amplitudes.max(initial=0)), int(amplitudes.min(initial=0))
-        if high > self._limits.set_max_mv or -low > self._limits.reset_max_mv:
-            raise refuse(self.name, f"amplitude range {low}..{high} mV beyond the safe limits "
-                                    f"-{self._limits.reset_max_mv}..+{self._limits.set_max_mv} mV")
-        return amplitudes.astype(np.int32)
+        return check_amplitudes(self.name, amplitudes_mv, lambda: self._limits, shape).astype(np.int32)
 
 
 def open_arc2(*, resource: str | None, options: dict[str, Any], soa: SafeOperatingArea,

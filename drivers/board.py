@@ -17,7 +17,7 @@ import numpy as np
 from labctl_drivers.errors import InstrumentError, ReplyError
 from labctl_drivers.framing import encode_block
 from labctl_drivers.instrument import ScpiInstrument, control
-from labctl_drivers.safety import SafeOperatingArea, check_range, refuse
+from labctl_drivers.safety import SafeOperatingArea, check_amplitudes, check_range, refuse
 from labctl_drivers.transport import Transport
 
 READ_VOLTAGE_MAX_V = 0.3  # PROTOCOL.md: 0 < V <= 0.3
@@ -326,20 +326,7 @@ class Board(ScpiInstrument):
             raise refuse(self.name, f"cell ({row}, {col}) outside the {g.rows}x{g.cols} array")
 
     def _check_amplitudes(self, amplitudes_mv: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        amplitudes = np.asarray(amplitudes_mv)
-        if shape is not None and amplitudes.shape != shape:
-            raise refuse(self.name, f"amplitudes of shape {amplitudes.shape}, expected {shape}")
-        if not np.issubdtype(amplitudes.dtype, np.integer):
-            if not np.all(np.isfinite(amplitudes)) or np.any(amplitudes != np.round(amplitudes)):
-                raise refuse(self.name, "amplitudes must be whole millivolts")
-        limits = self.pulse_limits()
-        high, low = int(amplitudes.max(initial=0)), int(amplitudes.min(initial=0))
-        if high > limits.set_max_mv or -low > limits.reset_max_mv:
-            raise refuse(
-                self.name,
-                f"amplitude range {low}..{high} mV beyond the safe limits -{limits.reset_max_mv}..+{limits.set_max_mv} mV",
-            )
-        return amplitudes.astype(np.int16)
+        return check_amplitudes(self.name, amplitudes_mv, self.pulse_limits, shape).astype(np.int16)
 
     def snapshot(self) -> dict[str, Any]:
         g = self.geometry()
