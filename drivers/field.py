@@ -1,13 +1,16 @@
-"""An SMU driven through the field's own driver: a PyMeasure instrument class, behind labctl's
-safe operating area.
+"""Instruments driven through the field's own drivers: a PyMeasure or QCoDeS instrument class,
+behind labctl's safe operating area.
 
-A lab whose SMU is not a Keithley 2450 (a Keysight B2900, a Keithley 2600) or that keeps
-its PyMeasure scripts names the class in lab.toml (``smu = { driver =
-"pymeasure:Keithley2450", resource = "..." }``); calibration then talks to it through the
-same few operations as to labctl's own 2450 driver. Every voltage and current limit is
-checked against the chip's limits here, before PyMeasure sends it.
+A lab whose SMU is not a Keithley 2450 (a Keysight B2900, a Keithley 2600), or whose
+temperature controller is one QCoDeS or PyMeasure already drives, names the class in
+lab.toml (``smu = { driver = "pymeasure:Keithley2450", resource = "..." }``); calibration then
+talks to it through the same few operations as to labctl's own drivers. Every voltage,
+current and temperature is checked against the chip's limits here, before the framework
+sends it.
 
-PyMeasure is imported only when such an SMU is opened (``pip install pymeasure``).
+This module holds what every such instrument shares (finding the class, opening it, one
+line for any failure) and the SMU; ``field_temperature`` holds the temperature controller.
+The framework is imported only when such an instrument is opened.
 """
 
 from __future__ import annotations
@@ -51,31 +54,31 @@ def resolve_class(driver: str) -> type:
                       + (f" in {package}.{module_path}" if module_path else ""))
 
 
-class FieldSmu:
-    """The operations read-out calibration needs, on a PyMeasure SMU that sources voltage and
-    measures current (``apply_voltage``, ``measure_current``, ``source_voltage``,
-    ``compliance_current``, ``enable_source``/``disable_source``, ``current``: the
-    interface PyMeasure's Keithley SMUs share)."""
+class FieldInstrument:
+    """What every instrument behind a field driver shares: the chip's limits, a link record
+    (the framework's adapter retries on its own, so labctl counts nothing there), and one
+    line naming the instrument and the operation for any exception the framework raises."""
 
-    retries = 0  # PyMeasure's adapter does its own
+    retries = 0  # the framework's adapter does its own
 
-    def __init__(self, instrument: Any, resource: str, name: str = "smu", soa: SafeOperatingArea | None = None
-                 ) -> None:
+    def __init__(self, instrument: Any, resource: str, name: str, soa: SafeOperatingArea | None = None) -> None:
         self.instrument, self.resource, self.name = instrument, resource, name
         self.soa = soa or SafeOperatingArea()
         self.link = LinkStats()
-        self._nplc = 1.0
-        self._output = False
 
     @classmethod
-    def open(cls, driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
-             soa: SafeOperatingArea | None = None) -> FieldSmu:
+    def open(cls, driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "instrument",
+             soa: SafeOperatingArea | None = None) -> FieldInstrument:
         klass = resolve_class(driver)
         try:
-            instrument = klass(resource, **(options or {}))
-        except Exception as err:  # noqa: BLE001 - PyMeasure and pyvisa raise many kinds; one line says which
+            instrument = cls._construct(klass, resource, name, options or {})
+        except Exception as err:  # noqa: BLE001 - the frameworks and pyvisa raise many kinds; one line says which
             raise DriverError(f"{name}: {driver} at {resource}: {type(err).__name__}: {err}") from None
         return cls(instrument, resource, name, soa)
+
+    @staticmethod
+    def _construct(klass: type, resource: str, name: str, options: dict[str, Any]) -> Any:
+        return klass(resource, **options)  # PyMeasure's convention
 
     def _call(self, what: str, action):
         try:
@@ -84,6 +87,55 @@ class FieldSmu:
             raise
         except Exception as err:  # noqa: BLE001
             raise DriverError(f"{self.name}: {what}: {type(err).__name__}: {err}") from None
+
+    def identify(self) -> str:
+        return str(self._call("identify", self._identify))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"resource": self.resource, "idn": self.identify(), "driver": type(self.instrument).__module__
+                + "." + type(self.instrument).__name__}
+
+    def close(self) -> None:
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - closing must not hide why a run ended
+            pass
+
+    def _identify(self) -> str:
+        return self.instrument.id
+
+    def _close(self) -> None:
+        self.instrument.adapter.close()
+
+
+class QcodesLink:
+    """How a QCoDeS instrument is opened, identified and closed (mixed in before the operations)."""
+
+    instrument: Any
+
+    @staticmethod
+    def _construct(klass: type, resource: str, name: str, options: dict[str, Any]) -> Any:
+        return klass(f"labctl_{name}_{id(resource):x}", resource, **options)  # QCoDeS names every instrument
+
+    def _identify(self) -> str:
+        idn = self.instrument.IDN()
+        return ",".join(str(idn.get(key) or "") for key in ("vendor", "model", "serial", "firmware"))
+
+    def _close(self) -> None:
+        self.instrument.close()
+
+
+class FieldSmu(FieldInstrument):
+    """The operations read-out calibration needs, on a PyMeasure SMU that sources voltage and
+    measures current (``apply_voltage``, ``measure_current``, ``source_voltage``,
+    ``compliance_current``, ``enable_source``/``disable_source``, ``current``: the
+    interface PyMeasure's Keithley SMUs share)."""
+
+    def __init__(self, instrument: Any, resource: str, name: str = "smu", soa: SafeOperatingArea | None = None
+                 ) -> None:
+        super().__init__(instrument, resource, name, soa)
+        self._nplc = 1.0
+        self._output = False
 
     @property
     def source_voltage(self) -> float:
@@ -127,18 +179,8 @@ class FieldSmu:
         self.source_voltage = 0.0
         self.output_enabled = False
 
-    def identify(self) -> str:
-        return str(self._call("identify", self._identify))
-
     def snapshot(self) -> dict[str, Any]:
-        return {"resource": self.resource, "idn": self.identify(), "driver": type(self.instrument).__module__
-                + "." + type(self.instrument).__name__, "nplc": self._nplc}
-
-    def close(self) -> None:
-        try:
-            self._close()
-        except Exception:  # noqa: BLE001 - closing must not hide why a run ended
-            pass
+        return {**super().snapshot(), "nplc": self._nplc}
 
     # ---- PyMeasure's SMU interface (QcodesSmu overrides these) ---------------------
 
@@ -164,27 +206,11 @@ class FieldSmu:
     def _measure(self) -> float:
         return self.instrument.current
 
-    def _identify(self) -> str:
-        return self.instrument.id
 
-    def _close(self) -> None:
-        self.instrument.adapter.close()
-
-
-class QcodesSmu(FieldSmu):
+class QcodesSmu(QcodesLink, FieldSmu):
     """The same operations on a QCoDeS SMU with the ``source``/``sense`` submodules and
     ``output_enabled`` parameter its Keithley 2450 driver has (``smu = { driver =
     "qcodes:Keithley2450", resource = "...", options = { visalib = "@py" } }``)."""
-
-    @classmethod
-    def open(cls, driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
-             soa: SafeOperatingArea | None = None) -> FieldSmu:
-        klass = resolve_class(driver)
-        try:
-            instrument = klass(f"labctl_{name}_{id(resource):x}", resource, **(options or {}))
-        except Exception as err:  # noqa: BLE001 - QCoDeS and pyvisa raise many kinds; one line says which
-            raise DriverError(f"{name}: {driver} at {resource}: {type(err).__name__}: {err}") from None
-        return cls(instrument, resource, name, soa)
 
     def _get_voltage(self) -> float:
         return self.instrument.source.voltage()
@@ -212,22 +238,29 @@ class QcodesSmu(FieldSmu):
     def _measure(self) -> float:
         return self.instrument.sense.current()
 
-    def _identify(self) -> str:
-        idn = self.instrument.IDN()
-        return ",".join(str(idn.get(key) or "") for key in ("vendor", "model", "serial", "firmware"))
 
-    def _close(self) -> None:
-        self.instrument.close()
-
-
-def open_field_smu(driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
-                   soa: SafeOperatingArea | None = None, timeout_s: float = 2.0) -> FieldSmu:
-    """The SMU behind ``driver`` (``pymeasure:...`` or ``qcodes:...``, wrapped in the chip's limits;
-    else a name registered in the ``labctl.instruments`` entry point group, which keeps them itself)."""
+def open_field_instrument(kind: str, driver: str, resource: str, options: dict[str, Any] | None = None,
+                          name: str | None = None, soa: SafeOperatingArea | None = None, timeout_s: float = 2.0
+                          ) -> Any:
+    """The ``kind`` of instrument (``smu`` or ``temperature``) behind ``driver``: ``pymeasure:...``
+    or ``qcodes:...``, wrapped in the chip's limits; else a name registered in the
+    ``labctl.instruments`` entry point group, whose factory keeps them itself."""
+    name = name or kind
     if ":" not in driver:
         from labctl_drivers.plugins import open_instrument
 
         return open_instrument(driver, resource=resource, options=options or {}, soa=soa or SafeOperatingArea(),
-                               timeout_s=timeout_s, name=name)
-    klass = QcodesSmu if driver.startswith("qcodes:") else FieldSmu
+                               timeout_s=timeout_s, name=name, kind=kind)
+    if kind == "temperature":
+        from labctl_drivers.field_temperature import FieldTemperature, QcodesTemperature
+
+        klass: type[FieldInstrument] = QcodesTemperature if driver.startswith("qcodes:") else FieldTemperature
+    else:
+        klass = QcodesSmu if driver.startswith("qcodes:") else FieldSmu
     return klass.open(driver, resource, options, name, soa)
+
+
+def open_field_smu(driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
+                   soa: SafeOperatingArea | None = None, timeout_s: float = 2.0) -> Any:
+    """The SMU behind ``driver`` (see :func:`open_field_instrument`)."""
+    return open_field_instrument("smu", driver, resource, options, name, soa, timeout_s)

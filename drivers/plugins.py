@@ -24,9 +24,13 @@ from labctl_drivers.interface import ChipBoard, missing_members
 from labctl_drivers.safety import SafeOperatingArea
 
 BOARD_GROUP = "labctl.boards"
-INSTRUMENT_GROUP = "labctl.instruments"  # SMUs: factories returning what labctl_drivers.smu.Keithley2450 offers
-SMU_MEMBERS = ("configure_voltage_source", "source_voltage", "current_limit", "output_enabled", "measure_current",
-               "shutdown", "identify", "snapshot", "close", "link")
+INSTRUMENT_GROUP = "labctl.instruments"  # SMUs and temperature controllers, by what they offer:
+MEMBERS_BY_KIND = {
+    "smu": ("configure_voltage_source", "source_voltage", "current_limit", "output_enabled", "measure_current",
+            "shutdown", "identify", "snapshot", "close", "link"),  # what labctl_drivers.smu.Keithley2450 offers
+    "temperature": ("temperature_k", "set_point_k", "heater_range", "heater_off", "identify", "snapshot", "close",
+                    "link"),  # what labctl_drivers.temperature.LakeShore335 offers
+}
 
 
 def board_drivers() -> dict[str, EntryPoint]:
@@ -42,8 +46,9 @@ def registered(group: str) -> dict[str, EntryPoint]:
 
 
 def open_instrument(driver: str, *, resource: str, options: dict[str, Any], soa: SafeOperatingArea,
-                    timeout_s: float, name: str = "smu") -> Any:
-    """An SMU from a driver registered in ``labctl.instruments``; DriverError on any failure."""
+                    timeout_s: float, name: str = "smu", kind: str = "smu") -> Any:
+    """An instrument of ``kind`` (``smu``, ``temperature``) from a driver registered in
+    ``labctl.instruments``; DriverError on any failure, or when it lacks what that kind offers."""
     known = registered(INSTRUMENT_GROUP)
     if driver not in known:
         raise DriverError(f"no instrument driver {driver!r} is installed (entry point group {INSTRUMENT_GROUP}); "
@@ -56,10 +61,13 @@ def open_instrument(driver: str, *, resource: str, options: dict[str, Any], soa:
     except Exception as err:  # noqa: BLE001 - a third-party driver failing: say which and why
         raise DriverError(f"instrument driver {driver!r} could not open {resource}: {type(err).__name__}: {err}"
                           ) from None
-    missing = [member for member in SMU_MEMBERS if not hasattr(instrument, member)]
+    missing = [member for member in MEMBERS_BY_KIND[kind] if not hasattr(instrument, member)]
     if missing:
+        close = getattr(instrument, "close", None)
+        if callable(close):
+            close()
         raise DriverError(f"instrument driver {driver!r} returned a {type(instrument).__name__} without "
-                          f"{', '.join(missing)}")
+                          f"{', '.join(missing)}: it is not a {'temperature controller' if kind == 'temperature' else 'SMU'}")
     return instrument
 
 

@@ -47,3 +47,16 @@ class LakeShore335(ScpiInstrument):
 
     def heater_off(self) -> None:
         self.heater_range = 0
+
+
+def open_lakeshore335(*, resource: str, options: dict, soa: SafeOperatingArea, timeout_s: float,
+                      name: str = "temperature") -> LakeShore335:
+    """The ``lakeshore335`` entry of ``labctl.instruments``: labctl's own 335 driver, opened the
+    way a third-party controller's is (``temperature = { driver = "lakeshore335", resource = "..." }``;
+    a serial port gets the 335's 57600 7O1)."""
+    from labctl_drivers.errors import DriverError
+    from labctl_drivers.transport import open_transport
+
+    if options:
+        raise DriverError(f"the lakeshore335 driver takes no options; got {', '.join(sorted(options))}")
+    return LakeShore335(open_transport(resource, timeout_s, SERIAL_SETTINGS, None, name), name=name, soa=soa)

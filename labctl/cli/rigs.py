@@ -34,14 +34,21 @@ def rigs(
             board = f"twin in process ({chip.twin.preset}, seed {chip.twin.seed}, {size})"
             smu = temperature = "twin"
         else:
-            smu = chip.smu if isinstance(chip.smu, str) else f"{chip.smu.driver} at {chip.smu.resource}" if chip.smu else "-"
-            board, temperature = chip.board or "-", chip.temperature or "-"
+            smu, temperature = (_instrument(field) for field in (chip.smu, chip.temperature))
+            board = chip.board or "-"
             if isinstance(chip.board, BoardDriver):
                 board = f"{chip.board.driver} driver" + (f" at {chip.board.resource}" if chip.board.resource else "")
                 board += "".join(f", {key}={value}" for key, value in sorted(chip.board.options.items()))
         low, high = window_of(chip)
         table.add_row(name, board, smu, temperature, f"{low:g}-{high:g}")
     Console().print(table)
+
+
+def _instrument(field) -> str:
+    """A resource as written, a field driver as its name and resource, or '-'."""
+    if field is None:
+        return "-"
+    return field if isinstance(field, str) else f"{field.driver} at {field.resource}"
 
 
 def _list_board_drivers() -> None:

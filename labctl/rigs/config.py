@@ -76,8 +76,10 @@ class TwinOptions(BaseModel):
 
 class FieldDriver(BaseModel):
     """An instrument driven through the field's own driver class (``smu = { driver =
-    "pymeasure:Keithley2450", resource = "TCPIP::...::SOCKET", options = { ... } }``);
-    ``options`` go to the class as keyword arguments (``read_termination``, ``timeout``...)."""
+    "pymeasure:Keithley2450", resource = "TCPIP::...::SOCKET", options = { ... } }``,
+    ``temperature = { driver = "qcodes:LakeshoreModel335", ... }``) or one registered in the
+    ``labctl.instruments`` entry point group; ``options`` go to the class as keyword
+    arguments (``read_termination``, ``timeout``...)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -145,7 +147,7 @@ class ChipConfig(BaseModel):
     twin: TwinOptions | None = None
     board: str | BoardDriver | None = None  # a resource (labctl's SCPI board) or a registered driver
     smu: str | FieldDriver | None = None  # a resource (labctl's 2450 driver) or a field driver
-    temperature: str | None = None
+    temperature: str | FieldDriver | None = None  # a resource (labctl's 335 driver) or a field driver
     window_us: tuple[float, float] | None = None  # targets allowed, µS; default: a twin's preset range, else 0-25
     calibrate_protocol: str | None = None  # `labctl calibrate` without --protocol: a file or a built-in's name
     timeout_s: float = Field(2.0, gt=0, le=600)
@@ -154,7 +156,7 @@ class ChipConfig(BaseModel):
     trace: str | None = None  # a file to log every exchange to
     limits: Limits = Limits()
 
-    @field_validator("smu", mode="before")
+    @field_validator("smu", "temperature", mode="before")
     @classmethod
     def _field_driver(cls, value: Any) -> Any:
         """A table is a field driver: say what is wrong with it, not that it is not a string."""
@@ -198,9 +200,10 @@ class ChipSpec:
     @property
     def resources(self) -> tuple[str, ...]:
         """Where its instruments are: what a lock on the rig must hold."""
-        smu = self.config.smu.resource if isinstance(self.config.smu, FieldDriver) else self.config.smu
+        smu, temperature = (field.resource if isinstance(field, FieldDriver) else field
+                            for field in (self.config.smu, self.config.temperature))
         board = self.config.board.where if isinstance(self.config.board, BoardDriver) else self.config.board
-        return tuple(r for r in (board, smu, self.config.temperature) if r)
+        return tuple(r for r in (board, smu, temperature) if r)
 
     @property
     def is_twin(self) -> bool:

@@ -78,11 +78,11 @@ def _examine_one(spec: ChipSpec, name: str, twin: dict[str, Transport] | None) -
 
 def _examine_field(spec: ChipSpec, name: str, field: FieldDriver, check: Check) -> Finding:
     """An instrument behind the field's own driver class: opened, identified, checked and closed."""
-    from labctl_drivers.field import open_field_smu
+    from labctl_drivers.field import open_field_instrument
 
     try:
-        instrument = open_field_smu(field.driver, field.resource, dict(field.options), name, spec.soa,
-                                    spec.config.timeout_s)
+        instrument = open_field_instrument(name, field.driver, field.resource, dict(field.options), name, spec.soa,
+                                           spec.config.timeout_s)
     except DriverError as err:
         return Finding(name, field.resource, "-", f"cannot connect: {err}", False)
     try:

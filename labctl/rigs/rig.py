@@ -71,9 +71,12 @@ def open_rig(spec: ChipSpec) -> Iterator[Rig]:
             board = Board(transports["board"], soa=soa)
         smu = Keithley2450(transports["smu"], soa=soa) if "smu" in transports else None
         if isinstance(spec.config.smu, FieldDriver):
-            smu = _field_smu(spec, soa)
+            smu = _field_instrument(spec, "smu", soa)
             stack.callback(smu.close)
         temperature = LakeShore335(transports["temperature"], soa=soa) if "temperature" in transports else None
+        if isinstance(spec.config.temperature, FieldDriver):
+            temperature = _field_instrument(spec, "temperature", soa)
+            stack.callback(temperature.close)
         for instrument in (board, smu, temperature):
             if instrument is not None:
                 instrument.retries = spec.config.retries
@@ -104,13 +107,14 @@ def _driver_board(spec: ChipSpec, soa) -> ChipBoard:
         raise InstrumentFailure(f"{spec.name}: {err}") from None
 
 
-def _field_smu(spec: ChipSpec, soa):
-    from labctl_drivers.field import open_field_smu
+def _field_instrument(spec: ChipSpec, kind: str, soa):
+    """The SMU or temperature controller a field driver table names, opened behind the chip's limits."""
+    from labctl_drivers.field import open_field_instrument
 
-    field = spec.config.smu
+    field = getattr(spec.config, kind)
     try:
-        return open_field_smu(field.driver, field.resource, dict(field.options), soa=soa,
-                              timeout_s=spec.config.timeout_s)
+        return open_field_instrument(kind, field.driver, field.resource, dict(field.options), soa=soa,
+                                     timeout_s=spec.config.timeout_s)
     except DriverError as err:
         raise InstrumentFailure(f"{spec.name}: {err}") from None
 
@@ -119,10 +123,10 @@ def _transports(spec: ChipSpec, trace: IO[str] | None) -> tuple[dict[str, Transp
     config = spec.config
     if config.twin is not None:
         return twin_transports(spec, trace)
-    smu = None if isinstance(config.smu, FieldDriver) else config.smu  # a field driver opens its own link
+    smu, temperature = (None if isinstance(field, FieldDriver) else field  # a field driver opens its own link
+                        for field in (config.smu, config.temperature))
     board = None if isinstance(config.board, BoardDriver) else config.board  # so does a board driver
-    resources = {"board": (board, BOARD_SERIAL), "smu": (smu, None),
-                 "temperature": (config.temperature, LAKESHORE_SERIAL)}
+    resources = {"board": (board, BOARD_SERIAL), "smu": (smu, None), "temperature": (temperature, LAKESHORE_SERIAL)}
     opened: dict[str, Transport] = {}
     try:
         for name, (resource, serial) in resources.items():
