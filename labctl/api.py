@@ -92,12 +92,14 @@ def calibrate(
     network: dict[str, Any] | None = None,
     solve: dict[str, Any] | None = None,
     attachments: dict[str, bytes] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> CalibrationOutcome:
     """Calibrate ``chip`` and store the run; raises ``UsageError``, ``InstrumentFailure`` or ``RunFailed``.
 
     The newest calibration record of the chip is reused (read-out, stuck map) unless
     ``fresh``. ``keep_rig`` (tests) receives the rig, so a test can inspect the twin.
     ``attachments`` are files the run keeps beside its results (a validated model and its data).
+    ``labels`` land in the manifest (a campaign's name and task: how a campaign finds its runs again).
     """
     started = time.perf_counter()
     spec, loaded, user_targets, user_weights = check(chip, seed=seed, size=size, targets=targets, weights=weights,
@@ -139,7 +141,8 @@ def calibrate(
             checkpoint(contexts[0])
 
         store.create_run(spec.name, {**_provenance(spec, loaded, rig, targets or weights, record),
-                                     "lock": {"took_over_stale": lock["took_over"]}}, prepare)
+                                     "lock": {"took_over_stale": lock["took_over"]}, "labels": dict(labels or {})},
+                         prepare)
         return _execute(contexts[0], started)
 
 

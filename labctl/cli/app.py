@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli import measure, rigs, runs, schedule, twin
+from labctl.cli import campaign, measure, rigs, runs, schedule, twin
 from labctl.cli.options import EXIT_CODES, EXIT_CODES_READING, EXIT_INTERRUPTED
 from labctl.cli.output import one_line, show_warnings
 
@@ -84,6 +84,17 @@ schedule_app.command("add")(schedule.schedule_add)
 schedule_app.command("list")(schedule.schedule_list)
 schedule_app.command("remove")(schedule.schedule_remove)
 app.add_typer(schedule_app, name="schedule")
+
+app.command(epilog="Exit codes: 0 the worker stopped (Ctrl-C, SIGTERM); 1 the scheduler could not be reached; "
+                   "2 bad input.")(campaign.worker)
+campaign_app = typer.Typer(help="Campaigns: runs over many chips and rig hosts, on Dask distributed.",
+                           no_args_is_help=True)
+campaign_app.command("run", epilog="Exit codes: 0 every task completed and passed; 1 one did not; 2 bad input.")(
+    campaign.campaign_run)
+app.add_typer(campaign_app, name="campaign")
+fleet_app = typer.Typer(help="The lab's chips as a whole, from the shared store.", no_args_is_help=True)
+fleet_app.command("summary", epilog=EXIT_CODES_READING)(campaign.fleet_summary)
+app.add_typer(fleet_app, name="fleet")
 
 sim_app = typer.Typer(help="The built-in software twin: its device presets and physics.", no_args_is_help=True)
 sim_app.command("describe")(twin.sim_describe)
