@@ -14,7 +14,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
 
-__all__ = ["__version__", "open_rig", "open_store"]
+__all__ = ["__version__", "fleet_summary", "open_rig", "open_store"]
 
 
 def open_store(root: Any = None) -> Any:
@@ -22,6 +22,14 @@ def open_store(root: Any = None) -> Any:
     from labctl.store.query import open_store as _open_store
 
     return _open_store(root)
+
+
+def fleet_summary(data: Any = None) -> Any:
+    """Per chip of the store at ``data``: its last calibration, figures, drift ν and their trend
+    (a pandas DataFrame; what ``labctl fleet summary`` prints). Needs DuckDB."""
+    from labctl.campaigns.fleet import fleet_summary as _fleet_summary
+
+    return _fleet_summary(data)
 
 
 def open_rig(chip: str = "chip0", *, config: Any = None, seed: int | None = None, size: str | None = None) -> Any:

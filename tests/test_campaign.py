@@ -246,3 +246,15 @@ def test_tasks_follow_their_stages_order_per_chip(tmp_path):
     assert [t.id for t in tasks] == ["a/cal", "b/cal", "b/drift"]
     assert tasks[2].after == ("b/cal",) and tasks[2].resource == "chip:b"
     assert tasks[2].protocol_path == str((tmp_path / "p.toml").resolve()) and tasks[0].protocol_path == "calibrate"
+
+
+def test_a_worker_for_a_chip_its_config_does_not_know_stops_before_joining(tmp_path):
+    from typer.testing import CliRunner
+
+    from labctl.cli import app
+
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.twinA]\ntwin = { size = "4x4" }\n')
+    result = CliRunner().invoke(app, ["worker", "--scheduler", "tcp://127.0.0.1:1", "--config", str(config),
+                                      "--chips", "twinA,nosuch"])
+    assert result.exit_code == 2 and "nosuch" in result.output, result.output

@@ -105,3 +105,22 @@ def test_redact_hides_keys_in_every_form(text):
 
     shown = redact(text)
     assert SECRET not in shown and "AKIAEXAMPLE" not in shown and "***" in shown
+
+
+def test_a_campaign_stores_its_runs_in_one_bucket_and_the_fleet_summary_reads_them(s3_uri, tmp_path):
+    pytest.importorskip("distributed")
+    from labctl.campaigns.fleet import fleet_summary
+    from labctl.campaigns.runner import run_campaign
+
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.twinA]\ntwin = { size = "16x16", seed = 1 }\n'
+                      '[chips.twinB]\ntwin = { size = "16x16", seed = 2 }\n')
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text('name = "bucket"\nchips = ["twinA", "twinB"]\n[[stage]]\nname = "drift"\nprotocol = "drift"\n'
+                        'drift = { duration_s = 600, reads = 4, temperatures_k = [300] }\n')
+    results = run_campaign(campaign, data=s3_uri, config=config)
+    assert [(r["task"], r["status"]) for r in results] == [("twinA/drift", "completed"), ("twinB/drift", "completed")]
+    fleet = fleet_summary(s3_uri).set_index("chip")
+    assert {"twinA", "twinB"} <= set(fleet.index)
+    for result in results:  # the bucket's drift table, aggregated by DuckDB, against each run's own figure
+        assert fleet.loc[result["chip"], "nu_median"] == pytest.approx(result["summary"]["nu_median"], rel=0.05)
