@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labctl.runs.recorder import StoreRecorder
-from labctl.store.schemas import SCHEMAS, dictionary_columns
+from labctl.store.schemas import SCHEMAS, layout
 from labctl.store.writer import TableWriter
 
 SIDE = 256
@@ -69,7 +69,7 @@ def fast_writers(data, root: Path) -> dict[str, float]:
     rows = np.arange(SIDE)
 
     def labctl_end_to_end() -> None:
-        writer = TableWriter(root / "labctl", schema, dictionary=dictionary_columns("reads"))  # as a run's
+        writer = TableWriter(root / "labctl", schema, layout=layout("reads"))  # as a run's
         recorder = StoreRecorder(_OneTable(writer), array=0, t0_s=0.0, cols=SIDE)
         for i, (codes, g) in enumerate(data):
             recorder.on_read("verify", i, rows, codes, g, float(i), 300.0)

@@ -52,6 +52,43 @@ def test_files_use_the_fixed_schema_and_zstd(tmp_path):
     assert meta.metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+def test_reads_are_written_in_their_layout_and_read_back_with_the_fixed_schema(tmp_path):
+    """The phase arrives as an Arrow dictionary, the temperature is split by byte stream, small
+    integers are plain; every reader still sees the table's schema (phase a string)."""
+    import duckdb
+    import polars as pl
+
+    from labctl.runs.recorder import StoreRecorder
+    from labctl.store.schemas import layout
+
+    class OneTable:
+        def __init__(self, writer):
+            self.writer = writer
+
+        def table(self, name):
+            return self.writer
+
+    writer = TableWriter(tmp_path / "reads", SCHEMAS["reads"], layout=layout("reads"))
+    recorder = StoreRecorder(OneTable(writer), array=0, t0_s=0.0, cols=8)
+    for i, phase in enumerate(["verify", "recheck", "verify"]):
+        recorder.on_read(phase, i, np.arange(4), np.full((4, 8), i, np.int16), np.full((4, 8), 1.5 * i), float(i), 300.0)
+    writer.append({**recorder.read_columns("health", 9, np.arange(1), np.zeros((1, 8), np.int16),
+                                           np.zeros((1, 8)), 9.0, 301.0), "phase": ["a", "b"] * 4})  # plain strings too
+    writer.flush()
+    (path,) = (tmp_path / "reads").iterdir()
+    meta = pq.ParquetFile(path)
+    assert meta.schema_arrow == SCHEMAS["reads"]
+    columns = {meta.metadata.row_group(0).column(k).path_in_schema: meta.metadata.row_group(0).column(k).encodings
+               for k in range(meta.metadata.num_columns)}
+    assert "RLE_DICTIONARY" in columns["phase"] and "BYTE_STREAM_SPLIT" in columns["temperature_k"]
+    assert "RLE_DICTIONARY" not in columns["row"] and "RLE_DICTIONARY" not in columns["g_us"]
+    table = pq.read_table(path)
+    assert table.schema == SCHEMAS["reads"]
+    assert table["phase"].to_pylist() == ["verify"] * 32 + ["recheck"] * 32 + ["verify"] * 32 + ["a", "b"] * 4
+    assert duckdb.sql(f"select count(*) from read_parquet('{path}') where phase = 'recheck'").fetchall()[0][0] == 32
+    assert pl.read_parquet(path)["phase"].dtype == pl.String
+
+
 def test_wrong_columns_are_refused_before_anything_is_written(tmp_path):
     writer = TableWriter(tmp_path / "t", SCHEMAS["cells"])
     rows = cells_rows(3)

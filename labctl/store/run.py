@@ -201,11 +201,11 @@ class Run:
     def table(self, name: str):  # -> TableWriter, imported lazily with pyarrow
         key = (name, self.step)
         if key not in self._writers:
-            from labctl.store.schemas import SCHEMAS, dictionary_columns
+            from labctl.store.schemas import SCHEMAS, layout
             from labctl.store.writer import TableWriter
 
             self._writers[key] = TableWriter(self.partition(name), SCHEMAS[name], prefix=f"{self.step}-", fs=self.fs,
-                                             dictionary=dictionary_columns(name))
+                                             layout=layout(name))
         return self._writers[key]
 
     def _tables(self) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from labctl.store.fs import StoreFS
+from labctl.store.schemas import Layout
 
 ROWS_PER_PART = 262_144  # four 256x256 array reads: parts small enough that two encode at once
 ROW_GROUP_ROWS = 262_144
@@ -53,13 +54,13 @@ def _writers_pool() -> ThreadPoolExecutor:
 
 class TableWriter:
     def __init__(self, directory: Path | str, schema: pa.Schema, rows_per_part: int = ROWS_PER_PART,
-                 prefix: str = "", fs: StoreFS | None = None, dictionary: list[str] | None = None) -> None:
+                 prefix: str = "", fs: StoreFS | None = None, layout: Layout | None = None) -> None:
         self.fs = fs or StoreFS(directory)
         self.directory = str(directory) if fs is not None else self.fs.base
-        self.schema = schema
+        self.layout = layout or Layout(dictionary=tuple(schema.names))  # by default a dictionary is tried everywhere
+        self.schema = self.layout.write_schema(schema)  # as batches are built: dictionary columns already encoded
         self.rows_per_part = rows_per_part
         self.prefix = prefix  # parts of one step carry its name, so a resumed run can tell them apart
-        self.dictionary = True if dictionary is None else dictionary  # the columns Parquet dictionary-encodes
         if not self.fs.remote:  # object storage has no half-written objects to clear
             for name in self.fs.listdir(self.directory):
                 if name.startswith(".part-") and name.endswith(".tmp"):
@@ -108,8 +109,11 @@ class TableWriter:
             self._writing.pop(0).result()
 
     def _write(self, name: str, table: pa.Table) -> None:
+        layout = self.layout
         self.fs.write_table_atomic(f"{self.directory}/{name}", table, compression=COMPRESSION,
-                                   row_group_size=ROW_GROUP_ROWS, use_dictionary=self.dictionary)
+                                   row_group_size=ROW_GROUP_ROWS, use_dictionary=list(layout.dictionary),
+                                   use_byte_stream_split=list(layout.byte_stream_split) or False,
+                                   store_schema=not layout.arrow_dictionary)
         with self._counts:
             self.parts_written += 1
             self.rows_written += table.num_rows
