@@ -5,6 +5,7 @@ scheduler) gives the same runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -96,17 +97,34 @@ def check_every_read_once(data: Path) -> None:
             assert len(drift) == READS * TEMPERATURES * CELLS
 
 
-def by_task(results: list[dict]) -> dict[str, dict]:
-    return {result["task"]: result for result in results}
-
-
-def test_a_worker_killed_mid_drift_comes_back_and_the_campaign_completes_with_every_read_once(tmp_path):
+@contextlib.contextmanager
+def rig_hosts(tmp_path: Path):
+    """Two served twin chips and their hosts' files; every process the test starts (appended to
+    the list yielded) is stopped, and the chips' servers closed, however the test ends."""
     servers = serve_chips()
     processes: list[subprocess.Popen] = []
     try:
         for server in servers:
             server.__enter__()
-        host_a, host_b, campaign = write_files(tmp_path, servers)
+        yield write_files(tmp_path, servers), processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        for server in servers:
+            server.__exit__(None, None, None)
+
+
+def by_task(results: list[dict]) -> dict[str, dict]:
+    return {result["task"]: result for result in results}
+
+
+def test_a_worker_killed_mid_drift_comes_back_and_the_campaign_completes_with_every_read_once(tmp_path):
+    with rig_hosts(tmp_path) as ((host_a, host_b, campaign), processes):
         scheduler, address = start_scheduler(tmp_path)
         processes.append(scheduler)
         # worker A kills itself (SIGKILL) at its chip's third read at 330 K: stored, not yet journalled
@@ -137,27 +155,12 @@ def test_a_worker_killed_mid_drift_comes_back_and_the_campaign_completes_with_ev
         out, err = fleet.communicate(timeout=120)
         rows = {row["chip"]: row for row in json.loads(out)}
         assert set(rows) == {"chipA", "chipB"} and all(row["nu_median"] > 0 for row in rows.values()), err
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        for server in servers:
-            server.__exit__(None, None, None)
 
 
 def _campaign_runs(tmp_path: Path, scheduler: bool) -> dict[str, dict]:
     """The campaign on fresh twins (the same seeds), through a scheduler and workers or locally."""
     tmp_path.mkdir(parents=True)
-    servers = serve_chips()
-    processes: list[subprocess.Popen] = []
-    try:
-        for server in servers:
-            server.__enter__()
-        host_a, host_b, campaign = write_files(tmp_path, servers)
+    with rig_hosts(tmp_path) as ((host_a, host_b, campaign), processes):
         data = tmp_path / "data"
         if scheduler:
             process, address = start_scheduler(tmp_path)
@@ -173,12 +176,6 @@ def _campaign_runs(tmp_path: Path, scheduler: bool) -> dict[str, dict]:
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
         return by_task(json.loads(out))
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=20)
-        for server in servers:
-            server.__exit__(None, None, None)
 
 
 def test_the_local_path_and_the_dask_path_give_the_same_runs(tmp_path):
@@ -191,12 +188,7 @@ def test_the_local_path_and_the_dask_path_give_the_same_runs(tmp_path):
 
 
 def test_a_chip_whose_host_never_comes_is_reported_and_the_rest_goes_on(tmp_path):
-    servers = serve_chips()
-    processes: list[subprocess.Popen] = []
-    try:
-        for server in servers:
-            server.__enter__()
-        _, host_b, campaign = write_files(tmp_path, servers)
+    with rig_hosts(tmp_path) as ((_, host_b, campaign), processes):
         scheduler, address = start_scheduler(tmp_path)
         processes += [scheduler, start_worker(tmp_path, address, host_b, "hostB")]  # chipA's host is down
         wait_for_workers(address, {"hostB"})
@@ -208,12 +200,6 @@ def test_a_chip_whose_host_never_comes_is_reported_and_the_rest_goes_on(tmp_path
         assert results["chipB/drift"]["status"] == "completed"
         assert results["chipA/calibrate"]["status"] == results["chipA/drift"]["status"] == "host gone"
         assert "no worker owned chipA for 3 s" in results["chipA/calibrate"]["error"]
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=20)
-        for server in servers:
-            server.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -22,7 +22,6 @@ stages of one chip, and chips run side by side. A task is ``<chip>/<stage>``.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,20 +125,13 @@ def _order(stages: tuple[Stage, ...]) -> list[Stage]:
 def load_campaign(path: str | Path) -> tuple[Campaign, list[Task]]:
     """The campaign and its tasks in an order that respects every ``after``; any problem is one
     ``UsageError`` line naming the file."""
+    from labctl.runs.protocol import describe_validation_error, read_toml
+
     source = Path(path)
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"campaign file {str(source)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"campaign file {str(source)!r} cannot be read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"{source}: invalid TOML: {err}") from None
+    _, data = read_toml(source, "campaign")
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as err:
-        from labctl.runs.protocol import describe_validation_error
-
         raise UsageError(f"{source}: {describe_validation_error(err)}") from None
     tasks = []
     for stage in _order(campaign.stage):

@@ -11,7 +11,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -118,21 +118,27 @@ def load_protocol(path: Path | str | None = None, builtin: str = "calibrate") ->
     if path is not None and _names_a_builtin(str(path)):
         path = builtin_protocol_dir() / f"{path}.toml"
     source = Path(path) if path is not None else builtin_protocol_dir() / f"{builtin}.toml"
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"protocol file {str(source)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"protocol file {str(source)!r} cannot be read: {err}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise UsageError(f"{source}: invalid TOML: {err}") from None
+    text, data = read_toml(source, "protocol")
     try:
         protocol = CalibrateProtocol.model_validate(data)
     except ValidationError as err:
         raise UsageError(f"{source}: {describe_validation_error(err)}") from None
     return LoadedProtocol(protocol, str(source), text)
+
+
+def read_toml(source: Path, what: str) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and tables; a missing, unreadable or malformed file is one
+    ``UsageError`` line naming it (``what``: "protocol", "campaign")."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {str(source)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{what} file {str(source)!r} cannot be read: {err}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{source}: invalid TOML: {err}") from None
 
 
 def builtin_names() -> list[str]:
