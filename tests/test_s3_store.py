@@ -124,3 +124,27 @@ def test_a_campaign_stores_its_runs_in_one_bucket_and_the_fleet_summary_reads_th
     assert {"twinA", "twinB"} <= set(fleet.index)
     for result in results:  # the bucket's drift table, aggregated by DuckDB, against each run's own figure
         assert fleet.loc[result["chip"], "nu_median"] == pytest.approx(result["summary"]["nu_median"], rel=0.05)
+
+
+def test_a_campaign_through_a_scheduler_and_workers_stores_into_the_bucket(s3_uri, tmp_path):
+    """The Dask path with the shared store on object storage: workers on loopback write there."""
+    pytest.importorskip("distributed")
+    from test_campaign import by_task, rig_hosts, start_scheduler, start_worker, wait_for_workers
+    from test_campaign import labctl as run_labctl
+
+    with rig_hosts(tmp_path) as ((host_a, host_b, campaign), processes):
+        scheduler, address = start_scheduler(tmp_path)
+        processes += [scheduler, start_worker(tmp_path, address, host_a, "hostA"),
+                      start_worker(tmp_path, address, host_b, "hostB")]
+        wait_for_workers(address, {"hostA", "hostB"})
+        run = run_labctl(["campaign", "run", str(campaign), "--scheduler", address, "--data", s3_uri, "--json", "-q"],
+                         tmp_path)
+        processes.append(run)
+        out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    results = by_task(json.loads(out))
+    store = labctl.open_store(s3_uri)
+    runs = store.runs()
+    for result in results.values():
+        assert result["status"] == "completed" and result["run_id"] in set(runs["run_id"])
+    assert {"chipA", "chipB"} <= set(store.table("drift", columns=["nu"])["chip"].astype(str))

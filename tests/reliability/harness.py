@@ -43,5 +43,7 @@ def manifests(data: Path) -> dict[str, dict]:
     """Every run with a readable manifest, by id."""
     found = {}
     for path in sorted((data / "runs").glob("*/manifest.json")):
+        if path.parent.name.startswith("."):
+            continue  # a run being staged: renamed into place (or removed) at any moment, as readers know
         found[path.parent.name] = json.loads(path.read_text())
     return found
