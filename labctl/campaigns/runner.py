@@ -68,11 +68,11 @@ def _follow(client, tasks: list[Task], data: str | None, config: str | None, hos
             say: Callable[[str], None]) -> list[dict[str, Any]]:
     from distributed import wait
 
-    token = uuid.uuid4().hex[:8]
     futures: dict[str, Any] = {}
     for task in tasks:
         upstream = [futures[before] for before in task.after]
-        futures[task.id] = client.submit(run_task, task, data, config, *upstream, key=f"labctl-{task.id}-{token}",
+        key = f"{task.chip}-{task.stage.name}-{uuid.uuid4().hex}"  # Dask's dashboard groups by the chip-stage part
+        futures[task.id] = client.submit(run_task, task, data, config, *upstream, key=key,
                                          resources={task.resource: 1}, pure=False, retries=0)
     by_key = {future.key: task for task, future in zip(tasks, futures.values())}
     results: dict[str, dict[str, Any]] = {}
