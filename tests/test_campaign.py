@@ -244,3 +244,19 @@ def test_a_worker_for_a_chip_its_config_does_not_know_stops_before_joining(tmp_p
     result = CliRunner().invoke(app, ["worker", "--scheduler", "tcp://127.0.0.1:1", "--config", str(config),
                                       "--chips", "twinA,nosuch"])
     assert result.exit_code == 2 and "nosuch" in result.output, result.output
+
+
+def test_running_a_campaign_again_makes_new_runs_not_last_nights(tmp_path):
+    """Each `campaign run` is its own submission: a finished run of an earlier one is not taken
+    as tonight's (within one submission a task is never run twice; see the kill test)."""
+    from labctl.campaigns.runner import run_campaign
+
+    config = tmp_path / "lab.toml"
+    config.write_text('[chips.twinA]\ntwin = { size = "16x16", seed = 1 }\n')
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text('name = "nightly"\nchips = ["twinA"]\n[[stage]]\nname = "calibrate"\nprotocol = "calibrate"\n')
+    first, second = (run_campaign(campaign, data=str(tmp_path / "data"), config=config)[0] for _ in range(2))
+    assert first["action"] == second["action"] == "started"
+    assert first["run_id"] != second["run_id"] and first["submission"] != second["submission"]
+    labels = [json.loads(p.read_text())["labels"] for p in (tmp_path / "data" / "runs").glob("*/manifest.json")]
+    assert sorted(label["submission"] for label in labels) == sorted([first["submission"], second["submission"]])

@@ -11,6 +11,7 @@ on this host owns every chip of the campaign.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -28,10 +29,13 @@ POLL_S = 0.5
 def run_campaign(path: str | Path, *, scheduler: str | None = None, data: str | None = None,
                  config: str | Path | None = None, host_timeout_s: float = 900.0,
                  say: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
-    """One result per task, in the campaign's order (``status``: completed, failed, skipped,
+    """One result per task, in the campaign's order, each naming this submission of the
+    campaign (a new one every call: its tasks' runs are its own) (``status``: completed, failed, skipped,
     lost: its worker died more often than the scheduler allows, or host gone: the chip's
     host did not come back within ``host_timeout_s``)."""
     campaign, tasks = load_campaign(path)
+    submission = f"{campaign.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    tasks = [dataclasses.replace(task, submission=submission) for task in tasks]
     chips = sorted({task.chip for task in tasks})
     if scheduler is None:
         from labctl.rigs.config import resolve_chip
@@ -45,7 +49,7 @@ def run_campaign(path: str | Path, *, scheduler: str | None = None, data: str | 
         cluster = LocalCluster(n_workers=1, threads_per_worker=len(chips), processes=True, host="127.0.0.1",
                                dashboard_address=":0", resources={chip_resource(chip): 1 for chip in chips},
                                silence_logs=logging.ERROR)  # its shutdown chatter is not the campaign's news
-        say(f"campaign {campaign.name}: a local cluster owns {', '.join(chips)}; dashboard {cluster.dashboard_link}")
+        say(f"campaign {submission}: a local cluster owns {', '.join(chips)}; dashboard {cluster.dashboard_link}")
         task_config = str(Path(config).resolve()) if config is not None else None
     else:
         task_config = None  # each worker runs with its own host's lab.toml
@@ -55,7 +59,7 @@ def run_campaign(path: str | Path, *, scheduler: str | None = None, data: str | 
         raise UsageError(f"--scheduler {scheduler}: cannot connect: {err}") from None
     try:
         if scheduler is not None:
-            say(f"campaign {campaign.name}: {len(tasks)} tasks on {scheduler}; dashboard {client.dashboard_link}")
+            say(f"campaign {submission}: {len(tasks)} tasks on {scheduler}; dashboard {client.dashboard_link}")
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: _say_progress(event, say))
         return _follow(client, tasks, data, task_config, host_timeout_s, say)
     finally:

@@ -83,6 +83,7 @@ class Task:
     stage: Stage
     protocol_path: str  # a built-in's name, or the file resolved against the campaign file
     after: tuple[str, ...]  # the ids of the tasks on this chip it waits for
+    submission: str = ""  # which `campaign run` this is: tonight's runs are not last night's
 
     @property
     def id(self) -> str:

@@ -1,6 +1,7 @@
 """What a worker runs for one campaign task: start the run, resume it, or take the finished one.
 
-A task is never run blindly twice. Its run is labelled with the campaign and the task, so
+A task is never run blindly twice. Its run is labelled with the campaign, this submission
+of it and the task, so
 when Dask hands the task out again (its worker died mid-run and the chip's host is back),
 the store says where it got to: a completed run is taken as it is, a run whose process
 died (still marked running) is resumed from its journal, exactly as ``labctl resume RUN``
@@ -33,14 +34,16 @@ def find_run(task: Task, data: str | None) -> tuple[str, dict[str, Any]] | None:
 
 
 def labels(task: Task) -> dict[str, str]:
-    return {"campaign": task.campaign, "task": task.id}
+    """What a task's run carries in its manifest: the campaign, this submission of it, the task."""
+    return {"campaign": task.campaign, "submission": task.submission, "task": task.id}
 
 
 def run_task(task: Task, data: str | None, config: str | None, *upstream: dict[str, Any]) -> dict[str, Any]:
     """Carry out ``task`` on this host's rig; always a result (never an exception for a run
     that failed, so the tasks after it are skipped with the reason instead of erring)."""
     result: dict[str, Any] = {"task": task.id, "chip": task.chip, "stage": task.stage.name,
-                              "host": socket.gethostname(), "run_id": None, "passed": None, "error": None}
+                              "submission": task.submission, "host": socket.gethostname(), "run_id": None,
+                              "passed": None, "error": None}
     blocked = [up for up in upstream if up.get("status") != "completed"]
     if blocked:
         return {**result, "status": "skipped", "action": "skipped",

@@ -80,7 +80,7 @@ def _print_results(results: list[dict]) -> None:
 
     table = Table(title="campaign", title_justify="left")
     for column in ("task", "status", "how", "run", "host", "passed", "detail"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("task", "status"))  # what a reader scans for
     for r in results:
         detail = r.get("error") or _figures_text(r.get("summary") or {})
         passed = {True: "yes", False: "no"}.get(r.get("passed"), "-")
