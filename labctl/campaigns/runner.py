@@ -11,6 +11,7 @@ on this host owns every chip of the campaign.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 from labctl.campaigns.spec import Task, chip_resource, load_campaign
 from labctl.campaigns.task import PROGRESS_TOPIC, run_task
-from labctl.errors import UsageError
+from labctl.errors import LabctlError
 
 POLL_S = 0.5
 
@@ -29,10 +30,10 @@ POLL_S = 0.5
 def run_campaign(path: str | Path, *, scheduler: str | None = None, data: str | None = None,
                  config: str | Path | None = None, host_timeout_s: float = 900.0,
                  say: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
-    """One result per task, in the campaign's order, each naming this submission of the
-    campaign (a new one every call: its tasks' runs are its own) (``status``: completed, failed, skipped,
-    lost: its worker died more often than the scheduler allows, or host gone: the chip's
-    host did not come back within ``host_timeout_s``)."""
+    """One result per task, in the campaign's order (``status``: completed, failed, skipped,
+    lost: its worker died more often than the scheduler allows, or host gone: the chip's host
+    did not come back within ``host_timeout_s``). Every call is a submission of its own, named
+    in each result: its tasks' runs are its own, never an earlier submission's."""
     campaign, tasks = load_campaign(path)
     submission = f"{campaign.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
     tasks = [dataclasses.replace(task, submission=submission) for task in tasks]
@@ -42,30 +43,28 @@ def run_campaign(path: str | Path, *, scheduler: str | None = None, data: str | 
 
         for chip in chips:  # here, every chip is this host's: check them before anything starts
             resolve_chip(chip, config=config)
+    elif data is None:
+        say("no --data: each worker writes to its own host's default store, not one shared store")
     from distributed import Client, LocalCluster
 
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=1, threads_per_worker=len(chips), processes=True, host="127.0.0.1",
-                               dashboard_address=":0", resources={chip_resource(chip): 1 for chip in chips},
-                               silence_logs=logging.ERROR)  # its shutdown chatter is not the campaign's news
-        say(f"campaign {submission}: a local cluster owns {', '.join(chips)}; dashboard {cluster.dashboard_link}")
-        task_config = str(Path(config).resolve()) if config is not None else None
-    else:
-        task_config = None  # each worker runs with its own host's lab.toml
-    try:
-        client = Client(cluster if cluster is not None else scheduler, timeout=30)
-    except OSError as err:
-        raise UsageError(f"--scheduler {scheduler}: cannot connect: {err}") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=1, threads_per_worker=len(chips), processes=True, host="127.0.0.1", dashboard_address=":0",
+                resources={chip_resource(chip): 1 for chip in chips},
+                silence_logs=logging.ERROR))  # its shutdown chatter is not the campaign's news
+            say(f"campaign {submission}: a local cluster owns {', '.join(chips)}; dashboard {cluster.dashboard_link}")
+            task_config = str(Path(config).resolve()) if config is not None else None
+        else:
+            task_config = None  # each worker runs with its own host's lab.toml
+        try:
+            client = stack.enter_context(Client(cluster if scheduler is None else scheduler, timeout=30))
+        except OSError as err:
+            raise LabctlError(f"--scheduler {scheduler}: cannot connect: {err}") from None
         if scheduler is not None:
             say(f"campaign {submission}: {len(tasks)} tasks on {scheduler}; dashboard {client.dashboard_link}")
         client.subscribe_topic(PROGRESS_TOPIC, lambda event: _say_progress(event, say))
         return _follow(client, tasks, data, task_config, host_timeout_s, say)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _follow(client, tasks: list[Task], data: str | None, config: str | None, host_timeout_s: float,
