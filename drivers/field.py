@@ -259,8 +259,3 @@ def open_field_instrument(kind: str, driver: str, resource: str, options: dict[s
         klass = QcodesSmu if driver.startswith("qcodes:") else FieldSmu
     return klass.open(driver, resource, options, name, soa)
 
-
-def open_field_smu(driver: str, resource: str, options: dict[str, Any] | None = None, name: str = "smu",
-                   soa: SafeOperatingArea | None = None, timeout_s: float = 2.0) -> Any:
-    """The SMU behind ``driver`` (see :func:`open_field_instrument`)."""
-    return open_field_instrument("smu", driver, resource, options, name, soa, timeout_s)

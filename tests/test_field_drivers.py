@@ -233,7 +233,7 @@ def test_a_rig_whose_smu_is_a_qcodes_class_calibrates_its_read_out(tmp_path):
     """The same with QCoDeS's Keithley2450: its source/sense submodules behind the chip's limits."""
     pytest.importorskip("qcodes.instrument_drivers.Keithley")
     from labctl import api
-    from labctl_drivers.field import open_field_smu
+    from labctl_drivers.field import open_field_instrument
     from labctl_drivers.safety import SafeOperatingArea
 
     rig = TwinRig.build("pcm", rows=16, cols=16, seed=1, overrides={"wire_ohm": 0.0})
@@ -250,8 +250,8 @@ def test_a_rig_whose_smu_is_a_qcodes_class_calibrates_its_read_out(tmp_path):
         gains = pd.read_parquet(tmp_path / "data" / "readout").sort_values("col")["gain"].to_numpy()
         assert np.sqrt(np.mean((gains / truth.adc_gain[0] - 1) ** 2)) < 0.02
         assert rig.smu.output is False and np.isclose(rig.smu.voltage, 0.0) and len(rig.smu.errors) == 0
-        smu = open_field_smu("qcodes:Keithley.Keithley2450", server.visa_resource("smu"),
-                             {"visalib": "@py", "terminator": "\n"}, name="smu2", soa=SafeOperatingArea())
+        smu = open_field_instrument("smu", "qcodes:Keithley.Keithley2450", server.visa_resource("smu"),
+                                     {"visalib": "@py", "terminator": "\n"}, name="smu2", soa=SafeOperatingArea())
         try:
             assert "KEITHLEY" in smu.identify().upper()
             with pytest.raises(Exception, match="outside the safe range"):

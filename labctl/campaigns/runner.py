@@ -90,7 +90,7 @@ def _follow(client, tasks: list[Task], data: str | None, config: str | None, hos
             task = by_key[future.key]
             results[task.id] = _result_of(task, future)
             say(_line(results[task.id]))
-        owners = _chips_with_a_worker(client)
+        owners = _chips_with_a_worker(client, {task.chip for task in tasks})
         now = time.monotonic()
         for chip in {by_key[future.key].chip for future in pending}:
             if chip in owners:
@@ -121,13 +121,11 @@ def _result_of(task: Task, future) -> dict[str, Any]:
             "run_id": None, "passed": None, "error": f"{type(error).__name__}: {error}" if error else future.status}
 
 
-def _chips_with_a_worker(client) -> set[str]:
-    chips = set()
-    for worker in client.scheduler_info(n_workers=-1).get("workers", {}).values():
-        for resource in worker.get("resources", {}):
-            if resource.startswith("chip:"):
-                chips.add(resource.removeprefix("chip:"))
-    return chips
+def _chips_with_a_worker(client, chips: set[str]) -> set[str]:
+    """The campaign's chips some worker owns now (advertises the chip's resource)."""
+    owned = {resource for worker in client.scheduler_info(n_workers=-1).get("workers", {}).values()
+             for resource in worker.get("resources", {})}
+    return {chip for chip in chips if chip_resource(chip) in owned}
 
 
 def _line(result: dict[str, Any]) -> str:
