@@ -82,3 +82,31 @@ def compensate_through_partners(verify: WriteVerify, result: WriteVerifyResult, 
     partners = plan.partners & ~result.stuck
     again = verify.run(plan.targets_us, include=partners, known_stuck=result.stuck)
     return result.merged(again, partners), plan
+
+
+def partner_values(values: np.ndarray) -> np.ndarray:
+    """Each cell's differential partner's value (columns 2j and 2j+1 swapped); NaN for an odd
+    last column, which has no partner."""
+    out = np.full(values.shape, np.nan)
+    pairs = values.shape[1] // 2
+    out[:, 0 : 2 * pairs : 2] = values[:, 1 : 2 * pairs : 2]
+    out[:, 1 : 2 * pairs : 2] = values[:, 0 : 2 * pairs : 2]
+    return out
+
+
+def drifted_pair_levels(aims_us: np.ndarray, factor: np.ndarray, conductance_us: np.ndarray,
+                        stuck: np.ndarray) -> np.ndarray:
+    """Where each cell should be once its column has drifted by ``factor``, pairs kept whole.
+
+    A cell with a free partner is where its column went, ``factor·aim``. A cell compensating
+    a stuck partner holds ``s ± d`` and the stuck cell does not drift with the column, so
+    only the pair's difference may: it belongs at ``s + factor·(aim − s)``, ``s`` the partner
+    as read now. Aiming it at ``factor·aim`` instead would leave the pair off by
+    ``(1 − factor)·s``, several µS on a stuck-high partner after a day of PCM drift."""
+    level = factor * aims_us
+    pinned = partner_values(stuck.astype(float)) == 1.0
+    pinned &= ~stuck
+    if pinned.any():
+        s = partner_values(conductance_us)
+        level = np.where(pinned, s + factor * (aims_us - s), level)
+    return level

@@ -10,11 +10,13 @@ cells part company. Every ``every_s`` until ``until_s`` (time since programming)
    the previous tick's (what this loop's user computed until now), and one fitted afresh
    on half the probes (what re-compensation gives; judged on the other half);
 2. **refreshes** (``refresh``): an averaged array read gives each column's drift factor
-   ``f_c`` (median of G/target over the cells not yet refreshed); a cell further than
+   ``f_c`` (median of G/target over the cells not yet refreshed, weighted by target²); a cell further than
    ``refresh_tolerance_us`` from ``f_c·target`` is re-programmed. A fresh cell drifts
    fastest at first, so it is aimed at where its column will be half an interval later:
    ``f_c·target·((every/2 + t0)/t0)^ν̂ · ((t_mid + t0)/(t + t0))^-ν̂``, with ν̂ measured
-   between the last two ticks on cells that were not refreshed.
+   between the last two ticks on cells that were not refreshed. On differential pairs, the
+   partner of a stuck cell (which does not drift) is aimed so the pair's *difference*
+   follows the column (``s + f_c·(target − s)``, ``s`` the stuck cell as read).
 
 The figure that matters is the re-compensated L2 error at each tick, before that tick's
 refresh: the state the matrix was left in a whole interval ago. Everything is measured;
@@ -29,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from labctl_calibration.accuracy import deployed_accuracy, output_scale, relative_l2
+from labctl_calibration.defects import drifted_pair_levels
 from labctl_calibration.mvm import auto_gain, measure_with_repeats
 from labctl_calibration.readout import Readout
 from labctl_calibration.write_verify import WriteVerify
@@ -117,18 +120,60 @@ def drift_exponent(previous_us: np.ndarray, now_us: np.ndarray, stable: np.ndarr
     return float(-np.median(np.log(now_us[usable] / previous_us[usable])) / span)
 
 
+def drift_exponents_by_level(first_us: np.ndarray, now_us: np.ndarray, stable: np.ndarray, levels_us: np.ndarray,
+                             t_first_s: float, t_now_s: float, t0_s: float, bins: int = 8) -> np.ndarray | None:
+    """Each cell's ν̂ from the cells programmed near its level, measured since the first read.
+
+    PCM's ν depends on the state (aihwkit's law: 0.06 near 2 µS, 0.03 near 20 µS on 25 µS
+    cells), so one median ν̂ aims a refreshed high cell more than 10 % too high for its next
+    hour. Cells left alone since ``first_us`` are binned by the level they were programmed to
+    (quantiles of ln level), each bin's median ν̂ taken, and every cell given the value at its
+    own level (interpolated between bins, the end bins held beyond them). The span since
+    the first read, not since the last tick, keeps a bin's estimate above the read noise."""
+    span = np.log((t_now_s + t0_s) / (t_first_s + t0_s))
+    usable = stable & (first_us > 0.05) & (now_us > 0.05) & (levels_us > 0)
+    if span <= 0 or usable.sum() < 8:
+        return None
+    nu = -np.log(now_us[usable] / first_us[usable]) / span
+    log_level = np.log(levels_us[usable])
+    edges = np.unique(np.quantile(log_level, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, log_level, side="right") - 1, 0, max(len(edges) - 2, 0))
+    centres, medians = [], []
+    for b in np.unique(which):
+        members = which == b
+        if members.sum() >= 8:
+            centres.append(float(np.median(log_level[members])))
+            medians.append(float(np.median(nu[members])))
+    if not centres:
+        return None
+    order = np.argsort(centres)
+    return np.interp(np.log(np.maximum(levels_us, 1e-6)), np.asarray(centres)[order], np.asarray(medians)[order])
+
+
 def refresh(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
             usable: np.ndarray, params: MaintainParams, t_s: float, nu: float, window_us: tuple[float, float],
-            conductance_us: np.ndarray) -> Refresh:
+            conductance_us: np.ndarray, stuck_pairs: np.ndarray | None = None,
+            nu_by_cell: np.ndarray | None = None) -> Refresh:
     """Re-program the cells that left their column's drift (``stable``: never refreshed, the
-    cells whose ratio tells the column's factor)."""
+    cells whose ratio tells the column's factor). ``stuck_pairs``, for a deployment of
+    differential pairs, marks the stuck cells: their partners keep the pair's difference
+    on the column's drift, not their own level (``drifted_pair_levels``). ``nu_by_cell``
+    (``drift_exponents_by_level``), where measured, aims each fresh cell by its own level's ν̂."""
     ratio = np.where(intended_us > 0, conductance_us / np.where(intended_us > 0, intended_us, 1.0), np.nan)
     reference = stable & usable & np.isfinite(ratio)
-    fallback = float(np.nanmedian(ratio[reference])) if reference.any() else 1.0
-    factor = np.array([np.median(ratio[reference[:, c], c]) if reference[:, c].any() else fallback
-                       for c in range(intended_us.shape[1])])
-    level = factor * intended_us
+    # a ratio is only as good as its cell's level: programming and read errors are absolute, so
+    # a cell aimed at 0.5 µS reads 50 % off its aim where one at 20 µS reads 1 % off; weighted
+    # by aim², the factor is the high cells' (a plain median was the empty cells', which on a
+    # chip of zero weights said 1.5 with no drift at all and re-programmed every weight up)
+    weight = np.where(reference, intended_us, 0.0) ** 2
+    fallback = _weighted_median(ratio[reference], weight[reference]) if reference.any() else 1.0
+    factor = np.array([_weighted_median(ratio[reference[:, c], c], weight[reference[:, c], c])
+                       if reference[:, c].any() else fallback for c in range(intended_us.shape[1])])
+    level = (drifted_pair_levels(intended_us, factor, conductance_us, stuck_pairs) if stuck_pairs is not None
+             else factor * intended_us)
     drifted = (np.abs(conductance_us - level) > params.refresh_tolerance_us) & usable
+    if nu_by_cell is not None:
+        nu = nu_by_cell
     middle = t_s + params.every_s / 2
     ahead = ((params.every_s / 2 + params.t0_s) / params.t0_s) ** nu * ((middle + params.t0_s) / (t_s + params.t0_s)) ** -nu
     aims = np.clip(level * ahead, *window_us)
@@ -137,17 +182,29 @@ def refresh(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us
     return Refresh(conductance_us, factor, drifted, aims)
 
 
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+
 def refresh_tick(board: ChipBoard, readout: Readout, verify: WriteVerify, aims_us: np.ndarray, usable: np.ndarray,
-                 params: MaintainParams, t_s: float, window_us: tuple[float, float], state: dict[str, np.ndarray]
-                 ) -> tuple[Refresh, float | None]:
+                 params: MaintainParams, t_s: float, window_us: tuple[float, float], state: dict[str, np.ndarray],
+                 stuck_pairs: np.ndarray | None = None) -> tuple[Refresh, float | None]:
     """One tick's refresh, carrying what the next tick needs in ``state`` (``stable``: the
-    cells never refreshed; ``read``/``read_t_s``: the last averaged read; ``nu``: the last
-    ν̂). Returns the refresh and the ν̂ measured since the previous tick (None on the first)."""
+    cells never refreshed; ``read``/``read_t_s``: the last averaged read; ``first_read``/
+    ``first_read_t_s``: the first, for ν̂ by level; ``nu``: the last ν̂). Returns the refresh and the ν̂ measured since the previous tick (None on the first)."""
     now = averaged_read(board, readout, params.reads)
     measured = (drift_exponent(state["read"], now, state["stable"], float(state["read_t_s"]), t_s, params.t0_s)
                 if "read" in state else None)
     nu = measured if measured is not None else float(state.get("nu", params.nu_prior))
-    fresh = refresh(board, readout, verify, aims_us, state["stable"], usable, params, t_s, nu, window_us, now)
+    by_level = (drift_exponents_by_level(state["first_read"], now, state["stable"], aims_us,
+                                         float(state["first_read_t_s"]), t_s, params.t0_s)
+                if "first_read" in state else None)
+    fresh = refresh(board, readout, verify, aims_us, state["stable"], usable, params, t_s, nu, window_us, now,
+                    stuck_pairs, by_level)
+    if "first_read" not in state:
+        state.update(first_read=now, first_read_t_s=np.array(t_s))
     state.update(read=now, read_t_s=np.array(t_s), stable=state["stable"] & ~fresh.drifted)
     if measured is not None:
         state["nu"] = np.array(measured)

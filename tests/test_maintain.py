@@ -14,7 +14,8 @@ from conftest import served_twin
 from labctl import api
 from labctl.cli import app
 from labctl_calibration.accuracy import output_scale, relative_l2
-from labctl_calibration.maintain import drift_exponent
+from labctl_calibration.defects import drifted_pair_levels
+from labctl_calibration.maintain import drift_exponent, drift_exponents_by_level
 from test_resume import start
 
 runner = CliRunner()
@@ -29,6 +30,33 @@ def test_the_drift_exponent_is_read_from_cells_left_alone():
     now[~stable] = 30.0  # refreshed cells say nothing about the law
     assert drift_exponent(law(3600.0), now, stable, 3600.0, 7200.0, 20.0) == pytest.approx(0.06, rel=1e-6)
     assert drift_exponent(law(3600.0), now, np.zeros_like(stable), 3600.0, 7200.0, 20.0) is None
+
+
+def test_the_drift_exponent_by_level_follows_a_state_dependent_law():
+    rng = np.random.default_rng(1)
+    levels = rng.choice([0.5, 2.0, 5.0, 10.0, 20.0], size=(64, 64))
+    true_nu = np.clip(-0.0155 * np.log(levels / 25.0) + 0.0244, 0.049, 0.1)  # aihwkit's mean law: 0.085 to 0.049
+    nu = true_nu + rng.normal(0, 0.01, levels.shape)  # each cell's own exponent about its level's
+    law = lambda t: levels * ((t + 20.0) / 20.0) ** -nu  # noqa: E731
+    stable = rng.random(levels.shape) > 0.3
+    by_level = drift_exponents_by_level(law(3600.0), law(86_400.0), stable, levels, 3600.0, 86_400.0, 20.0)
+    for level in (0.5, 2.0, 20.0):
+        cells = levels == level
+        assert by_level[cells] == pytest.approx(true_nu[cells], abs=0.002)
+    assert np.ptp(by_level) > 0.03  # one median would have been one number for every level
+    assert drift_exponents_by_level(law(3600.0), law(7200.0), np.zeros_like(stable), levels, 3600.0, 7200.0,
+                                    20.0) is None
+
+
+def test_the_partner_of_a_stuck_cell_keeps_the_pairs_difference_on_the_drift():
+    aims = np.array([[12.0, 25.0, 2.0, 5.0]])  # pair 0: negative side stuck at 25 µS, partner d + 25 → 12 (clipped)
+    stuck = np.array([[False, True, False, False]])
+    now = np.array([[10.0, 24.0, 1.5, 4.0]])
+    level = drifted_pair_levels(aims, 0.8, now, stuck)
+    assert level[0, 0] == pytest.approx(24.0 + 0.8 * (12.0 - 24.0))  # the stuck cell as read, plus the drifted difference
+    assert level[0, 2:] == pytest.approx([1.6, 4.0])  # a free pair drifts with its column
+    # the pair's difference is the column's drifted difference whatever the stuck cell reads
+    assert level[0, 0] - now[0, 1] == pytest.approx(0.8 * (aims[0, 0] - now[0, 1]))
 
 
 @pytest.mark.parametrize("preset,seed,refresh", [("pcm", 0, True), ("pcm", 3, False), ("rram", 1, True)])

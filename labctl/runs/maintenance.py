@@ -43,6 +43,8 @@ def run_maintenance(ctx: StepContext) -> dict[str, Any]:
     aims = wv.targets_us if wv is not None else ctx.targets  # what each cell was programmed to
     usable = ~(wv.stuck | wv.unreachable) if wv is not None else (
         ~ctx.stuck_map if ctx.stuck_map is not None else np.ones(ctx.targets.shape, dtype=bool))
+    # signed targets on compensated pairs: a stuck cell's partner keeps the pair's difference on the drift
+    stuck_pairs = wv.stuck if (wv is not None and ctx.signed and ctx.protocol.write_verify.compensate_pairs) else None
     wait = _waiter(ctx.rig)
     verify = WriteVerify(board, ctx.readout, ctx.protocol.write_verify, ctx.recorder)
     journal = ctx.run.read_json(MAINTAIN_JOURNAL) or {"programmed_s": board.clock_s(), "ticks": []}
@@ -67,7 +69,7 @@ def run_maintenance(ctx: StepContext) -> dict[str, Any]:
             nu, refreshed = float("nan"), 0
             if params.refresh and k < params.ticks:  # after the last look there is nothing left to keep
                 fresh, measured = refresh_tick(board, ctx.readout, verify, aims, usable, params, t_s,
-                                               ctx.rig.spec.window_us, state)
+                                               ctx.rig.spec.window_us, state, stuck_pairs)
                 nu = measured if measured is not None else float("nan")
                 refreshed = int(fresh.drifted.sum())
             board_s = board.clock_s() - started

@@ -228,7 +228,7 @@ class _Keeper:
                     used[t.row0:t.row0 + t.height, t.col0:t.col0 + t.width] = True
             usable = used & ~result.stuck & ~result.unreachable
             verify = WriteVerify(slots[array].board, slots[array].readout, ctx.protocol.write_verify, ctx.recorder)
-            self.arrays[array] = (result.targets_us, usable, verify, {"stable": usable.copy()})
+            self.arrays[array] = (result.targets_us, usable, verify, {"stable": usable.copy()}, result.stuck)
         self.tick, self.refreshed, self.nu = 0, 0, []
 
     def until(self, at_s: float, rigs, programmed_s: list[float]) -> int:
@@ -240,14 +240,14 @@ class _Keeper:
             self.tick += 1
             due = self.tick * self.params.every_s
             _wait_until(rigs, [p + due for p in programmed_s])
-            for array, (aims, usable, verify, state) in self.arrays.items():
+            for array, (aims, usable, verify, state, stuck) in self.arrays.items():
                 slot = self.slots[array]
                 slot.board.array = slot.array
                 self.ctx.recorder.array = array
                 chip = next(i for i, rig in enumerate(rigs) if rig.board is slot.board)
                 t_s = slot.board.clock_s() - programmed_s[chip]
                 fresh, nu = refresh_tick(slot.board, slot.readout, verify, aims, usable, self.params, t_s,
-                                         self.windows[slot.chip], state)
+                                         self.windows[slot.chip], state, stuck_pairs=stuck)
                 refreshed += int(fresh.drifted.sum())
                 if nu is not None:
                     self.nu.append(nu)
