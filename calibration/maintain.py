@@ -10,11 +10,12 @@ cells part company. Every ``every_s`` until ``until_s`` (time since programming)
    the previous tick's (what this loop's user computed until now), and one fitted afresh
    on half the probes (what re-compensation gives; judged on the other half);
 2. **refreshes** (``refresh``): an averaged array read gives each column's drift factor
-   ``f_c`` (median of G/target over the cells not yet refreshed, weighted by target²); a cell further than
-   ``refresh_tolerance_us`` from ``f_c·target`` is re-programmed. A fresh cell drifts
-   fastest at first, so it is aimed at where its column will be half an interval later:
-   ``f_c·target·((every/2 + t0)/t0)^ν̂ · ((t_mid + t0)/(t + t0))^-ν̂``, with ν̂ measured
-   between the last two ticks on cells that were not refreshed. On differential pairs, the
+   ``f_c`` (median of G/target over the cells not yet refreshed, weighted by target²); a
+   cell further than ``refresh_tolerance_us`` from ``f_c·target`` is re-programmed. A fresh
+   cell drifts fastest at first, so it is aimed at where its column will be half an interval
+   later: ``f_c·target·((every/2 + t0)/t0)^ν̂ · ((t_mid + t0)/(t + t0))^-ν̂``, with ν̂
+   measured on the cells left alone since the first tick, per level (PCM's ν depends on the
+   state; until two reads exist, between ticks or the prior). On differential pairs, the
    partner of a stuck cell (which does not drift) is aimed so the pair's *difference*
    follows the column (``s + f_c·(target − s)``, ``s`` the stuck cell as read).
 
@@ -150,36 +151,21 @@ def drift_exponents_by_level(first_us: np.ndarray, now_us: np.ndarray, stable: n
     return np.interp(np.log(np.maximum(levels_us, 1e-6)), np.asarray(centres)[order], np.asarray(medians)[order])
 
 
-def refresh(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
-            usable: np.ndarray, params: MaintainParams, t_s: float, nu: float, window_us: tuple[float, float],
-            conductance_us: np.ndarray, stuck_pairs: np.ndarray | None = None,
-            nu_by_cell: np.ndarray | None = None) -> Refresh:
-    """Re-program the cells that left their column's drift (``stable``: never refreshed, the
-    cells whose ratio tells the column's factor). ``stuck_pairs``, for a deployment of
-    differential pairs, marks the stuck cells: their partners keep the pair's difference
-    on the column's drift, not their own level (``drifted_pair_levels``). ``nu_by_cell``
-    (``drift_exponents_by_level``), where measured, aims each fresh cell by its own level's ν̂."""
+def column_drift_factors(conductance_us: np.ndarray, intended_us: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each column's drift factor: the median of G/target over its ``reference`` cells,
+    weighted by target².
+
+    A ratio is only as good as its cell's level: programming and read errors are absolute, so
+    a cell aimed at 0.5 µS reads 50 % off its aim where one at 20 µS reads 1 % off. A plain
+    median was the empty cells': on a chip of mostly zero weights it said 1.5 with no drift
+    at all, and every weight was re-programmed up. A column with no reference cell takes the
+    whole array's factor (1 when there is none either)."""
     ratio = np.where(intended_us > 0, conductance_us / np.where(intended_us > 0, intended_us, 1.0), np.nan)
-    reference = stable & usable & np.isfinite(ratio)
-    # a ratio is only as good as its cell's level: programming and read errors are absolute, so
-    # a cell aimed at 0.5 µS reads 50 % off its aim where one at 20 µS reads 1 % off; weighted
-    # by aim², the factor is the high cells' (a plain median was the empty cells', which on a
-    # chip of zero weights said 1.5 with no drift at all and re-programmed every weight up)
+    reference = reference & np.isfinite(ratio)
     weight = np.where(reference, intended_us, 0.0) ** 2
     fallback = _weighted_median(ratio[reference], weight[reference]) if reference.any() else 1.0
-    factor = np.array([_weighted_median(ratio[reference[:, c], c], weight[reference[:, c], c])
-                       if reference[:, c].any() else fallback for c in range(intended_us.shape[1])])
-    level = (drifted_pair_levels(intended_us, factor, conductance_us, stuck_pairs) if stuck_pairs is not None
-             else factor * intended_us)
-    drifted = (np.abs(conductance_us - level) > params.refresh_tolerance_us) & usable
-    if nu_by_cell is not None:
-        nu = nu_by_cell
-    middle = t_s + params.every_s / 2
-    ahead = ((params.every_s / 2 + params.t0_s) / params.t0_s) ** nu * ((middle + params.t0_s) / (t_s + params.t0_s)) ** -nu
-    aims = np.clip(level * ahead, *window_us)
-    if drifted.any():
-        verify.run(aims, include=drifted)
-    return Refresh(conductance_us, factor, drifted, aims)
+    return np.array([_weighted_median(ratio[reference[:, c], c], weight[reference[:, c], c])
+                     if reference[:, c].any() else fallback for c in range(intended_us.shape[1])])
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -188,12 +174,34 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
+def refresh(board: ChipBoard, readout: Readout, verify: WriteVerify, intended_us: np.ndarray, stable: np.ndarray,
+            usable: np.ndarray, params: MaintainParams, t_s: float, nu: float | np.ndarray,
+            window_us: tuple[float, float], conductance_us: np.ndarray, stuck_pairs: np.ndarray | None = None
+            ) -> Refresh:
+    """Re-program the cells that left their column's drift (``stable``: never refreshed, the
+    cells whose ratio tells the column's factor). ``stuck_pairs``, for a deployment of
+    differential pairs, marks the stuck cells: their partners keep the pair's difference
+    on the column's drift, not their own level (``drifted_pair_levels``). ``nu`` may be one
+    ν̂ or each cell's (``drift_exponents_by_level``): a fresh cell is aimed by it."""
+    factor = column_drift_factors(conductance_us, intended_us, stable & usable)
+    level = (drifted_pair_levels(intended_us, factor, conductance_us, stuck_pairs) if stuck_pairs is not None
+             else factor * intended_us)
+    drifted = (np.abs(conductance_us - level) > params.refresh_tolerance_us) & usable
+    middle = t_s + params.every_s / 2
+    ahead = ((params.every_s / 2 + params.t0_s) / params.t0_s) ** nu * ((middle + params.t0_s) / (t_s + params.t0_s)) ** -nu
+    aims = np.clip(level * ahead, *window_us)
+    if drifted.any():
+        verify.run(aims, include=drifted)
+    return Refresh(conductance_us, factor, drifted, aims)
+
+
 def refresh_tick(board: ChipBoard, readout: Readout, verify: WriteVerify, aims_us: np.ndarray, usable: np.ndarray,
                  params: MaintainParams, t_s: float, window_us: tuple[float, float], state: dict[str, np.ndarray],
                  stuck_pairs: np.ndarray | None = None) -> tuple[Refresh, float | None]:
     """One tick's refresh, carrying what the next tick needs in ``state`` (``stable``: the
     cells never refreshed; ``read``/``read_t_s``: the last averaged read; ``first_read``/
-    ``first_read_t_s``: the first, for ν̂ by level; ``nu``: the last ν̂). Returns the refresh and the ν̂ measured since the previous tick (None on the first)."""
+    ``first_read_t_s``: the first, for ν̂ by level; ``nu``: the last ν̂). Returns the
+    refresh and the ν̂ measured since the previous tick (None on the first)."""
     now = averaged_read(board, readout, params.reads)
     measured = (drift_exponent(state["read"], now, state["stable"], float(state["read_t_s"]), t_s, params.t0_s)
                 if "read" in state else None)
@@ -201,8 +209,8 @@ def refresh_tick(board: ChipBoard, readout: Readout, verify: WriteVerify, aims_u
     by_level = (drift_exponents_by_level(state["first_read"], now, state["stable"], aims_us,
                                          float(state["first_read_t_s"]), t_s, params.t0_s)
                 if "first_read" in state else None)
-    fresh = refresh(board, readout, verify, aims_us, state["stable"], usable, params, t_s, nu, window_us, now,
-                    stuck_pairs, by_level)
+    fresh = refresh(board, readout, verify, aims_us, state["stable"], usable, params, t_s,
+                    nu if by_level is None else by_level, window_us, now, stuck_pairs)
     if "first_read" not in state:
         state.update(first_read=now, first_read_t_s=np.array(t_s))
     state.update(read=now, read_t_s=np.array(t_s), stable=state["stable"] & ~fresh.drifted)

@@ -15,7 +15,7 @@ from labctl import api
 from labctl.cli import app
 from labctl_calibration.accuracy import output_scale, relative_l2
 from labctl_calibration.defects import drifted_pair_levels
-from labctl_calibration.maintain import drift_exponent, drift_exponents_by_level
+from labctl_calibration.maintain import column_drift_factors, drift_exponent, drift_exponents_by_level
 from test_resume import start
 
 runner = CliRunner()
@@ -46,6 +46,21 @@ def test_the_drift_exponent_by_level_follows_a_state_dependent_law():
     assert np.ptp(by_level) > 0.03  # one median would have been one number for every level
     assert drift_exponents_by_level(law(3600.0), law(7200.0), np.zeros_like(stable), levels, 3600.0, 7200.0,
                                     20.0) is None
+
+
+def test_a_column_factor_is_its_high_cells_not_its_empty_ones():
+    # a column of mostly zero weights (0.5 µS) and a few large ones, no drift at all: the empty
+    # cells read 0.75 µS (an absolute 0.25 µS off, as write-verify leaves them)
+    rng = np.random.default_rng(2)
+    intended = np.full((64, 8), 0.5)
+    intended[::8] = 20.0
+    measured = np.where(intended > 1, intended + rng.normal(0, 0.2, intended.shape), 0.75)
+    factor = column_drift_factors(measured, intended, np.ones(intended.shape, dtype=bool))
+    assert factor == pytest.approx(1.0, abs=0.02)  # a plain median of G/target said 1.5
+    assert np.median(measured / intended, axis=0) == pytest.approx(1.5)
+    lone = np.zeros(intended.shape, dtype=bool)
+    lone[:, 0] = True  # only column 0 has reference cells: the others take the array's factor
+    assert column_drift_factors(measured * 0.8, intended, lone) == pytest.approx(0.8, abs=0.02)
 
 
 def test_the_partner_of_a_stuck_cell_keeps_the_pairs_difference_on_the_drift():
