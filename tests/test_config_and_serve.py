@@ -225,6 +225,9 @@ def test_a_signal_mid_run_leaves_the_smu_off_and_the_run_aborted_and_resumable(s
     smu_resource = re.search(r'\[chips\.tcpchip\][^\[]*smu = "(TCPIP[^"]+)"', snippet)[1]
     watcher = Keithley2450(VisaTransport(smu_resource))
     data = workdir / f"signal-{int(sig)}"
+    # the served SMU outlives each run of this module: start from it off, so "on" means this run's read-out
+    watcher.shutdown()
+    assert watcher.output_enabled is False
     process = subprocess.Popen(
         [sys.executable, "-m", "labctl", "calibrate", "tcpchip", "--config", str(config), "-q", "--fresh",
          "--data", str(data)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -235,7 +238,7 @@ def test_a_signal_mid_run_leaves_the_smu_off_and_the_run_aborted_and_resumable(s
         time.sleep(0.005)  # the read-out step switches the SMU on
     assert process.poll() is None, "the run ended before the SMU was on"
     process.send_signal(sig)
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, process.stderr.read()[-2000:]
     stderr = process.stderr.read()
     assert watcher.output_enabled is False and watcher.source_voltage == 0.0
     (manifest,) = (data / "runs").glob("*/manifest.json")
