@@ -9,12 +9,13 @@ hold it ``t_s`` after programming, mapped the way ``chip_network`` maps it:
 * a weight becomes a pair ``G± = low + s·max(±w, 0)``, ``s`` = (high − low) / max |w|;
 * each cell is off by the programming error measured at its level (mean and σ,
   interpolated between levels), then drifts by ``((t + t0)/t0)^-ν`` with ν drawn from its
-  level's measured mean and spread; the common factor is divided out, as the output-scale
-  re-fit does; a read adds the measured read noise;
+  level's measured mean and spread; a read adds the measured read noise;
 * a cell is stuck with the measured rate, at either end of the window, and its partner
   re-targeted to keep the pair's difference where the window allows (as ``labctl
   validate`` compensates stuck cells through their partners);
-* the pair's difference over ``s`` is the weight the forward pass uses.
+* the pair's difference over ``s``, divided by the layer's least-squares slope against the
+  intended weights (as validate's output-scale fit divides out what the cells share), is
+  the weight the forward pass uses.
 """
 
 from __future__ import annotations
@@ -59,8 +60,7 @@ def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s:
         g = g + scale * (error_mean(g) + error_sigma(g) * rng.standard_normal(g.shape))
         if decay:
             nu = nu_mean(g) + scale * nu_std(g) * rng.standard_normal(g.shape)
-            factor = np.exp(-nu * decay)
-            g = g * factor / np.median(factor)  # the output scale's re-fit divides out the common part
+            g = g * np.exp(-nu * decay)
         return g * (1 + scale * read_relative(g) * rng.standard_normal(g.shape))
 
     def noise(layer: int, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -79,6 +79,17 @@ def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s:
             negative = np.where(hit[1], stuck_at[1], cells(negative, rng))
         else:
             positive, negative = cells(positive, rng), cells(negative, rng)
-        return (positive - negative).mean(axis=0) / s
+        return refitted((positive - negative).mean(axis=0) / s, w)
 
     return noise
+
+
+def refitted(noisy: np.ndarray, intended: np.ndarray) -> np.ndarray:
+    """The layer divided by its least-squares slope against the intended weights (noisy ≈
+    slope·intended): the output scale ``labctl validate`` fits, which takes out what the
+    cells share (most of a day's drift) and leaves what they do not (ν's spread and its
+    dependence on the level, programming error). validate fits it per column; one slope per
+    layer is a little more conservative and stays finite for a column of near-zero weights,
+    where a per-column slope fitted to noise would blow the column up in training."""
+    slope = float((noisy * intended).sum() / max(float((intended * intended).sum()), 1e-300))
+    return noisy / (slope if abs(slope) > 1e-9 else 1.0)

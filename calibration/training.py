@@ -32,8 +32,17 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> tuple[np.ndarray, np.n
 
 
 def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epochs: int = 80, rate: float = 0.02,
-              batch: int = 32, seed: int = 0, weight_noise: WeightNoise | None = None) -> Network:
-    """Softmax cross-entropy, minibatch SGD with momentum, ReLU hidden layers, He start."""
+              batch: int = 32, seed: int = 0, weight_noise: WeightNoise | None = None,
+              clip_sigmas: float | None = None) -> Network:
+    """Softmax cross-entropy, minibatch SGD with momentum, ReLU hidden layers, He start.
+
+    ``clip_sigmas`` clips each layer's weights to that many of their standard deviations
+    after every update: a chip maps a layer's largest weight to its full window, so a few
+    outliers would squeeze every other weight into a fraction of it, under the same
+    absolute noise (aihwkit's layer-Gaussian clipping does the same for analogue training).
+    """
+    if clip_sigmas is not None and clip_sigmas <= 0:
+        raise ValueError(f"clip_sigmas {clip_sigmas}: must be positive")
     rng = np.random.default_rng(seed)
     sizes = (x.shape[1], *hidden, int(y.max()) + 1)
     weights = [rng.normal(0, np.sqrt(2.0 / a), (a, b)) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
@@ -65,4 +74,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epo
             for k in range(len(weights)):
                 weights[k] = weights[k] + velocity[k]
                 biases[k] = biases[k] + velocity[len(weights) + k]
+                if clip_sigmas is not None:
+                    bound = clip_sigmas * float(weights[k].std())
+                    weights[k] = np.clip(weights[k], -bound, bound)
     return Network(tuple(weights), tuple(biases))
