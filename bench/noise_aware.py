@@ -8,7 +8,8 @@ as measured), judged at once and ``--at`` later with the tiles' output scales re
 (``--no-refit``: kept) and no cell refreshed. It prints each pair, the mean paired difference
 with its standard error over seeds, and McNemar's exact test on the pooled samples.
 
-    python bench/noise_aware.py --noise-model FILE.json [--preset pcm] [--seeds 0,1,2,3,4] [--at 24h]
+    python bench/noise_aware.py --noise-model FILE.json [--preset pcm] [--seeds 0,1,2,3,4] [--at 86400]
+        [--clip-sigmas K]
 
 Make FILE.json with ``labctl drift`` (it measures ν) and ``labctl export-model RUN``.
 """
@@ -21,17 +22,18 @@ from pathlib import Path
 
 
 def run(preset: str, seed: int, at_s: float, noise_model: Path | None, noise_at_s: float, copies: int,
-        maintain: bool) -> dict:
+        maintain: bool, clip_sigmas: float | None) -> dict:
     import pandas as pd
 
     from labctl import api
 
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "lab.toml"
-        config.write_text(f'[chips.nachip]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
-        outcome = api.run_validate("nachip", at_s=(at_s,), maintain=maintain, config=config,
+        config.write_text(f'[chips.nachip{seed}]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
+        outcome = api.run_validate(f"nachip{seed}", at_s=(at_s,), maintain=maintain, config=config,
                                    data=Path(folder) / "data", model_seed=seed, noise_model=noise_model,
-                                   noise_at_s=noise_at_s, copies=copies)
+                                   noise_at_s=noise_at_s, copies=copies,
+                                   clip_sigmas=clip_sigmas)
         rows = pd.read_parquet(Path(folder) / "data" / "validation")
     net = outcome.summary()["steps"]["network"]
     return {"float": net["float_accuracy"], "looks": [look["accuracy"] for look in net["looks"]],
@@ -47,14 +49,16 @@ def main() -> None:
     parser.add_argument("--noise-at", type=float, default=86_400.0, help="the injected noise's time after programming")
     parser.add_argument("--copies", type=int, default=1, help="pairs per weight, on the chip and in training")
     parser.add_argument("--no-refit", action="store_true", help="keep the first look's output scales")
+    parser.add_argument("--clip-sigmas", type=float, help="both trainings clip each layer to this many σ")
     args = parser.parse_args()
     from labctl.analysis.statistics import mcnemar_exact
 
     differences: dict[int, list[float]] = {0: [], 1: []}
     discordant = {0: [0, 0], 1: [0, 0]}
     for seed in (int(s) for s in args.seeds.split(",")):
-        plain = run(args.preset, seed, args.at, None, 0.0, args.copies, not args.no_refit)
-        aware = run(args.preset, seed, args.at, args.noise_model, args.noise_at, args.copies, not args.no_refit)
+        plain = run(args.preset, seed, args.at, None, 0.0, args.copies, not args.no_refit, args.clip_sigmas)
+        aware = run(args.preset, seed, args.at, args.noise_model, args.noise_at, args.copies, not args.no_refit,
+                    args.clip_sigmas)
         for k in (0, 1):
             differences[k].append(aware["looks"][k] - plain["looks"][k])
             discordant[k][0] += int((aware["correct"][k] & ~plain["correct"][k]).sum())

@@ -246,11 +246,13 @@ def run_maintain(chip: str = "chip0", *, every_s: float | None = None, until_s: 
 def run_validate(chip: str = "chip0", *, model: str | Path | None = None, dataset: str | Path | None = None,
                  at_s: tuple[float, ...] | None = None, maintain: bool | None = None, samples: int | None = None,
                  model_seed: int = 0, noise_model: str | Path | None = None, noise_at_s: float = 0.0,
-                 copies: int | None = None, with_chips: tuple[str, ...] = (), **options: Any) -> CalibrationOutcome:
+                 copies: int | None = None, with_chips: tuple[str, ...] = (), clip_sigmas: float | None = None,
+                 **options: Any) -> CalibrationOutcome:
     """A network on the chip (built-in ``validate`` unless ``protocol=``): ``model`` and
     ``dataset`` are .npz files; without them, the digits example is trained here (seed
     ``model_seed``; with ``noise_model``, an export-model file, trained with the chip's
-    noise as it will be ``noise_at_s`` after programming) and its held-out quarter is the test data.
+    noise as it will be ``noise_at_s`` after programming; each layer clipped to
+    ``clip_sigmas`` of its weights' σ) and its held-out quarter is the test data.
     ``with_chips`` names further chips the tiles may use once this one's arrays are full."""
     from labctl.runs.validation import DATASET_FILE, MODEL_FILE
 
@@ -267,7 +269,11 @@ def run_validate(chip: str = "chip0", *, model: str | Path | None = None, datase
         if model is not None:
             raise UsageError("--noise-model trains the built-in example: with --model, train with your own tools")
         noise = _training_noise(noise_model, options.get("protocol"), noise_at_s, copies or 1)
-    model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise)
+    if clip_sigmas is not None and model is not None:
+        raise UsageError("--clip-sigmas trains the built-in example: with --model, train with your own tools")
+    if clip_sigmas is not None and not clip_sigmas > 0:
+        raise UsageError(f"--clip-sigmas {clip_sigmas}: must be positive")
+    model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise, clip_sigmas)
     return calibrate(chip, builtin="validate", network=overrides,
                      attachments={MODEL_FILE: model_bytes, DATASET_FILE: data_bytes}, **options)
 
@@ -344,7 +350,7 @@ def _training_noise(path: str | Path, protocol: str | Path | None, t_s: float, c
 
 
 def _network_files(model: str | Path | None, dataset: str | Path | None, seed: int,
-                   noise=None) -> tuple[bytes, bytes]:
+                   noise=None, clip_sigmas: float | None = None) -> tuple[bytes, bytes]:
     """The model and test data as the run will keep them, checked before anything starts."""
     import io
 
@@ -360,7 +366,7 @@ def _network_files(model: str | Path | None, dataset: str | Path | None, seed: i
             x_train, y_train, x_test, y_test = digits(seed)
         except ImportError as err:
             raise UsageError(str(err)) from None
-        network = train_mlp(x_train, y_train, seed=seed, weight_noise=noise)
+        network = train_mlp(x_train, y_train, seed=seed, weight_noise=noise, clip_sigmas=clip_sigmas)
         buffer, data = io.BytesIO(), io.BytesIO()
         network.save(buffer)
         np.savez(data, x=x_test, y=y_test)

@@ -203,10 +203,13 @@ def config_for(tmp_path, preset="sram-64", seed=0):
 
 
 def test_the_digits_example_runs_on_both_arrays_of_sram_64_and_lands_in_the_store(tmp_path):
+    """Trained clipped at 2.5 σ (the run keeps the model it validated: its layers are clipped)."""
     pytest.importorskip("sklearn")
+    from labctl_calibration.network import Network
+
     data = tmp_path / "data"
     result = runner.invoke(app, ["validate", "net", "--config", str(config_for(tmp_path)), "--data", str(data),
-                                 "--samples", "150", "--at", "12h", "--json", "-q"])
+                                 "--samples", "150", "--at", "12h", "--clip-sigmas", "2.5", "--json", "-q"])
     assert result.exit_code in (0, 1), result.output
     figures = json.loads(result.output)["steps"]["network"]
     assert figures["arrays_used"] == [0, 1] and figures["samples"] == 150
@@ -217,6 +220,8 @@ def test_the_digits_example_runs_on_both_arrays_of_sram_64_and_lands_in_the_stor
     assert (looks["correct"] == (looks["predicted"] == looks["label"])).all()
     later = looks[looks["look"] == 1]
     assert later["t_s"].iloc[0] == pytest.approx(12 * 3600, abs=60) and later["maintained"].all()
+    kept = Network.load(next((data / "runs").glob("*/model.npz")))
+    assert all(np.abs(w).max() <= 2.5 * 1.05 * w.std() for w in kept.weights)
     report = runner.invoke(app, ["report", json.loads(result.output)["run_id"], "--data", str(data),
                                  "--out", str(tmp_path / "report")])
     assert report.exit_code == 0, report.output
@@ -227,6 +232,8 @@ def test_the_digits_example_runs_on_both_arrays_of_sram_64_and_lands_in_the_stor
     (["--model", "{m}"], "give --model and --dataset together"),
     (["--model", "{bad}", "--dataset", "{d}"], "bad.npz"),
     (["--model", "{m}", "--dataset", "{wrong}"], "the model takes 20 inputs"),
+    (["--clip-sigmas", "0"], "--clip-sigmas 0.0: must be positive"),
+    (["--model", "{m}", "--dataset", "{d}", "--clip-sigmas", "3"], "--clip-sigmas trains the built-in example"),
 ])
 def test_bad_model_or_data_is_refused_in_one_line_before_a_run(tmp_path, args, message):
     random_network(0).save(tmp_path / "m.npz")

@@ -291,6 +291,10 @@ def validate(
     noise_at: Annotated[
         str, typer.Option("--noise-at", metavar="TIME", help="The noise as it is this long after programming.")
     ] = "0s",
+    clip_sigmas: Annotated[
+        Optional[float], typer.Option("--clip-sigmas", metavar="K",
+                                      help="Train the example with each layer clipped to K σ of its weights.")
+    ] = None,
     protocol: protocol_option("validate") = None,
     data: DataOption = None,
     config: ConfigOption = None,
@@ -311,7 +315,8 @@ def validate(
         times = tuple(parse_duration(part, "--at") for part in at.split(",")) if at else None
         noise_s = 0.0 if noise_at.strip() in ("0", "0s") else parse_duration(noise_at, "--noise-at")
         return api.run_validate(chip, model=model, dataset=dataset, at_s=times, maintain=maintain, samples=samples,
-                                model_seed=model_seed, copies=copies, with_chips=tuple(with_chips or ()), noise_model=noise_model, noise_at_s=noise_s, seed=seed, size=size, protocol=protocol, data=data,
+                                model_seed=model_seed, copies=copies, with_chips=tuple(with_chips or ()), noise_model=noise_model, noise_at_s=noise_s,
+                                clip_sigmas=clip_sigmas, seed=seed, size=size, protocol=protocol, data=data,
                                 config=config, fresh=fresh, progress=progress)
 
     with StepProgress(enabled=not quiet) as progress:
