@@ -17,6 +17,7 @@ Make FILE.json with ``labctl drift`` (it measures ν) and ``labctl export-model 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,9 +29,9 @@ def run(preset: str, seed: int, at_s: float, noise_model: Path | None, noise_at_
     from labctl import api
 
     with tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "lab.toml"
-        config.write_text(f'[chips.nachip{seed}]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
-        outcome = api.run_validate(f"nachip{seed}", at_s=(at_s,), maintain=maintain, config=config,
+        config, name = Path(folder) / "lab.toml", f"na{os.getpid()}s{seed}"  # a lock per bench process
+        config.write_text(f'[chips.{name}]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
+        outcome = api.run_validate(name, at_s=(at_s,), maintain=maintain, config=config,
                                    data=Path(folder) / "data", model_seed=seed, noise_model=noise_model,
                                    noise_at_s=noise_at_s, copies=copies,
                                    clip_sigmas=clip_sigmas)
