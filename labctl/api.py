@@ -264,13 +264,12 @@ def run_validate(chip: str = "chip0", *, model: str | Path | None = None, datase
         for name in with_chips:
             resolve_chip(name, config=options.get("config"))  # an unknown chip is refused before anything opens
         overrides["chips"] = tuple(with_chips)
+    for flag, value in (("--noise-model", noise_model), ("--clip-sigmas", clip_sigmas)):
+        if value is not None and model is not None:
+            raise UsageError(f"{flag} trains the built-in example: with --model, train with your own tools")
     noise = None
     if noise_model is not None:
-        if model is not None:
-            raise UsageError("--noise-model trains the built-in example: with --model, train with your own tools")
         noise = _training_noise(noise_model, options.get("protocol"), noise_at_s, copies or 1)
-    if clip_sigmas is not None and model is not None:
-        raise UsageError("--clip-sigmas trains the built-in example: with --model, train with your own tools")
     if clip_sigmas is not None and not clip_sigmas > 0:
         raise UsageError(f"--clip-sigmas {clip_sigmas}: must be positive")
     model_bytes, data_bytes = _network_files(model, dataset, model_seed, noise, clip_sigmas)
