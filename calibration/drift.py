@@ -81,6 +81,7 @@ class DriftFit:
     nu: np.ndarray
     g0_us: np.ndarray  # fitted conductance at fit_start_s after programming
     r2: np.ndarray
+    nu_se: np.ndarray  # each cell's ν to its fit's standard error (1/f read noise about the power law)
     accelerations: list[float]  # per segment; 1 for the reference
     activation_ev: float | None
 
@@ -94,16 +95,20 @@ class Compensation:
     column_compensated: dict[str, float]
 
 
-def fit_power_law(log_t: np.ndarray, log_g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per cell (cells along axis 1) ``ln G = c - ν ln t``; returns ν, c and R²."""
+def fit_power_law(log_t: np.ndarray, log_g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell (cells along axis 1) ``ln G = c - ν ln t``; returns ν, c, R² and ν's standard
+    error. The error is what lets a spread of ν be told from the fits' own scatter: at a low
+    level the read noise makes the fitted ν scatter as widely as the cells' ν do."""
     x = log_t - log_t.mean()
     y = log_g - log_g.mean(axis=0)
     slope = (x[:, None] * y).sum(axis=0) / (x**2).sum()
     intercept = log_g.mean(axis=0) - slope * log_t.mean()
     residual = y - slope * x[:, None]
     total = (y**2).sum(axis=0)
-    r2 = 1 - (residual**2).sum(axis=0) / np.where(total > 0, total, 1)
-    return -slope, intercept, r2
+    squares = (residual**2).sum(axis=0)
+    r2 = 1 - squares / np.where(total > 0, total, 1)
+    se = np.sqrt(squares / max(len(x) - 2, 1) / (x**2).sum())
+    return -slope, intercept, r2, se
 
 
 def _segment_u(delta_s: np.ndarray, log_g: np.ndarray, nu: np.ndarray) -> float:
@@ -142,7 +147,7 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
     stack = np.log(np.maximum(np.stack(reference.conductance_us), 1e-3))
     window = times >= params.fit_start_s
     flat = stack.reshape(len(times), -1)
-    nu, intercept, r2 = fit_power_law(np.log(times[window] + params.t0_s), flat[window])
+    nu, intercept, r2, se = fit_power_law(np.log(times[window] + params.t0_s), flat[window])
     g0 = np.exp(intercept - nu * np.log((params.fit_start_s or times[window][0]) + params.t0_s))
     shape = reference.conductance_us[0].shape
     accelerations = [1.0]
@@ -169,9 +174,9 @@ def fit_drift(segments: list[Segment], programmed_s: float, params: DriftParams,
             x = np.array([(1 / reference.temperature_k - 1 / s.temperature_k) / BOLTZMANN_EV for s in segments[1:]])
             y = np.log(np.array(accelerations[1:]))
             if not (x * x).sum() > 0:  # every segment at the reference temperature: no Arrhenius slope to fit
-                return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), accelerations, None)
+                return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), se.reshape(shape), accelerations, None)
             activation = float((x * y).sum() / (x * x).sum())
-    return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), accelerations, activation)
+    return DriftFit(nu.reshape(shape), g0.reshape(shape), r2.reshape(shape), se.reshape(shape), accelerations, activation)
 
 
 def _settle_drift_time(segment: Segment, activation_ev: float, reference_k: float) -> float:

@@ -72,9 +72,22 @@ def test_fit_power_law_recovers_exact_exponents():
     t = log_schedule(10, 43200, 30)
     nu = np.array([0.02, 0.06, 0.1])
     log_g = np.log(12.0) - np.log(t)[:, None] * nu[None, :]
-    fitted, intercept, r2 = fit_power_law(np.log(t), log_g)
+    fitted, intercept, r2, _ = fit_power_law(np.log(t), log_g)
     np.testing.assert_allclose(fitted, nu, atol=1e-12)
     np.testing.assert_allclose(r2, 1.0)
+
+
+@pytest.mark.parametrize("noise", [0.005, 0.03])
+def test_fit_power_law_standard_error_is_the_scatter_of_the_fits(noise):
+    """se is what separates the cells' spread of ν from the fits' own (the noise model
+    subtracts mean se² from the fitted ν's variance): cells of one ν, fitted through white
+    noise on ln G, scatter by the standard error the fit reports."""
+    t = log_schedule(60, 86400, 40)
+    rng = np.random.default_rng(3)
+    log_g = np.log(5.0) - 0.06 * np.log(t + 20)[:, None] + noise * rng.standard_normal((t.size, 20_000))
+    fitted, _, _, se = fit_power_law(np.log(t + 20), log_g)
+    assert fitted.std() == pytest.approx(float(np.sqrt(np.mean(se**2))), rel=0.03)
+    assert fitted.mean() == pytest.approx(0.06, abs=3 * fitted.std() / np.sqrt(fitted.size))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,7 +8,8 @@ fixed laws with a few free numbers, and those are what a run can measure:
   spread of write-verify's final reads per level: this chip as labctl programs it.
 * ``drift_scale``: ν = |μ(g) + σ(g)·z| · drift_scale with aihwkit's clipped-linear laws of
   ln g. Fitted as mean measured ν over the mean of |μ + σz| at the same cells' targets
-  (a drift run's fits with R² > 0.5); 1.0, marked not measured, without a drift step.
+  (every working cell's fit: keeping those with R² > 0.5 keeps a low level's fastest cells);
+  1.0, marked not measured, without a drift step.
 * ``read_noise_scale``: aihwkit's read noise is 1/f, ``q_s(g)·g·sqrt(ln((t + t_read)/(2 t_read)))``.
   The read-noise step's σ over repeated single reads spans ``span`` seconds, which holds
   the 1/f band from ``1/span`` to ``1/(2 t_read)``: its expected σ is

@@ -443,6 +443,7 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         "array": np.zeros(fit.nu.size, dtype=np.int16), "row": rows.ravel().astype(np.int16),
         "col": cols.ravel().astype(np.int16), "nu": fit.nu.ravel().astype(np.float32),
         "g0_us": fit.g0_us.ravel().astype(np.float32), "r2": fit.r2.ravel().astype(np.float32),
+        "nu_se": fit.nu_se.ravel().astype(np.float32),
         "temperature_k": np.full(fit.nu.size, params.temperatures_k[0], dtype=np.float32),
     })
     good = usable & (fit.r2 > 0.5)

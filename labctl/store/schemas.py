@@ -141,6 +141,7 @@ SCHEMAS["drift"] = pa.schema(
         ("g0_us", pa.float32()),  # fitted conductance at the protocol's drift.fit_start_s after programming
         ("r2", pa.float32()),
         ("temperature_k", pa.float32()),  # of the segment the fit is from
+        ("nu_se", pa.float32()),  # ν's standard error from its fit: the part of ν's spread that is the fits' own
     ]
 )
 
