@@ -12,8 +12,8 @@ from labctl.analysis.aihwkit_export import (
     NU_MEAN, NU_STD, READ_NOISE, T_READ_S, fit_drift_scale, fit_prog_coeff, fit_read_noise_scale,
 )
 from labctl.cli import app
-from sims.physics import nu_mean_std
-from sims.presets import PRESETS
+from labctl_sims.physics import nu_mean_std
+from labctl_sims.presets import PRESETS
 
 runner = CliRunner()
 
