@@ -65,8 +65,10 @@ def _runs(store) -> Any:
 
 
 def _drift_medians(store) -> Any:
-    """Median fitted ν per run over the cells whose fit explains the reads (R² > 0.5), as the
-    drift step's own ``nu_median`` counts them."""
+    """Median fitted ν per run over every cell with a fit, as the drift step's own ``nu_median``
+    counts them but for its stuck cells (which do not drift: a fraction of a percent of the cells
+    at ν ≈ 0, which moves the median in the fourth digit). A cut on R² would keep, at low
+    conductance, only the cells that happen to drift fastest."""
     import pandas as pd
 
     try:
@@ -77,13 +79,13 @@ def _drift_medians(store) -> Any:
     empty = pd.DataFrame({"run_id": pd.Series(dtype=str), "nu_median": pd.Series(dtype=float)})
     if not store.fs.listdir(store.fs.path("drift")):
         return empty
-    query = ("select run as run_id, median(nu) as nu_median from drift where isfinite(nu) and r2 > 0.5 group by run")
+    query = ("select run as run_id, median(nu) as nu_median from drift where isfinite(nu) group by run")
     connection = duckdb.connect()
     if store.fs.remote:
         import pyarrow.dataset as ds
 
         drift = ds.dataset(store.fs.path("drift"), format="parquet", partitioning="hive",
-                           filesystem=store.fs.fs).to_table(columns=["nu", "r2", "run"])
+                           filesystem=store.fs.fs).to_table(columns=["nu", "run"])
         connection.register("drift", drift)
     else:
         path = Path(store.fs.path("drift")).as_posix().replace("'", "''")

@@ -446,13 +446,15 @@ def _drift(ctx: StepContext) -> dict[str, Any]:
         "nu_se": fit.nu_se.ravel().astype(np.float32),
         "temperature_k": np.full(fit.nu.size, params.temperatures_k[0], dtype=np.float32),
     })
-    good = usable & (fit.r2 > 0.5)
+    # ν over every working cell: keeping the fits with a high R² would keep, at low conductance
+    # where read noise leaves most fits poor, the cells that happen to drift fastest
+    fitted = usable & np.isfinite(fit.nu)
     return {
         "temperatures_k": list(params.temperatures_k), "duration_s": params.duration_s, "reads": params.reads,
-        "nu_median": _percentile(fit.nu[good], 50), "nu_p10": _percentile(fit.nu[good], 10),
-        "nu_p90": _percentile(fit.nu[good], 90), "r2_median": _percentile(fit.r2[usable], 50),
-        "well_fitted_cells": int(good.sum()),
-        "nu_by_target_us": _nu_by_target(ctx.targets, fit.nu, good),
+        "nu_median": _percentile(fit.nu[fitted], 50), "nu_p10": _percentile(fit.nu[fitted], 10),
+        "nu_p90": _percentile(fit.nu[fitted], 90), "r2_median": _percentile(fit.r2[usable], 50),
+        "well_fitted_cells": int((usable & (fit.r2 > 0.5)).sum()),
+        "nu_by_target_us": _nu_by_target(ctx.targets, fit.nu, fitted),
         "accelerations": fit.accelerations, "activation_ev": fit.activation_ev,
         "compensation_global_factor": comp["global_factor"],
         "mvm_raw_worst_fs": comp["raw"]["worst_fs"], "mvm_global_worst_fs": comp["global"]["worst_fs"],
@@ -472,14 +474,14 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
     return float(np.percentile(values, q)) if values.size else None
 
 
-def _nu_by_target(targets: np.ndarray, nu: np.ndarray, good: np.ndarray) -> list[dict[str, float]]:
+def _nu_by_target(targets: np.ndarray, nu: np.ndarray, fitted: np.ndarray) -> list[dict[str, float]]:
     """Median ν per target level: the state dependence of drift (empty for free-form targets)."""
     rounded = np.round(targets, 3)
     levels = np.unique(rounded)
     if len(levels) > 16:
         return []
-    return [{"target_us": float(level), "nu_median": float(np.median(nu[good & (rounded == level)]))}
-            for level in levels if (good & (rounded == level)).any()]
+    return [{"target_us": float(level), "nu_median": float(np.median(nu[fitted & (rounded == level)]))}
+            for level in levels if (fitted & (rounded == level)).any()]
 
 
 def _waiter(rig: Rig) -> Callable[[float], None]:
