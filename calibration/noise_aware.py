@@ -16,6 +16,11 @@ hold it ``t_s`` after programming, mapped the way ``chip_network`` maps it:
 * the pair's difference over ``s``, divided by the layer's least-squares slope against the
   intended weights (as validate's output-scale fit divides out what the cells share), is
   the weight the forward pass uses.
+
+Since all of that noise, in weight units, scales with the layer's largest |w|, training also
+passes the loss's gradient through that dependence to the largest weight
+(``scales_with_largest``): a plain straight-through gradient lets one outlier take the
+whole window and push every other weight down into the noise.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ def chip_weight_noise(model: dict[str, Any], low_us: float, high_us: float, t_s:
             positive, negative = cells(positive, rng), cells(negative, rng)
         return refitted((positive - negative).mean(axis=0) / s, w)
 
+    noise.scales_with_largest = True  # its spread in weight units is ∝ max|w| (see training.train_mlp)
     return noise
 
 

@@ -69,6 +69,9 @@ def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epo
                 grads_b.insert(0, delta.sum(axis=0))
                 if k:
                     delta = (delta @ used[k].T) * (activations[k] > 0)
+            if getattr(weight_noise, "scales_with_largest", False):
+                for k, w in enumerate(weights):
+                    grads_w[k] = grads_w[k] + _largest_weight_gradient(w, used[k], grads_w[k])
             for i, g in enumerate(grads_w + grads_b):
                 velocity[i] = 0.9 * velocity[i] - rate * g
             for k in range(len(weights)):
@@ -78,3 +81,20 @@ def train_mlp(x: np.ndarray, y: np.ndarray, hidden: tuple[int, ...] = (32,), epo
                     bound = clip_sigmas * float(weights[k].std())
                     weights[k] = np.clip(weights[k], -bound, bound)
     return Network(tuple(weights), tuple(biases))
+
+
+def _largest_weight_gradient(w: np.ndarray, used: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """The part of the loss's gradient that flows through the layer's largest weight into the noise.
+
+    A chip maps a layer's largest |w| to its full window, so every weight's noise, in weight
+    units, is proportional to that largest one (δ = used − w ∝ max|w| at fixed positions in
+    the window). The straight-through gradient holds δ fixed and never sees that one outlier
+    squeezes every other weight into a fraction of the window, under the same noise in µS;
+    this term, ``Σ ∂L/∂used · δ / max|w|`` on the largest weight, lets training trade it off.
+    """
+    flat = int(np.abs(w).argmax())
+    largest = float(np.abs(w).flat[flat])
+    out = np.zeros_like(w)
+    if largest > 0:
+        out.flat[flat] = np.sign(w.flat[flat]) * float((grad * (used - w)).sum()) / largest
+    return out
