@@ -8,8 +8,8 @@ as measured), judged at once and ``--at`` later with the tiles' output scales re
 (``--no-refit``: kept) and no cell refreshed. It prints each pair, the mean paired difference
 with its standard error over seeds, and McNemar's exact test on the pooled samples.
 
-    python bench/noise_aware.py --noise-model FILE.json [--preset pcm] [--seeds 0,1,2,3,4] [--at 86400]
-        [--clip-sigmas K]
+    python bench/noise_aware.py --noise-model FILE.json [--preset pcm] [--size 128x128] [--seeds 0,1,2,3,4]
+        [--at 86400] [--clip-sigmas K]
 
 Make FILE.json with ``labctl drift`` (it measures ν) and ``labctl export-model RUN``.
 """
@@ -23,14 +23,15 @@ from pathlib import Path
 
 
 def run(preset: str, seed: int, at_s: float, noise_model: Path | None, noise_at_s: float, copies: int,
-        maintain: bool, clip_sigmas: float | None) -> dict:
+        maintain: bool, clip_sigmas: float | None, size: str | None = None) -> dict:
     import pandas as pd
 
     from labctl import api
 
     with tempfile.TemporaryDirectory() as folder:
         config, name = Path(folder) / "lab.toml", f"na{os.getpid()}s{seed}"  # a lock per bench process
-        config.write_text(f'[chips.{name}]\ntwin = {{ preset = "{preset}", seed = {seed} }}\n')
+        size_key = f', size = "{size}"' if size else ""
+        config.write_text(f'[chips.{name}]\ntwin = {{ preset = "{preset}", seed = {seed}{size_key} }}\n')
         outcome = api.run_validate(name, at_s=(at_s,), maintain=maintain, config=config,
                                    data=Path(folder) / "data", model_seed=seed, noise_model=noise_model,
                                    noise_at_s=noise_at_s, copies=copies,
@@ -45,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--noise-model", type=Path, required=True)
     parser.add_argument("--preset", default="pcm")
+    parser.add_argument("--size", help="the twin's array size, ROWSxCOLS (default: the preset's)")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--at", type=float, default=86_400.0, help="seconds after programming of the later look")
     parser.add_argument("--noise-at", type=float, default=86_400.0, help="the injected noise's time after programming")
@@ -57,9 +59,9 @@ def main() -> None:
     differences: dict[int, list[float]] = {0: [], 1: []}
     discordant = {0: [0, 0], 1: [0, 0]}
     for seed in (int(s) for s in args.seeds.split(",")):
-        plain = run(args.preset, seed, args.at, None, 0.0, args.copies, not args.no_refit, args.clip_sigmas)
+        plain = run(args.preset, seed, args.at, None, 0.0, args.copies, not args.no_refit, args.clip_sigmas, args.size)
         aware = run(args.preset, seed, args.at, args.noise_model, args.noise_at, args.copies, not args.no_refit,
-                    args.clip_sigmas)
+                    args.clip_sigmas, args.size)
         for k in (0, 1):
             differences[k].append(aware["looks"][k] - plain["looks"][k])
             discordant[k][0] += int((aware["correct"][k] & ~plain["correct"][k]).sum())
