@@ -52,8 +52,8 @@ def steps_done(data: Path) -> list[str]:
     manifests = list((data / "runs").glob("*/manifest.json")) if (data / "runs").exists() else []
     try:
         return json.loads(manifests[0].read_text())["steps_done"] if manifests else []
-    except (ValueError, KeyError):
-        return []
+    except (OSError, ValueError, KeyError):
+        return []  # mid-write, or its staging folder renamed to the run's name since the glob: poll again
 
 
 def kill_when_step_done(process: subprocess.Popen, data: Path, step: str) -> None:
