@@ -92,8 +92,9 @@ def _largest_weight_gradient(w: np.ndarray, used: np.ndarray, grad: np.ndarray) 
     squeezes every other weight into a fraction of the window, under the same noise in µS;
     this term, ``Σ ∂L/∂used · δ / max|w|`` on the largest weight, lets training trade it off.
     """
-    flat = int(np.abs(w).argmax())
-    largest = float(np.abs(w).flat[flat])
+    size = np.abs(w)
+    flat = int(size.argmax())
+    largest = float(size.flat[flat])
     out = np.zeros_like(w)
     if largest > 0:
         out.flat[flat] = np.sign(w.flat[flat]) * float((grad * (used - w)).sum()) / largest

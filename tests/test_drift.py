@@ -124,7 +124,7 @@ def test_a_short_drift_run_through_the_cli(tmp_path):
 
 
 def test_drift_depends_on_state_as_the_reference_model(drift_run):
-    outcome, _, _ = drift_run
+    outcome, twin, _ = drift_run
     by_level = outcome.steps["drift"]["nu_by_target_us"]
     assert len(by_level) == 8  # every level of the ramp
     assert by_level[0]["nu_median"] > by_level[-1]["nu_median"]  # low conductance drifts faster (aihwkit)
@@ -132,7 +132,6 @@ def test_drift_depends_on_state_as_the_reference_model(drift_run):
     # read noise spoils most fits, only the fastest cells (0.105 against 0.062 measured). What is
     # left reads low by 1-2 % at every level and 9 % at 2 µS (0.0565 against 0.0621), as a
     # non-drifting 0.2-0.3 µS in the reads would make it
-    outcome, twin, _ = drift_run
     truth = twin.chip.ground_truth()
     working = ~(truth.stuck_low | truth.stuck_high)[0]
     levels = np.array([row["target_us"] for row in by_level])

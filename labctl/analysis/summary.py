@@ -125,7 +125,7 @@ def _step_lines(step: str, figures: dict[str, Any]) -> str:
         return _solve_text(figures)
     if step == "drift":
         if figures["nu_median"] is None:
-            nu = "no cell fitted well enough for ν; "
+            nu = "no working cell to fit ν to; "
         else:
             nu = (f"ν median {figures['nu_median']:.4f} (p10 {figures['nu_p10']:.4f}, p90 {figures['nu_p90']:.4f}), "
                   f"R² median {figures['r2_median']:.3f}; ")
