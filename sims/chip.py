@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl_sims import physics
+from labctl_sims import kernels, physics
 from labctl_sims.closed_loop import ClosedLoop, Settled
 from labctl_sims.flicker import FlickerState
 from labctl_sims.noise import NoisePool
@@ -137,6 +137,7 @@ class ChipModel:
         self._programmings = np.zeros(self.shape, dtype=np.int32)  # in quick succession (RRAM relaxation)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise)
+        self._fused_constants = kernels.FusedConstants.of(p)
         everything = (slice(None),)
         self._store_programmed(everything, self._g_prog.copy(), np.ones(self.shape, dtype=bool))
 
@@ -185,7 +186,7 @@ class ChipModel:
         self.thermal.set_target(kelvin)
 
     def sensor_temperature(self) -> float:
-        return float(self.thermal.temperature_k + self.params.sensor_noise_k * self._rng.standard_normal())
+        return float(self.thermal.temperature_k + self.params.sensor_noise_k * self._noise.generator().standard_normal())
 
     # ---- conductance now -----------------------------------------------------------
 
@@ -224,7 +225,7 @@ class ChipModel:
         of the fast ones, reduced by the window (see ``sims.flicker``)."""
         self._flicker.advance(self.clock.now())
         noise = self._work("noise", g.shape)
-        np.multiply(self._noise.normal(g.shape), self._flicker.fresh(window_s), out=noise)
+        np.multiply(self._noise.view(g.shape), self._flicker.fresh(window_s), out=noise)
         noise += self._flicker.total[index]
         return noise
 
@@ -381,15 +382,49 @@ class ChipModel:
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         cells = self.cells.region(index)
         switched = physics.switches(amplitude, cells)
-        if switched.any():
-            g_now = self._conductance(index)
-            noise = self._noise.normal(g_now.shape)
-            g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
-            self._pulses[index] += switched
-            if self.params.window_loss_per_pulse:
-                self._wear(index)
-                np.minimum(g_new, self._window_top[index], out=g_new, where=switched)
-            self._store_programmed(index, g_new, switched)
+        if not switched.any():
+            return
+        g_now = self._conductance(index)
+        noise = self._noise.view(g_now.shape)
+        fused = kernels.fused()
+        if fused is not None:
+            self._fused_pulse_block(fused, index, cells, g_now, noise, amplitude, width_ns)
+            return
+        g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
+        self._pulses[index] += switched
+        if self.params.window_loss_per_pulse:
+            self._wear(index)
+            np.minimum(g_new, self._window_top[index], out=g_new, where=switched)
+        self._store_programmed(index, g_new, switched)
+
+    def _fused_pulse_block(self, fused, index: tuple, cells: physics.CellParams, g_now: np.ndarray,
+                           noise: np.ndarray, amplitude: np.ndarray, width_ns: float) -> None:
+        """``_pulse_block`` and ``_store_programmed`` through ``sims.fused``: the same laws, the
+        same noise drawn in the same order, a few passes instead of some seventy."""
+        p = self.params
+        set_part, reset_part = physics.saturations(amplitude, width_ns, p, cells)
+        shape = g_now.shape
+        g_new = np.empty(shape, dtype=np.float32)
+        switched = np.empty(shape, dtype=bool)
+        log_g = self._work("log_g", shape)
+        fused.program_cells(g_now, amplitude, set_part, reset_part, noise, cells.g_min, cells.g_max, cells.span,
+                            cells.inv_span, cells.set_threshold, cells.reset_threshold, cells.stuck,
+                            self._pulses[index], self._window_top[index], *self._fused_constants.pulse,
+                            g_new, switched, log_g)
+        self._programmed_count += 1
+        recent = self._recent_programmings(index)
+        np.log(log_g, out=log_g)
+        nu_normal = self._noise.view(shape)
+        q_argument = self._work("q_argument", shape)
+        fused.store_programmed(switched, g_new, log_g, nu_normal, cells.nu_z, cells.stuck, self.clock.now(),
+                               self._drift_clock, self._g_prog[index], self._t_prog[index],
+                               self._drift_prog[index], self._nu[index], self._activation[index], q_argument,
+                               self._fused_constants.store)
+        np.exp(q_argument, out=q_argument)
+        fused.store_noise_amplitude(switched, q_argument, *self._fused_constants.noise_amplitude, self._q[index])
+        self._flicker.restart(index, switched, self.clock.now())
+        if recent is not None:
+            self._store_relaxation(index, g_new, switched, recent)
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""
@@ -406,19 +441,9 @@ class ChipModel:
         self._programmed_count += 1
         p = self.params
         stuck = self.cells.stuck[index]
-        everywhere = bool(where.all())
-
-        def put(target: np.ndarray, values) -> None:
-            if everywhere:
-                target[...] = values
-            else:
-                np.copyto(target, values, where=where)
-
+        recent = self._recent_programmings(index)
+        put = _putter(where)
         now = self.clock.now()
-        if p.relaxation_coeff_us:
-            # programmings in quick succession (write-verify, re-verify rounds) leave less relaxation
-            recent = (now - self._t_prog[index]) < p.relaxation_memory_s
-            put(self._programmings[index], np.where(recent, self._programmings[index] + 1, 1))
         put(self._g_prog[index], g_new)
         put(self._t_prog[index], now)
         put(self._drift_prog[index], self._drift_clock)
@@ -428,17 +453,33 @@ class ChipModel:
         put(self._nu[index], nu)
         put(self._q[index], physics.read_noise_q(g_new, p))
         put(self._activation[index], physics.conduction_activation(g_new, p))
-        self._flicker.restart(index, where)
-        if p.relaxation_coeff_us:
-            fast, slow = physics.relaxation_sigmas_us(g_new, p)
-            shrink = self._programmings[index].astype(np.float32) ** -p.relaxation_iteration_exponent
-            fast *= shrink * self._noise.normal(g_new.shape)
-            slow *= shrink * self._noise.normal(g_new.shape)
-            np.copyto(slow, 0.0, where=stuck)
-            put(self._relax_slow[index], slow)
-            relax = fast
-            np.copyto(relax, 0.0, where=stuck)
-            put(self._relax[index], relax)
+        self._flicker.restart(index, where, now)
+        if recent is not None:
+            self._store_relaxation(index, g_new, where, recent)
+
+    def _recent_programmings(self, index: tuple) -> np.ndarray | None:
+        """Cells programmed within the relaxation memory before now (read before their time is
+        overwritten), or None for a chip that does not relax."""
+        if not self.params.relaxation_coeff_us:
+            return None
+        return (self.clock.now() - self._t_prog[index]) < self.params.relaxation_memory_s
+
+    def _store_relaxation(self, index: tuple, g_new: np.ndarray, where: np.ndarray, recent: np.ndarray) -> None:
+        """RRAM relaxation: programmings in quick succession (write-verify, re-verify rounds)
+        leave less of it."""
+        p = self.params
+        put = _putter(where)
+        stuck = self.cells.stuck[index]
+        put(self._programmings[index], np.where(recent, self._programmings[index] + 1, 1))
+        fast, slow = physics.relaxation_sigmas_us(g_new, p)
+        shrink = self._programmings[index].astype(np.float32) ** -p.relaxation_iteration_exponent
+        fast *= shrink * self._noise.normal(g_new.shape)
+        slow *= shrink * self._noise.normal(g_new.shape)
+        np.copyto(slow, 0.0, where=stuck)
+        put(self._relax_slow[index], slow)
+        relax = fast
+        np.copyto(relax, 0.0, where=stuck)
+        put(self._relax[index], relax)
 
     # ---- for tests -----------------------------------------------------------------
 
@@ -467,4 +508,15 @@ class ChipModel:
 
     def describe(self) -> dict[str, object]:
         return {"preset": self.preset, "seed": self.seed, "geometry": list(self.shape), **self.params.describe()}
+
+
+def _putter(where: np.ndarray):
+    """Writes values into the cells ``where`` holds (all of them at the cost of a plain copy)."""
+    if bool(where.all()):
+        def put(target: np.ndarray, values) -> None:
+            target[...] = values
+    else:
+        def put(target: np.ndarray, values) -> None:
+            np.copyto(target, values, where=where)
+    return put
 

@@ -15,7 +15,8 @@ per decade of time constant (equal variance per decade is what makes the sum 1/f
   ``a = e^-Δt/τ``), lazily: a component is brought up to date when a quarter of its
   time constant has passed, and every component before cells are programmed;
 * programming restarts a cell's components with the variance accumulated over the
-  first ``t0`` (aihwkit's reference time: its read-noise law at ``t_inference`` counts
+  first ``t0`` (the slowest restart at zero, which is done lazily: the cell's restart time
+  marks them as zero until their next update, so a pulse writes five components, not all) (aihwkit's reference time: its read-noise law at ``t_inference`` counts
   from ``t_inference + t0``), so the spread of a single read at time τ after programming
   is aihwkit's at ``t_inference = τ``.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from labctl_sims import kernels
 from labctl_sims.noise import NoisePool
 
 TAU_MIN_S = 5.3946e-6
@@ -78,8 +80,9 @@ class FlickerState:
         self._scale = np.float32(np.sqrt(WEIGHT))
         self._components = np.zeros((SLOW_TAUS_S.size, *shape), dtype=np.float32)
         self._updated_s = np.full(SLOW_TAUS_S.size, now_s)
+        self._restarted_s = np.full(shape, now_s)  # each cell's last restart
         self.total = np.zeros(shape, dtype=np.float32)
-        self.restart((slice(None),), np.ones(shape, dtype=bool))
+        self.restart((slice(None),), np.ones(shape, dtype=bool), now_s)
         self._fresh: dict[float, np.float32] = {}
 
     def fresh(self, window_s: float) -> np.float32:
@@ -96,27 +99,35 @@ class FlickerState:
         for k in np.flatnonzero(due):
             keep = np.float32(np.exp(-elapsed[k] / SLOW_TAUS_S[k]))
             component = self._components[k]
+            if k >= self._drawn:  # restarted since its last update: zero, whatever it still holds
+                np.copyto(component, np.float32(0.0), where=self._restarted_s >= self._updated_s[k])
             change = component * (keep - np.float32(1.0))
-            change += self._noise.normal(component.shape) * np.float32(np.sqrt(1.0 - keep * keep))
+            change += self._noise.view(component.shape) * np.float32(np.sqrt(1.0 - keep * keep))
             component += change
             change *= self._scale
             self.total += change
             self._updated_s[k] = now_s
 
-    def restart(self, index: tuple, where: np.ndarray) -> None:
+    def restart(self, index: tuple, where: np.ndarray, now_s: float) -> None:
         """Programmed cells start over with what the first t0 accumulates (call ``advance``
         with ``before_restart`` first)."""
         block = self.total[index]
+        fused = kernels.fused() if block.ndim == 2 and isinstance(index[1], slice) else None
+        if fused is not None:
+            fresh = self._noise.view((self._drawn, *block.shape))
+            array, rows = index
+            fused.restart_flicker(self._components, array, rows.indices(self.total.shape[1])[0], block, fresh,
+                                  self._restart_sigma, self._scale, where, self._restarted_s[index], now_s)
+            return
         fresh = self._noise.normal((self._drawn, *block.shape))
         fresh *= self._restart_sigma.reshape(-1, *([1] * block.ndim))
         drawn = self._components[(slice(0, self._drawn), *index)]
-        rest = self._components[(slice(self._drawn, None), *index)]
         if where.all():
             drawn[...] = fresh
-            rest[...] = 0.0
+            self._restarted_s[index] = now_s
             np.sum(fresh, axis=0, out=block)
             block *= self._scale
             return
         np.copyto(drawn, fresh, where=where)
-        np.copyto(rest, np.float32(0.0), where=where)
+        np.copyto(self._restarted_s[index], now_s, where=where)
         np.copyto(block, fresh.sum(axis=0) * self._scale, where=where)

@@ -121,6 +121,15 @@ def _saturation(amplitude_mv: np.ndarray, threshold: np.ndarray, scale_mv: float
     return np.expm1(x, out=x)
 
 
+def saturations(amplitude_mv: np.ndarray, width_ns: float, p: DeviceParams, cells: CellParams
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The SET and RESET saturations of a pulse, ``expm1(-drive · k / span)`` (each ≤ 0)."""
+    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** p.width_exponent
+    set_part = _saturation(amplitude_mv, cells.set_threshold, p.set_scale_mv / width_factor, cells.set_rate)
+    reset_part = _saturation(-amplitude_mv, cells.reset_threshold, p.reset_scale_mv / width_factor, cells.reset_rate)
+    return set_part, reset_part
+
+
 def expected_step(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: DeviceParams,
                   cells: CellParams) -> np.ndarray:
     """Mean conductance change of one pulse (before cycle-to-cycle noise).
@@ -132,13 +141,11 @@ def expected_step(g: np.ndarray, amplitude_mv: np.ndarray, width_ns: float, p: D
         ΔG_set   =  span · (1 - fill) · (1 - exp(-drive_set · k_set / span))
         ΔG_reset = -span · fill       · (1 - exp(-drive_reset · k_reset / span))
     """
-    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** p.width_exponent
     fill = np.subtract(g, cells.g_min)
     fill *= cells.inv_span
     np.clip(fill, 0.0, 1.0, out=fill)
-    set_part = _saturation(amplitude_mv, cells.set_threshold, p.set_scale_mv / width_factor, cells.set_rate)
+    set_part, reset_part = saturations(amplitude_mv, width_ns, p, cells)
     set_part *= 1.0 - fill  # (1 - fill) · expm1(...) ≤ 0
-    reset_part = _saturation(-amplitude_mv, cells.reset_threshold, p.reset_scale_mv / width_factor, cells.reset_rate)
     reset_part *= fill
     reset_part -= set_part  # = fill·expm1_r - (1-fill)·expm1_s
     reset_part *= cells.span

@@ -1,0 +1,148 @@
+"""The array-wide pulse's element-wise work as compiled loops (numba), one loop per stage.
+
+Why: a pulse is some seventy numpy passes over the cells it addresses, most of them a
+multiply or a masked copy that costs more in memory traffic and call overhead than in
+arithmetic. These loops do that work in three passes. The transcendental functions (the
+saturations' ``expm1``, the ``log`` and ``exp`` of the state-dependent laws) stay in numpy,
+whose vectorised implementations are some ten times faster than the scalar ones a
+compiled loop calls, so a pulse is: numpy ``expm1`` → ``program_cells`` → numpy ``log`` →
+``store_programmed`` → numpy ``exp`` → ``store_noise_amplitude``, plus ``restart_flicker``.
+
+The equations are ``sims.physics``'s, step for step in the same float32 operations and
+the same order, and they draw the same noise in the same order, so the twin's replies do
+not depend on whether numba is installed beyond the last bit of a float32 (``LABCTL_TWIN_KERNELS
+=numpy`` turns these loops off); ``tests/test_fused_pulse.py`` holds every loop to the numpy
+path. Imported only through ``sims.kernels``, so a twin without numba never loads it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_JIT = {"nogil": True, "cache": True, "fastmath": False, "boundscheck": False, "error_model": "numpy"}
+# Loop bodies are branch-free (every cell computed, the result selected), so that LLVM turns
+# each inner loop into SIMD code; a branch per cell made the loops slower than numpy's passes.
+
+
+@numba.njit(**_JIT)
+def program_cells(g: np.ndarray, amplitude: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
+                  normal: np.ndarray, g_min: np.ndarray, g_max: np.ndarray, span: np.ndarray, inv_span: np.ndarray,
+                  set_threshold: np.ndarray, reset_threshold: np.ndarray, stuck: np.ndarray,
+                  pulses: np.ndarray, window_top: np.ndarray, consts: np.ndarray, wide: np.ndarray,
+                  prog_coeff: np.ndarray, g_new: np.ndarray, switched: np.ndarray, log_argument: np.ndarray) -> None:
+    """``physics.switches``, ``expected_step`` (after the saturations' expm1) and ``apply_pulses``,
+    then wear; writes the new state, which cells switched, and ``|G|/Gmax`` floored for the log.
+
+    ``consts`` (float32): floor², level floor (µS), Gmax of the σ polynomial's g, the polynomial's
+    window scale, the preset's noise scale, melt amplitude (mV), 1/Gmax, log floor. ``wide`` (float64, where numpy computes in float64): window loss per pulse (0: no
+    wear) and most loss (numpy scales the int32 count in float64), the RESET noise factor as
+    ``1 + (factor - 1)`` (numpy multiplies by a float64 array of it). ``prog_coeff``: σ_prog's polynomial, lowest order first, padded
+    with zeros to five terms (Horner's rule gives the same float32 result with them).
+    """
+    floor_sq, level_floor, poly_g_max, window_scale, noise_scale, melt_mv = consts[0:6]
+    inv_g_max, log_floor = consts[6], consts[7]
+    c0, c1, c2, c3, c4 = prog_coeff[0], prog_coeff[1], prog_coeff[2], prog_coeff[3], prog_coeff[4]
+    loss_per_pulse, loss_max, reset_factor = wide[0], wide[1], wide[2]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    rows, cols = g.shape
+    for i in range(rows):
+        for j in range(cols):
+            a = amplitude[i, j]
+            sw = ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
+            g0 = g[i, j]
+            fill = min(max((g0 - g_min[i, j]) * inv_span[i, j], zero), one)
+            step = (reset_part[i, j] * fill - set_part[i, j] * (one - fill)) * span[i, j]
+            after = g0 + step
+            level = max(max(g0, after), level_floor)
+            x = min(max(level / poly_g_max, zero), one)
+            polynomial = (((c4 * x + c3) * x + c2) * x + c1) * x + c0
+            sigma = np.sqrt(abs(step) / level + floor_sq) * (noise_scale * (max(polynomial, zero) * window_scale))
+            sigma = np.float32(np.float64(sigma) * reset_factor) if step < zero else sigma
+            after += sigma * normal[i, j]
+            after = g_min[i, j] if -a >= melt_mv else after
+            after = min(max(after, g_min[i, j]), g_max[i, j])
+            count = pulses[i, j] + np.int32(sw)
+            pulses[i, j] = count
+            if loss_per_pulse > 0.0:
+                top = g_min[i, j] + span[i, j] * np.float32(1.0 - min(np.float64(count) * loss_per_pulse, loss_max))
+                top = top if sw else window_top[i, j]
+                window_top[i, j] = top
+                after = min(after, top)
+            after = after if sw else g0
+            switched[i, j] = sw
+            g_new[i, j] = after
+            log_argument[i, j] = max(abs(after) * inv_g_max, log_floor)
+
+
+@numba.njit(**_JIT)
+def store_programmed(switched: np.ndarray, g_new: np.ndarray, log_g: np.ndarray, nu_normal: np.ndarray,
+                     fabricated_z: np.ndarray, stuck: np.ndarray, now_s: float, drift_clock_s: float,
+                     g_prog: np.ndarray, t_prog: np.ndarray, drift_prog: np.ndarray, nu: np.ndarray,
+                     activation: np.ndarray, q_argument: np.ndarray, consts: np.ndarray) -> None:
+    """``_store_programmed``'s state, ``nu_rank_after_programming``, ``drift_exponent`` and
+    ``conduction_activation`` for the switched cells; leaves ``-b·ln(max(G/Gmax, floor))`` for
+    ``read_noise_q``'s exp in ``q_argument``.
+
+    ``consts``: √(1−ρ²), ρ, the ν mean law (a, b, lo, hi), the ν spread law (a, b, lo, hi),
+    drift scale, ln of q's floor, −b, activation of an empty cell, full minus empty, Gmax.
+    """
+    rank_keep, rho = consts[0], consts[1]
+    ma, mb, mlo, mhi, sa, sb, slo, shi = consts[2:10]
+    drift_scale, log_q_floor, minus_b, empty_ev, full_minus_empty_ev, g_max = consts[10:16]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    rows, cols = g_new.shape
+    for i in range(rows):
+        for j in range(cols):
+            sw = switched[i, j]
+            g = g_new[i, j]
+            z = nu_normal[i, j] * rank_keep + rho * fabricated_z[i, j]
+            lg = log_g[i, j]
+            mean = min(max(lg * ma + mb, mlo), mhi)
+            spread = min(max(lg * sa + sb, slo), shi)
+            value = zero if stuck[i, j] else abs(spread * z + mean) * drift_scale
+            g_prog[i, j] = g if sw else g_prog[i, j]
+            t_prog[i, j] = now_s if sw else t_prog[i, j]
+            drift_prog[i, j] = drift_clock_s if sw else drift_prog[i, j]
+            nu[i, j] = value if sw else nu[i, j]
+            fill = min(max(g / g_max, zero), one)
+            activation[i, j] = empty_ev + full_minus_empty_ev * fill if sw else activation[i, j]
+            q_argument[i, j] = max(lg, log_q_floor) * minus_b if sw else zero
+
+
+@numba.njit(**_JIT)
+def store_noise_amplitude(switched: np.ndarray, exp_q: np.ndarray, a: np.float32, cap: np.float32,
+                          scale: np.float32, q: np.ndarray) -> None:
+    """The rest of ``read_noise_q`` (``min(a·e, cap)·scale``) for the switched cells."""
+    rows, cols = switched.shape
+    for i in range(rows):
+        for j in range(cols):
+            q[i, j] = min(exp_q[i, j] * a, cap) * scale if switched[i, j] else q[i, j]
+
+
+@numba.njit(**_JIT)
+def restart_flicker(components: np.ndarray, array: int, first_row: int, total: np.ndarray, fresh: np.ndarray,
+                    restart_sigma: np.ndarray, scale: np.float32, where: np.ndarray, restarted_s: np.ndarray,
+                    now_s: float) -> None:
+    """``FlickerState.restart`` for the cells in ``where`` (rows from ``first_row`` of ``array``):
+    the drawn components from ``fresh`` times their restart σ, their sum (times ``scale``) as
+    the total, and the restart time. ``components`` is the whole (C-ordered) state, so that each
+    component's rows are known to be contiguous and the loops vectorise."""
+    rows, cols = total.shape
+    drawn = restart_sigma.size
+    zero = np.float32(0.0)
+    for k in range(drawn):
+        sigma = restart_sigma[k]
+        for i in range(rows):
+            for j in range(cols):
+                old = components[k, array, first_row + i, j]
+                components[k, array, first_row + i, j] = fresh[k, i, j] * sigma if where[i, j] else old
+    for i in range(rows):
+        for j in range(cols):
+            acc = zero
+            for k in range(drawn):
+                acc += components[k, array, first_row + i, j]
+            total[i, j] = acc * scale if where[i, j] else total[i, j]
+            restarted_s[i, j] = now_s if where[i, j] else restarted_s[i, j]

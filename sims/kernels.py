@@ -1,0 +1,70 @@
+"""Which implementation of the pulse's element-wise work a twin runs.
+
+``sims.fused`` (compiled with numba, the ``fast-twin`` extra) when it can be imported, the
+numpy path of ``sims.physics`` otherwise; both give the same chip. ``LABCTL_TWIN_KERNELS``
+chooses: ``auto`` (the default), ``numpy`` (always the reference path), ``numba`` (the
+compiled loops, failing loudly if numba is missing).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
+
+import numpy as np
+
+from labctl_sims.presets import DeviceParams
+
+CHOICE_VARIABLE = "LABCTL_TWIN_KERNELS"
+CHOICES = ("auto", "numpy", "numba")
+
+
+def fused() -> ModuleType | None:
+    """The compiled loops, or None where the numpy path is to run."""
+    return _fused(os.environ.get(CHOICE_VARIABLE, "auto").strip().lower() or "auto")
+
+
+@lru_cache(maxsize=None)
+def _fused(choice: str) -> ModuleType | None:
+    if choice not in CHOICES:
+        raise ValueError(f"{CHOICE_VARIABLE}={choice!r}: expected one of {', '.join(CHOICES)}")
+    if choice == "numpy":
+        return None
+    try:
+        from labctl_sims import fused as module
+    except ImportError as missing:
+        if choice == "numba":
+            raise ImportError(f"{CHOICE_VARIABLE}=numba needs numba: pip install 'labctl[fast-twin]'") from missing
+        return None
+    return module
+
+
+def _f32(*values: float) -> np.ndarray:
+    return np.array(values, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FusedConstants:
+    """A preset's numbers as the compiled loops take them, rounded to float32 exactly where
+    numpy rounds them (a Python float meets a float32 array as a float32)."""
+
+    pulse: tuple[np.ndarray, np.ndarray, np.ndarray]  # program_cells' consts, wide consts, σ polynomial
+    store: np.ndarray  # store_programmed's consts
+    noise_amplitude: tuple[np.float32, np.float32, np.float32]  # read_noise_q's a, cap, scale
+
+    @classmethod
+    def of(cls, p: DeviceParams) -> FusedConstants:
+        rho = p.nu_cycle_correlation
+        a, b, cap = p.read_noise_law
+        empty, full = p.conduction_activation_ev
+        log_q_floor = np.log(np.full(16, 1e-3, dtype=np.float32))[0]  # as numpy's array log has it
+        pulse = _f32(p.prog_floor**2, p.g_min_us, p.g_max_us, p.g_max_us / p.prog_coeff_g_max_us,
+                     p.prog_noise_scale, p.reset_melt_mv, 1.0 / p.g_max_us, 1e-7)
+        wide = np.array([p.window_loss_per_pulse, p.window_loss_max, 1.0 + (p.reset_noise_factor - 1.0)])
+        store = _f32(np.sqrt(1.0 - rho * rho), rho, *p.nu_mean_law, *p.nu_std_law, p.drift_scale, log_q_floor, -b,
+                     empty, full - empty, p.g_max_us)
+        coefficients = _f32(*p.prog_coeff_us, *[0.0] * (5 - len(p.prog_coeff_us)))
+        return cls((pulse, wide, coefficients), store,
+                   (np.float32(a), np.float32(cap), np.float32(p.read_noise_scale)))

@@ -1,0 +1,87 @@
+"""The compiled pulse loops (labctl_sims.fused) against the numpy path of labctl_sims.physics.
+
+Two twins built alike, one on each path, take the same pulses and reads; every piece of
+state a pulse sets, and every read, must be the same to the last bit (the loops do numpy's
+float32 operations in numpy's order), on every preset and on sizes that do and do not fill
+a pulse block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labctl_sims import kernels
+from labctl_sims.chip import ChipModel
+
+pytest.importorskip("numba")
+
+STATE = ("_g_prog", "_t_prog", "_drift_prog", "_nu", "_q", "_activation", "_relax", "_relax_slow",
+         "_programmings", "_pulses", "_window_top")
+
+
+def chip_on(path: str, monkeypatch, preset: str, seed: int, rows: int, cols: int) -> ChipModel:
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, path)
+    return ChipModel(preset, seed=seed, rows=rows, cols=cols)
+
+
+def mixed_amplitudes(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """SET and RESET pulses of every strength, below threshold, zero, and melting RESETs."""
+    choice = rng.integers(0, 5, shape)
+    amplitude = rng.uniform(600, 2400, shape)
+    amplitude = np.where(choice == 1, -rng.uniform(800, 3900, shape), amplitude)
+    amplitude = np.where(choice == 2, rng.uniform(-400, 400, shape), amplitude)
+    amplitude = np.where(choice == 3, 0, amplitude)
+    return amplitude.astype(np.int16)
+
+
+def run(chip: ChipModel, monkeypatch, path: str, seed: int) -> list[np.ndarray]:
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, path)
+    rng = np.random.default_rng(seed)
+    reads = []
+    for step in range(6):
+        amplitude = mixed_amplitudes(rng, (chip.rows, chip.cols))
+        if step % 2:
+            rows = np.sort(rng.choice(chip.rows, size=max(1, chip.rows // 3), replace=False))
+            chip.program_rows(0, rows, amplitude[rows], 100.0)
+        else:
+            chip.program(0, slice(None), amplitude, float(rng.choice([50.0, 100.0, 300.0])))
+        reads.append(chip.read_codes(0, slice(None), 0.2, 4).copy())
+        chip.advance(float(rng.uniform(0.01, 4000.0)))
+    return reads
+
+
+def assert_same_chip(reference: ChipModel, fused: ChipModel) -> None:
+    for name in STATE:
+        np.testing.assert_array_equal(getattr(fused, name), getattr(reference, name), err_msg=name)
+    for name in ("_components", "total", "_restarted_s"):
+        np.testing.assert_array_equal(getattr(fused._flicker, name), getattr(reference._flicker, name), err_msg=name)
+    assert fused._programmed_count == reference._programmed_count
+
+
+@pytest.mark.parametrize("preset", ["pcm", "rram", "sram-64"])
+@pytest.mark.parametrize("rows, cols, seed", [(64, 64, 0), (100, 37, 3), (130, 200, 11)])
+def test_fused_pulses_leave_the_state_the_numpy_path_leaves(monkeypatch, preset, rows, cols, seed):
+    reference = chip_on("numpy", monkeypatch, preset, seed, rows, cols)
+    fused = chip_on("numba", monkeypatch, preset, seed, rows, cols)
+    reference_reads = run(reference, monkeypatch, "numpy", seed)
+    fused_reads = run(fused, monkeypatch, "numba", seed)
+    assert_same_chip(reference, fused)
+    for expected, got in zip(reference_reads, fused_reads, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    moved = np.count_nonzero(reference._pulses)
+    assert moved > 0.5 * rows * cols  # the comparison covered switching cells, not an idle chip
+
+
+def test_fused_path_is_the_one_that_ran(monkeypatch):
+    """The comparison above would pass vacuously if both chips took the numpy path."""
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numba")
+    assert kernels.fused() is not None
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numpy")
+    assert kernels.fused() is None
+
+
+def test_an_unknown_kernel_choice_is_refused(monkeypatch):
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, "fortran")
+    with pytest.raises(ValueError, match="LABCTL_TWIN_KERNELS='fortran'"):
+        kernels.fused()
