@@ -2,6 +2,8 @@
 
 Each figure is also given as a ratio to a baseline measured in the same run: drawing
 65,536 fresh normal deviates with numpy, the least work any noisy array read needs.
+Where numba is installed, the array pulse runs through the compiled loops (``sims.fused``)
+and is timed on the numpy path as well, in the same run.
 
     python bench/twin.py [--size 256] [--preset pcm]
 """
@@ -9,12 +11,14 @@ Each figure is also given as a ratio to a baseline measured in the same run: dra
 from __future__ import annotations
 
 import argparse
+import os
 import timeit
 
 import numpy as np
 
 import labctl_sims as sims
 from labctl_drivers.framing import encode_block
+from labctl_sims import kernels
 
 
 def seconds_per_call(fn, number: int) -> float:
@@ -33,15 +37,32 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     prog_message = b"PROG:ARR " + encode_block(amplitudes) + b"\n"
 
     baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
+    pulse_path = "compiled loops" if kernels.fused() is not None else "numpy path"
     cases = [
         ("array read (READ:ARR? physics)", lambda: chip.read_codes(0, slice(None), 0.2, 8), 200),
         ("row read", lambda: chip.read_codes(0, slice(5, 6), 0.2, 8), 2000),
-        ("array pulse (PROG:ARR physics)", lambda: chip.program(0, slice(None), amplitudes, 100), 50),
+        (f"array pulse (PROG:ARR physics, {pulse_path})", lambda: chip.program(0, slice(None), amplitudes, 100), 50),
         ("MVM", lambda: chip.mvm_codes(0, dac, 0.2), 200),
         ("READ:ARR? through the handler", lambda: board.feed(b"READ:ARR?\n"), 200),
         ("PROG:ARR through the handler", lambda: board.feed(prog_message), 50),
     ]
-    return baseline, [(name, seconds_per_call(fn, number)) for name, fn, number in cases]
+    timings = [(name, seconds_per_call(fn, number)) for name, fn, number in cases]
+    if pulse_path == "compiled loops":
+        timings.insert(3, ("array pulse (numpy path)", _on_numpy_path(
+            lambda: seconds_per_call(lambda: chip.program(0, slice(None), amplitudes, 100), 50))))
+    return baseline, timings
+
+
+def _on_numpy_path(measure):
+    before = os.environ.get(kernels.CHOICE_VARIABLE)
+    os.environ[kernels.CHOICE_VARIABLE] = "numpy"
+    try:
+        return measure()
+    finally:
+        if before is None:
+            del os.environ[kernels.CHOICE_VARIABLE]
+        else:
+            os.environ[kernels.CHOICE_VARIABLE] = before
 
 
 def main() -> None:
@@ -52,9 +73,9 @@ def main() -> None:
     n = args.size
     baseline, timings = figures(n, args.preset)
     print(f"twin physics, {args.preset} {n}x{n}; baseline: {n * n} fresh normals = {baseline * 1e3:.3f} ms")
-    print(f"{'operation':<34}{'ms/op':>10}{'ops/s':>10}{'x baseline':>12}")
+    print(f"{'operation':<50}{'ms/op':>10}{'ops/s':>10}{'x baseline':>12}")
     for name, t in timings:
-        print(f"{name:<34}{t * 1e3:>10.3f}{1 / t:>10.0f}{t / baseline:>12.2f}")
+        print(f"{name:<50}{t * 1e3:>10.3f}{1 / t:>10.0f}{t / baseline:>12.2f}")
 
 
 if __name__ == "__main__":
