@@ -29,7 +29,7 @@ from labctl_sims.thermal import ThermalModel
 ROW_READ_TIME_S = 1e-6  # one conversion of one row, all columns at once
 PULSE_OVERHEAD_S = 200e-9  # per row, around each pulse
 MVM_TIME_S = 2e-6
-PULSE_BLOCK_CELLS = 16384
+PULSE_BLOCK_CELLS = 65536
 DAC_FULL_CODE = 127
 
 
@@ -363,7 +363,6 @@ class ChipModel:
         """
         first, last, _ = rows.indices(self.rows)
         amplitude = amplitude_mv.astype(np.float32)
-        self._flicker.advance(self.clock.now(), before_restart=True)
         block = max(1, PULSE_BLOCK_CELLS // self.cols)
         for start in range(first, last, block):
             stop = min(start + block, last)
@@ -374,22 +373,21 @@ class ChipModel:
         """One pulse per addressed cell of the listed rows (``amplitude_mv`` row by row,
         0 mV cells left alone); board time is that of the listed rows only."""
         amplitude = amplitude_mv.astype(np.float32)
-        self._flicker.advance(self.clock.now(), before_restart=True)
         for k, row in enumerate(rows):
             self._pulse_block((array, slice(int(row), int(row) + 1)), amplitude[k : k + 1], width_ns)
         self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
+        fused = kernels.fused()
+        if fused is not None:
+            self._fused_pulse_block(fused, index, amplitude, width_ns)
+            return
         cells = self.cells.region(index)
         switched = physics.switches(amplitude, cells)
         if not switched.any():
             return
         g_now = self._conductance(index)
         noise = self._noise.view(g_now.shape)
-        fused = kernels.fused()
-        if fused is not None:
-            self._fused_pulse_block(fused, index, cells, g_now, noise, amplitude, width_ns)
-            return
         g_new = physics.apply_pulses(g_now, amplitude, width_ns, self.params, cells, noise)
         self._pulses[index] += switched
         if self.params.window_loss_per_pulse:
@@ -397,13 +395,21 @@ class ChipModel:
             np.minimum(g_new, self._window_top[index], out=g_new, where=switched)
         self._store_programmed(index, g_new, switched)
 
-    def _fused_pulse_block(self, fused, index: tuple, cells: physics.CellParams, g_now: np.ndarray,
-                           noise: np.ndarray, amplitude: np.ndarray, width_ns: float) -> None:
+    def _fused_pulse_block(self, fused, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         """``_pulse_block`` and ``_store_programmed`` through ``sims.fused``: the same laws, the
         same noise drawn in the same order, a few passes instead of some seventy."""
         p = self.params
-        set_part, reset_part = physics.saturations(amplitude, width_ns, p, cells)
-        shape = g_now.shape
+        cells = self.cells.region(index)
+        shape = amplitude.shape
+        set_part, reset_part = self._work("set_part", shape), self._work("reset_part", shape)
+        set_factor, reset_factor = physics.saturation_factors(width_ns, p)
+        if not fused.pulse_drives(amplitude, cells.set_threshold, cells.reset_threshold, cells.set_rate,
+                                  cells.reset_rate, cells.stuck, set_factor, reset_factor, set_part, reset_part):
+            return
+        np.expm1(set_part, out=set_part)
+        np.expm1(reset_part, out=reset_part)
+        g_now = self._conductance(index)
+        noise = self._noise.view(shape)
         g_new = np.empty(shape, dtype=np.float32)
         switched = np.empty(shape, dtype=bool)
         log_g = self._work("log_g", shape)

@@ -13,12 +13,14 @@ per decade of time constant (equal variance per decade is what makes the sum 1/f
   with ``x = window/τ`` (the exact variance of an OU process averaged over a window);
 * slower components are state, advanced exactly (``x ← a·x + sqrt(1 - a²)·z``,
   ``a = e^-Δt/τ``), lazily: a component is brought up to date when a quarter of its
-  time constant has passed, and every component before cells are programmed;
+  time constant has passed;
 * programming restarts a cell's components with the variance accumulated over the
-  first ``t0`` (the slowest restart at zero, which is done lazily: the cell's restart time
-  marks them as zero until their next update, so a pulse writes five components, not all) (aihwkit's reference time: its read-noise law at ``t_inference`` counts
+  first ``t0`` (aihwkit's reference time: its read-noise law at ``t_inference`` counts
   from ``t_inference + t0``), so the spread of a single read at time τ after programming
-  is aihwkit's at ``t_inference = τ``.
+  is aihwkit's at ``t_inference = τ``. Each cell keeps its restart time: a component's
+  next update moves a restarted cell over the time since its own restart, and the slowest
+  components, which restart at zero, are zeroed then, so a pulse writes only the five
+  components it draws and brings nothing else up to date.
 
 ``TAU_MIN_S`` and ``WEIGHT`` were fitted (least squares over T = 20 s … 35 days) to
 aihwkit's law for a single 250 ns conversion: within 0.25 % in variance. Against a
@@ -39,7 +41,6 @@ WEIGHT = np.log(10.0) * 0.99990  # variance per decade, in units of q_s²
 FRESH_BELOW_S = 1e-2
 UPDATE_FRACTION = 0.25  # a slow component is advanced once this fraction of its τ has passed
 RESTART_DRAWN_ABOVE = 0.01  # restart variance below which a component restarts at zero
-RESTART_FRACTION = 1e-3  # before a restart: components older than this fraction of τ are advanced
 
 TAUS_S = TAU_MIN_S * 10.0 ** np.arange(DECADES)
 FAST = TAUS_S < FRESH_BELOW_S
@@ -90,29 +91,43 @@ class FlickerState:
             self._fresh[window_s] = np.float32(fresh_sigma(window_s))
         return self._fresh[window_s]
 
-    def advance(self, now_s: float, before_restart: bool = False) -> None:
-        """Bring the components that are due up to ``now_s``. Before cells restart, every
-        component whose age is not negligible against its τ is due, so that no stale time
-        is carried into the restarted cells."""
+    def advance(self, now_s: float) -> None:
+        """Bring the components that are due up to ``now_s``. A cell restarted since a
+        component's last update moves from its restart value (zero for the components that
+        restart at zero) over the time since its restart, so the transition is exact for
+        every cell and a pulse need not bring anything up to date first."""
         elapsed = now_s - self._updated_s
-        due = elapsed >= (RESTART_FRACTION if before_restart else UPDATE_FRACTION) * SLOW_TAUS_S
+        due = elapsed >= UPDATE_FRACTION * SLOW_TAUS_S
         for k in np.flatnonzero(due):
             keep = np.float32(np.exp(-elapsed[k] / SLOW_TAUS_S[k]))
             component = self._components[k]
-            if k >= self._drawn:  # restarted since its last update: zero, whatever it still holds
-                np.copyto(component, np.float32(0.0), where=self._restarted_s >= self._updated_s[k])
+            noise = self._noise.view(component.shape)
             change = component * (keep - np.float32(1.0))
-            change += self._noise.view(component.shape) * np.float32(np.sqrt(1.0 - keep * keep))
+            change += noise * np.float32(np.sqrt(1.0 - keep * keep))
+            restarted = np.flatnonzero(self._restarted_s >= self._updated_s[k])
+            if restarted.size:
+                self._from_restart(k, restarted, now_s, noise, change)
             component += change
             change *= self._scale
             self.total += change
             self._updated_s[k] = now_s
 
+    def _from_restart(self, k: int, cells: np.ndarray, now_s: float, noise: np.ndarray, change: np.ndarray) -> None:
+        """The change of component ``k`` of the given (flat) cells, restarted since its last
+        update: an OU transition over the time since their own restart."""
+        component = self._components[k].reshape(-1)
+        if k >= self._drawn:  # restarted at zero: whatever the component still holds is stale
+            component[cells] = 0.0
+        start = component[cells]
+        keep = np.exp((self._restarted_s.reshape(-1)[cells] - now_s) / SLOW_TAUS_S[k]).astype(np.float32)
+        moved = start * (keep - np.float32(1.0))
+        moved += noise.reshape(-1)[cells] * np.sqrt(1.0 - keep * keep)
+        change.reshape(-1)[cells] = moved
+
     def restart(self, index: tuple, where: np.ndarray, now_s: float) -> None:
-        """Programmed cells start over with what the first t0 accumulates (call ``advance``
-        with ``before_restart`` first)."""
+        """Programmed cells start over with what the first t0 accumulates."""
         block = self.total[index]
-        fused = kernels.fused() if block.ndim == 2 and isinstance(index[1], slice) else None
+        fused = kernels.fused() if len(index) == 2 and isinstance(index[1], slice) and block.ndim == 2 else None
         if fused is not None:
             fresh = self._noise.view((self._drawn, *block.shape))
             array, rows = index

@@ -5,8 +5,9 @@ multiply or a masked copy that costs more in memory traffic and call overhead th
 arithmetic. These loops do that work in three passes. The transcendental functions (the
 saturations' ``expm1``, the ``log`` and ``exp`` of the state-dependent laws) stay in numpy,
 whose vectorised implementations are some ten times faster than the scalar ones a
-compiled loop calls, so a pulse is: numpy ``expm1`` → ``program_cells`` → numpy ``log`` →
-``store_programmed`` → numpy ``exp`` → ``store_noise_amplitude``, plus ``restart_flicker``.
+compiled loop calls, so a pulse is: ``pulse_drives`` → numpy ``expm1`` → ``program_cells`` →
+numpy ``log`` → ``store_programmed`` → numpy ``exp`` → ``store_noise_amplitude``, plus
+``restart_flicker``.
 
 The equations are ``sims.physics``'s, step for step in the same float32 operations and
 the same order, and they draw the same noise in the same order, so the twin's replies do
@@ -23,6 +24,25 @@ import numpy as np
 _JIT = {"nogil": True, "cache": True, "fastmath": False, "boundscheck": False, "error_model": "numpy"}
 # Loop bodies are branch-free (every cell computed, the result selected), so that LLVM turns
 # each inner loop into SIMD code; a branch per cell made the loops slower than numpy's passes.
+
+
+@numba.njit(**_JIT)
+def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_threshold: np.ndarray,
+                 set_rate: np.ndarray, reset_rate: np.ndarray, stuck: np.ndarray, set_factor: np.float32,
+                 reset_factor: np.float32, set_part: np.ndarray, reset_part: np.ndarray) -> int:
+    """``physics.saturations`` up to their expm1 (which numpy then takes in place) and
+    ``physics.switches``: the arguments ``-max(±a - threshold, 0) / scale · rate``, and how
+    many cells the pulse moves. ``set_factor``, ``reset_factor``: ``-1 / scale`` each."""
+    rows, cols = amplitude.shape
+    zero = np.float32(0.0)
+    moved = 0
+    for i in range(rows):
+        for j in range(cols):
+            a = amplitude[i, j]
+            set_part[i, j] = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
+            reset_part[i, j] = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
+            moved += ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
+    return moved
 
 
 @numba.njit(**_JIT)
@@ -128,21 +148,22 @@ def restart_flicker(components: np.ndarray, array: int, first_row: int, total: n
                     now_s: float) -> None:
     """``FlickerState.restart`` for the cells in ``where`` (rows from ``first_row`` of ``array``):
     the drawn components from ``fresh`` times their restart σ, their sum (times ``scale``) as
-    the total, and the restart time. ``components`` is the whole (C-ordered) state, so that each
-    component's rows are known to be contiguous and the loops vectorise."""
+    the total, and the restart time. Row by row, so that a row's components are still in
+    cache when they are summed; ``components`` is the whole (C-ordered) state, so that each
+    row is known to be contiguous and the loops vectorise."""
     rows, cols = total.shape
     drawn = restart_sigma.size
     zero = np.float32(0.0)
-    for k in range(drawn):
-        sigma = restart_sigma[k]
-        for i in range(rows):
-            for j in range(cols):
-                old = components[k, array, first_row + i, j]
-                components[k, array, first_row + i, j] = fresh[k, i, j] * sigma if where[i, j] else old
     for i in range(rows):
+        row = first_row + i
+        for k in range(drawn):
+            sigma = restart_sigma[k]
+            for j in range(cols):
+                old = components[k, array, row, j]
+                components[k, array, row, j] = fresh[k, i, j] * sigma if where[i, j] else old
         for j in range(cols):
             acc = zero
             for k in range(drawn):
-                acc += components[k, array, first_row + i, j]
+                acc += components[k, array, row, j]
             total[i, j] = acc * scale if where[i, j] else total[i, j]
             restarted_s[i, j] = now_s if where[i, j] else restarted_s[i, j]

@@ -121,12 +121,24 @@ def _saturation(amplitude_mv: np.ndarray, threshold: np.ndarray, scale_mv: float
     return np.expm1(x, out=x)
 
 
+def _drive_scales_mv(width_ns: float, p: DeviceParams) -> tuple[float, float]:
+    """The SET and RESET drive scales at this pulse width (a longer pulse drives harder)."""
+    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** p.width_exponent
+    return p.set_scale_mv / width_factor, p.reset_scale_mv / width_factor
+
+
+def saturation_factors(width_ns: float, p: DeviceParams) -> tuple[np.float32, np.float32]:
+    """``-1 / scale`` of the SET and RESET drives, as ``_saturation`` multiplies by them."""
+    set_scale, reset_scale = _drive_scales_mv(width_ns, p)
+    return np.float32(-1.0 / set_scale), np.float32(-1.0 / reset_scale)
+
+
 def saturations(amplitude_mv: np.ndarray, width_ns: float, p: DeviceParams, cells: CellParams
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The SET and RESET saturations of a pulse, ``expm1(-drive · k / span)`` (each ≤ 0)."""
-    width_factor = (width_ns / REFERENCE_WIDTH_NS) ** p.width_exponent
-    set_part = _saturation(amplitude_mv, cells.set_threshold, p.set_scale_mv / width_factor, cells.set_rate)
-    reset_part = _saturation(-amplitude_mv, cells.reset_threshold, p.reset_scale_mv / width_factor, cells.reset_rate)
+    set_scale, reset_scale = _drive_scales_mv(width_ns, p)
+    set_part = _saturation(amplitude_mv, cells.set_threshold, set_scale, cells.set_rate)
+    reset_part = _saturation(-amplitude_mv, cells.reset_threshold, reset_scale, cells.reset_rate)
     return set_part, reset_part
 
 

@@ -171,3 +171,38 @@ def test_ir_drop_lowers_cell_voltages_toward_the_far_corner():
     assert v[0, 0] < 0.2 and v[0, -1] < v[0, 0]  # further along the row, more drop
     assert v[0, 0] < v[-1, 0]  # the column wire adds rise far from the ADC (row 0)
     np.testing.assert_array_equal(physics.ir_drop_voltages(np.full(8, 0.2), g, 0.0), np.full((8, 8), 0.2))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_restarted_cells_move_over_the_time_since_their_own_restart(seed):
+    """A cell restarted between two updates of a slow 1/f component starts that component at
+    its restart value (zero for the slowest) and moves over the time since its restart, not
+    since the component's last update; cells left alone keep the stationary spread."""
+    from labctl_sims.noise import NoisePool
+
+    shape = (400, 400)
+    state = flicker.FlickerState(shape, 20.0, NoisePool(np.random.default_rng(seed)))
+    taus = flicker.SLOW_TAUS_S
+    k_drawn, k_zero = int(np.flatnonzero(taus > 40.0)[0]), int(np.flatnonzero(taus > 5000.0)[0])
+    state.advance(1e9)  # every component updated (now stationary) at t = 1e9
+    restarted = np.zeros(shape, dtype=bool)
+    restarted[::2] = True
+    state.restart((slice(None),), restarted, 1e9 + 0.4 * taus[k_drawn])
+    # the drawn component's next update: 0.3 τ after the restart, 0.7 τ after its own last update
+    state.advance(1e9 + 0.7 * taus[k_drawn])
+    since = 0.3
+    sigma_r2 = -np.expm1(-2.0 * 20.0 / taus[k_drawn])
+    expected = sigma_r2 * np.exp(-2 * since) - np.expm1(-2 * since)
+    component = state._components[k_drawn]
+    assert component[restarted].var() == pytest.approx(expected, rel=0.03)
+    assert component[~restarted].var() == pytest.approx(1.0, rel=0.03)
+    # the zero-restart component: variance 1 - e^(-2 s/τ) since the restart
+    state.advance(1e9 + 0.4 * taus[k_drawn] + 0.3 * taus[k_zero])
+    zero_restart = state._components[k_zero]
+    assert zero_restart[restarted].var() == pytest.approx(-np.expm1(-0.6), rel=0.03)
+    assert zero_restart[~restarted].var() == pytest.approx(1.0, rel=0.03)
+    # the total a read sees sums the components, the zero-restart ones not updated since counting as zero
+    effective = state._components.copy()
+    for k in range(state._drawn, taus.size):
+        effective[k][state._restarted_s >= state._updated_s[k]] = 0.0
+    np.testing.assert_allclose(state.total, effective.sum(axis=0) * np.sqrt(flicker.WEIGHT), rtol=1e-4, atol=1e-4)
