@@ -50,11 +50,13 @@ def test_the_read_noise_scale_of_1_over_f_reads_is_recovered():
 def test_scales_fitted_from_twin_runs_are_the_twins_own(tmp_path, seed):
     """The pcm twin runs aihwkit's laws at drift_scale 1 and read_noise_scale 1: a day's drift
     run and a calibration (its read-noise step) give them back within 15 %, and the drift run's
-    ν per level (mean within 15 %, the cells' spread within 30 %) the law itself."""
+    ν per level (mean within 15 %, the cells' spread within 30 %) the law itself. At 64x64: at
+    48x48 (288 cells a level) the spread's estimate scatters by 8 % and came within 30 % on
+    42 of 48 seeds; at 64x64 on 24 of 24, at most 27 % off."""
     data = tmp_path / "d"
     exported, run_of = {}, {}
     for command in (["drift", "--duration", "24h", "--reads", "30"], ["calibrate"]):
-        done = runner.invoke(app, [*command, "--size", "48x48", "--seed", str(seed), "--data", str(data), "-q",
+        done = runner.invoke(app, [*command, "--size", "64x64", "--seed", str(seed), "--data", str(data), "-q",
                                    "--json"])
         assert done.exit_code in (0, 1), done.output
         run = run_of[command[0]] = json.loads(done.stdout)["run_id"]
