@@ -9,6 +9,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
+from labctl.store.arrow_columns import to_arrow
 from labctl.store.run import Run
 
 ProgressCallback = Callable[[str, int, int], None]  # step, cells done, all cells
@@ -17,14 +18,14 @@ ProgressCallback = Callable[[str, int, int], None]  # step, cells done, all cell
 @lru_cache(maxsize=8)
 def _zero_indices(count: int) -> pa.Array:
     """Indices of a one-value dictionary (Arrow arrays are immutable: one serves every read)."""
-    return pa.array(np.zeros(count, dtype=np.int32))
+    return to_arrow(np.zeros(count, dtype=np.int32), pa.int32())
 
 
 def constant_text(text: str, count: int) -> pa.DictionaryArray:
     """``count`` copies of ``text`` as a dictionary of one, which Parquet writes without
     hashing every value (a Python list of 65,536 strings costs 60 times more than Arrow's
     own repeat, and that repeat 1.3 ms more per read to encode than this)."""
-    return pa.DictionaryArray.from_arrays(_zero_indices(count), pa.array([text]))
+    return pa.DictionaryArray.from_arrays(_zero_indices(count), to_arrow([text], pa.string()))
 
 
 def _wall_times(count: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from labctl.store.arrow_columns import record_batch
 from labctl.store.fs import StoreFS
 from labctl.store.schemas import Layout
 
@@ -75,7 +76,7 @@ class TableWriter:
 
     def append(self, columns: dict[str, Any]) -> None:
         """Add rows given as equal-length columns (numpy arrays or scalars broadcast by the caller)."""
-        batch = pa.RecordBatch.from_pydict(columns, schema=self.schema)
+        batch = record_batch(columns, self.schema)
         if batch.num_rows == 0:
             return
         self._pending.append(batch)
@@ -91,7 +92,7 @@ class TableWriter:
     def write_part(self, name: str, columns: dict[str, Any]) -> None:
         """Write these rows at once as their own part ``part-<name>.parquet`` (a journalled unit)."""
         self.flush()
-        self._write(f"part-{name}.parquet", pa.Table.from_pydict(columns, schema=self.schema))
+        self._write(f"part-{name}.parquet", pa.Table.from_batches([record_batch(columns, self.schema)]))
 
     def _hand_over(self) -> None:
         if not self._pending:
