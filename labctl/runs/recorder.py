@@ -28,6 +28,22 @@ def constant_text(text: str, count: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(_zero_indices(count), to_arrow([text], pa.string()))
 
 
+@lru_cache(maxsize=8)
+def _cell_columns(row_numbers: bytes, cols: int) -> tuple[pa.Array, pa.Array]:
+    """The row and column of every cell of these rows (a full array read asks for the same
+    two columns every time: built once, not two numpy passes and two casts a read)."""
+    rows = np.frombuffer(row_numbers, dtype=np.int64)
+    return (to_arrow(np.repeat(rows, cols).astype(np.int16), pa.int16()),
+            to_arrow(np.tile(np.arange(cols, dtype=np.int16), len(rows)), pa.int16()))
+
+
+@lru_cache(maxsize=16)
+def _constant(value: float | int, dtype: str, count: int) -> pa.Array:
+    """A column of one value that rarely changes (the array, the temperature at a set point)."""
+    values = np.full(count, value, dtype=dtype)
+    return to_arrow(values, pa.from_numpy_dtype(values.dtype))
+
+
 def _wall_times(count: int) -> np.ndarray:
     now = np.datetime64(datetime.now(UTC).replace(tzinfo=None), "us")
     return np.full(count, now)
@@ -52,17 +68,18 @@ class StoreRecorder:
                      t_s: float, temperature_k: float) -> dict[str, np.ndarray]:
         """One read as ``reads`` rows; ``t_s`` is board time, stored relative to the run's start."""
         n = codes.size
+        row, col = _cell_columns(np.asarray(rows, dtype=np.int64).tobytes(), self.cols)
         return {
                 "t_s": np.full(n, t_s - self.t0_s),
                 "wall_time": _wall_times(n),
                 "phase": constant_text(phase, n),
                 "iteration": np.full(n, iteration, dtype=np.int32),
-                "array": np.full(n, self.array, dtype=np.int16),
-                "row": np.repeat(rows, self.cols).astype(np.int16),
-                "col": np.tile(np.arange(self.cols), len(rows)).astype(np.int16),
+                "array": _constant(self.array, "int16", n),
+                "row": row,
+                "col": col,
                 "code": codes.ravel().astype(np.int16),
                 "g_us": g_us.ravel().astype(np.float32),
-                "temperature_k": np.full(n, temperature_k, dtype=np.float32),
+                "temperature_k": _constant(float(temperature_k), "float32", n),
             }
 
     def on_pulses(self, iteration: int, rows: np.ndarray, cols: np.ndarray, amplitude_mv: np.ndarray,

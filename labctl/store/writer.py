@@ -114,6 +114,7 @@ class TableWriter:
         self.fs.write_table_atomic(f"{self.directory}/{name}", table, compression=COMPRESSION,
                                    row_group_size=ROW_GROUP_ROWS, use_dictionary=list(layout.dictionary),
                                    use_byte_stream_split=list(layout.byte_stream_split) or False,
+                                   write_statistics=layout.statistics(table.schema),
                                    store_schema=not layout.arrow_dictionary)
         with self._counts:
             self.parts_written += 1
