@@ -186,7 +186,8 @@ class ChipModel:
         self.thermal.set_target(kelvin)
 
     def sensor_temperature(self) -> float:
-        return float(self.thermal.temperature_k + self.params.sensor_noise_k * self._noise.generator().standard_normal())
+        noise = self._noise.generator().standard_normal()  # after the pool's due refresh: the same stream as ever
+        return float(self.thermal.temperature_k + self.params.sensor_noise_k * noise)
 
     # ---- conductance now -----------------------------------------------------------
 

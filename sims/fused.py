@@ -55,10 +55,11 @@ def program_cells(g: np.ndarray, amplitude: np.ndarray, set_part: np.ndarray, re
     then wear; writes the new state, which cells switched, and ``|G|/Gmax`` floored for the log.
 
     ``consts`` (float32): floor², level floor (µS), Gmax of the σ polynomial's g, the polynomial's
-    window scale, the preset's noise scale, melt amplitude (mV), 1/Gmax, log floor. ``wide`` (float64, where numpy computes in float64): window loss per pulse (0: no
-    wear) and most loss (numpy scales the int32 count in float64), the RESET noise factor as
-    ``1 + (factor - 1)`` (numpy multiplies by a float64 array of it). ``prog_coeff``: σ_prog's polynomial, lowest order first, padded
-    with zeros to five terms (Horner's rule gives the same float32 result with them).
+    window scale, the preset's noise scale, melt amplitude (mV), 1/Gmax, log floor. ``wide``
+    (float64, where numpy computes in float64): window loss per pulse (0: no wear) and most loss
+    (numpy scales the int32 count in float64), the RESET noise factor as ``1 + (factor - 1)``
+    (numpy multiplies by a float64 array of it). ``prog_coeff``: σ_prog's polynomial, lowest
+    order first, padded with zeros to five terms (Horner's rule gives the same float32 result).
     """
     floor_sq, level_floor, poly_g_max, window_scale, noise_scale, melt_mv = consts[0:6]
     inv_g_max, log_floor = consts[6], consts[7]
