@@ -9,6 +9,7 @@ compiled loops, failing loudly if numba is missing).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -37,6 +38,12 @@ def _fused(choice: str) -> ModuleType | None:
     except ImportError as missing:
         if choice == "numba":
             raise ImportError(f"{CHOICE_VARIABLE}=numba needs numba: pip install 'labctl[fast-twin]'") from missing
+        return None  # not installed: the numpy path, as documented
+    except Exception as broken:  # installed but unusable (a numba built for another numpy, a missing LLVM)
+        if choice == "numba":
+            raise
+        warnings.warn(f"the twin's compiled pulse loops are unavailable ({type(broken).__name__}: {broken}); "
+                      f"pulses take the numpy path (the same chip, slower)", RuntimeWarning, stacklevel=3)
         return None
     return module
 

@@ -85,3 +85,31 @@ def test_an_unknown_kernel_choice_is_refused(monkeypatch):
     monkeypatch.setenv(kernels.CHOICE_VARIABLE, "fortran")
     with pytest.raises(ValueError, match="LABCTL_TWIN_KERNELS='fortran'"):
         kernels.fused()
+
+
+def test_a_broken_numba_falls_back_to_the_numpy_path_with_a_warning(monkeypatch):
+    """Installed but unusable (say, built for another numpy): the twin still runs, and says why."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "numba":
+            raise SystemError("numba built for another numpy")
+        return real_import(name, *args, **kwargs)
+
+    import labctl_sims
+
+    monkeypatch.delitem(__import__("sys").modules, "labctl_sims.fused", raising=False)
+    monkeypatch.delattr(labctl_sims, "fused", raising=False)  # else the package hands back the loaded module
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    kernels._fused.cache_clear()
+    try:
+        monkeypatch.setenv(kernels.CHOICE_VARIABLE, "auto")
+        with pytest.warns(RuntimeWarning, match="numpy path"):
+            assert kernels.fused() is None
+        monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numba")
+        with pytest.raises(SystemError):
+            kernels.fused()
+    finally:
+        kernels._fused.cache_clear()
