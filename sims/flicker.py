@@ -82,6 +82,7 @@ class FlickerState:
         self._components = np.zeros((SLOW_TAUS_S.size, *shape), dtype=np.float32)
         self._updated_s = np.full(SLOW_TAUS_S.size, now_s)
         self._restarted_s = np.full(shape, now_s)  # each cell's last restart
+        self._latest_restart_s = now_s  # the latest of them: no cell to look for when older than an update
         self.total = np.zeros(shape, dtype=np.float32)
         self.restart((slice(None),), np.ones(shape, dtype=bool), now_s)
         self._fresh: dict[float, np.float32] = {}
@@ -104,8 +105,8 @@ class FlickerState:
             noise = self._noise.view(component.shape)
             change = component * (keep - np.float32(1.0))
             change += noise * np.float32(np.sqrt(1.0 - keep * keep))
-            restarted = np.flatnonzero(self._restarted_s >= self._updated_s[k])
-            if restarted.size:
+            if self._latest_restart_s >= self._updated_s[k]:
+                restarted = np.flatnonzero(self._restarted_s >= self._updated_s[k])
                 self._from_restart(k, restarted, now_s, noise, change)
             component += change
             change *= self._scale
@@ -126,6 +127,7 @@ class FlickerState:
 
     def restart(self, index: tuple, where: np.ndarray, now_s: float) -> None:
         """Programmed cells start over with what the first t0 accumulates."""
+        self._latest_restart_s = max(self._latest_restart_s, now_s)
         block = self.total[index]
         fused = kernels.fused() if len(index) == 2 and isinstance(index[1], slice) and block.ndim == 2 else None
         if fused is not None:
