@@ -2,7 +2,7 @@
 
 Why: a pulse is some seventy numpy passes over the cells it addresses, most of them a
 multiply or a masked copy that costs more in memory traffic and call overhead than in
-arithmetic. These loops do that work in three passes. The transcendental functions (the
+arithmetic. Five loops do that work, each one pass. The transcendental functions (the
 saturations' ``expm1``, the ``log`` and ``exp`` of the state-dependent laws) stay in numpy,
 whose vectorised implementations are some ten times faster than the scalar ones a
 compiled loop calls, so a pulse is: ``pulse_drives`` → numpy ``expm1`` → ``program_cells`` →
@@ -10,9 +10,9 @@ numpy ``log`` → ``store_programmed`` → numpy ``exp`` → ``store_noise_ampli
 ``restart_flicker``.
 
 The equations are ``sims.physics``'s, step for step in the same float32 operations and
-the same order, and they draw the same noise in the same order, so the twin's replies do
-not depend on whether numba is installed beyond the last bit of a float32 (``LABCTL_TWIN_KERNELS
-=numpy`` turns these loops off); ``tests/test_fused_pulse.py`` holds every loop to the numpy
+the same order, and they draw the same noise in the same order, so the twin's state and
+replies are the same to the last bit whether numba is installed or not (``LABCTL_TWIN_KERNELS
+=numpy`` turns these loops off); ``tests/test_fused_pulse.py`` holds them equal to the numpy
 path. Imported only through ``sims.kernels``, so a twin without numba never loads it.
 """
 
