@@ -404,20 +404,20 @@ class ChipModel:
         shape = amplitude.shape
         set_part, reset_part = self._work("set_part", shape), self._work("reset_part", shape)
         set_factor, reset_factor = physics.saturation_factors(width_ns, p)
+        switched = np.empty(shape, dtype=bool)
         if not fused.pulse_drives(amplitude, cells.set_threshold, cells.reset_threshold, cells.set_rate,
-                                  cells.reset_rate, cells.stuck, set_factor, reset_factor, set_part, reset_part):
+                                  cells.reset_rate, cells.stuck, set_factor, reset_factor, set_part, reset_part,
+                                  switched):
             return
         np.expm1(set_part, out=set_part)
         np.expm1(reset_part, out=reset_part)
         g_now = self._conductance(index)
         noise = self._noise.view(shape)
         g_new = np.empty(shape, dtype=np.float32)
-        switched = np.empty(shape, dtype=bool)
         log_g = self._work("log_g", shape)
-        fused.program_cells(g_now, amplitude, set_part, reset_part, noise, cells.g_min, cells.g_max, cells.span,
-                            cells.inv_span, cells.set_threshold, cells.reset_threshold, cells.stuck,
-                            self._pulses[index], self._window_top[index], *self._fused_constants.pulse,
-                            g_new, switched, log_g)
+        fused.program_cells(g_now, switched, set_part, reset_part, noise, amplitude, cells.g_min, cells.g_max,
+                            cells.span, cells.inv_span, self._pulses[index], self._window_top[index],
+                            *self._fused_constants.pulse, g_new, log_g)
         self._programmed_count += 1
         recent = self._recent_programmings(index)
         np.log(log_g, out=log_g)

@@ -29,10 +29,11 @@ _JIT = {"nogil": True, "cache": True, "fastmath": False, "boundscheck": False, "
 @numba.njit(**_JIT)
 def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_threshold: np.ndarray,
                  set_rate: np.ndarray, reset_rate: np.ndarray, stuck: np.ndarray, set_factor: np.float32,
-                 reset_factor: np.float32, set_part: np.ndarray, reset_part: np.ndarray) -> int:
+                 reset_factor: np.float32, set_part: np.ndarray, reset_part: np.ndarray,
+                 switched: np.ndarray) -> int:
     """``physics.saturations`` up to their expm1 (which numpy then takes in place) and
-    ``physics.switches``: the arguments ``-max(±a - threshold, 0) / scale · rate``, and how
-    many cells the pulse moves. ``set_factor``, ``reset_factor``: ``-1 / scale`` each."""
+    ``physics.switches``: the arguments ``-max(±a - threshold, 0) / scale · rate``, which cells
+    the pulse moves, and how many. ``set_factor``, ``reset_factor``: ``-1 / scale`` each."""
     rows, cols = amplitude.shape
     zero = np.float32(0.0)
     moved = 0
@@ -41,18 +42,20 @@ def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_thresho
             a = amplitude[i, j]
             set_part[i, j] = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
             reset_part[i, j] = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
-            moved += ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
+            sw = ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
+            switched[i, j] = sw
+            moved += sw
     return moved
 
 
 @numba.njit(**_JIT)
-def program_cells(g: np.ndarray, amplitude: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
-                  normal: np.ndarray, g_min: np.ndarray, g_max: np.ndarray, span: np.ndarray, inv_span: np.ndarray,
-                  set_threshold: np.ndarray, reset_threshold: np.ndarray, stuck: np.ndarray,
-                  pulses: np.ndarray, window_top: np.ndarray, consts: np.ndarray, wide: np.ndarray,
-                  prog_coeff: np.ndarray, g_new: np.ndarray, switched: np.ndarray, log_argument: np.ndarray) -> None:
-    """``physics.switches``, ``expected_step`` (after the saturations' expm1) and ``apply_pulses``,
-    then wear; writes the new state, which cells switched, and ``|G|/Gmax`` floored for the log.
+def program_cells(g: np.ndarray, switched: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
+                  normal: np.ndarray, amplitude: np.ndarray, g_min: np.ndarray, g_max: np.ndarray, span: np.ndarray,
+                  inv_span: np.ndarray, pulses: np.ndarray, window_top: np.ndarray, consts: np.ndarray,
+                  wide: np.ndarray, prog_coeff: np.ndarray, g_new: np.ndarray, log_argument: np.ndarray) -> None:
+    """``expected_step`` (after the saturations' expm1) and ``apply_pulses`` for the cells
+    ``pulse_drives`` found switching, then wear; writes the new state and ``|G|/Gmax`` floored
+    for the log.
 
     ``consts`` (float32): floor², level floor (µS), Gmax of the σ polynomial's g, the polynomial's
     window scale, the preset's noise scale, melt amplitude (mV), 1/Gmax, log floor. ``wide``
@@ -71,7 +74,7 @@ def program_cells(g: np.ndarray, amplitude: np.ndarray, set_part: np.ndarray, re
     for i in range(rows):
         for j in range(cols):
             a = amplitude[i, j]
-            sw = ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
+            sw = switched[i, j]
             g0 = g[i, j]
             fill = min(max((g0 - g_min[i, j]) * inv_span[i, j], zero), one)
             step = (reset_part[i, j] * fill - set_part[i, j] * (one - fill)) * span[i, j]
@@ -92,7 +95,6 @@ def program_cells(g: np.ndarray, amplitude: np.ndarray, set_part: np.ndarray, re
                 window_top[i, j] = top
                 after = min(after, top)
             after = after if sw else g0
-            switched[i, j] = sw
             g_new[i, j] = after
             log_argument[i, j] = max(abs(after) * inv_g_max, log_floor)
 
