@@ -28,8 +28,7 @@ def seconds_per_call(fn, number: int) -> float:
 
 def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, float]]]:
     """The baseline (s) and each operation's seconds per call."""
-    chip = sims.ChipModel(preset, seed=0, rows=n, cols=n)
-    chip.advance(3600.0)  # drift active
+    chip = _drifting_chip(preset, n)
     board = sims.BoardTwin(chip)
     rng = np.random.default_rng(0)
     amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
@@ -48,16 +47,24 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     ]
     timings = [(name, seconds_per_call(fn, number)) for name, fn, number in cases]
     if pulse_path == "compiled loops":
-        timings.insert(3, ("array pulse (numpy path)", _on_numpy_path(
-            lambda: seconds_per_call(lambda: chip.program(0, slice(None), amplitudes, 100), 50))))
+        numpy_chip = _on_numpy_path(lambda: _drifting_chip(preset, n))
+        timings.insert(3, ("array pulse (numpy path)",
+                           seconds_per_call(lambda: numpy_chip.program(0, slice(None), amplitudes, 100), 50)))
     return baseline, timings
 
 
-def _on_numpy_path(measure):
+def _drifting_chip(preset: str, n: int) -> sims.ChipModel:
+    chip = sims.ChipModel(preset, seed=0, rows=n, cols=n)
+    chip.advance(3600.0)  # drift active
+    return chip
+
+
+def _on_numpy_path(build):
+    """``build()`` with the numpy path chosen: a twin keeps the path it was built on."""
     before = os.environ.get(kernels.CHOICE_VARIABLE)
     os.environ[kernels.CHOICE_VARIABLE] = "numpy"
     try:
-        return measure()
+        return build()
     finally:
         if before is None:
             del os.environ[kernels.CHOICE_VARIABLE]

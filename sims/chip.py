@@ -136,7 +136,8 @@ class ChipModel:
         self._relax_slow = np.zeros(self.shape, dtype=np.float32)
         self._programmings = np.zeros(self.shape, dtype=np.int32)  # in quick succession (RRAM relaxation)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
-        self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise)
+        self._fused = kernels.fused()  # chosen once: a twin runs on one path all its life
+        self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise, fused=self._fused)
         self._fused_constants = kernels.FusedConstants.of(p)
         everything = (slice(None),)
         self._store_programmed(everything, self._g_prog.copy(), np.ones(self.shape, dtype=bool))
@@ -379,7 +380,7 @@ class ChipModel:
         self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
-        fused = kernels.fused()
+        fused = self._fused
         if fused is not None:
             self._fused_pulse_block(fused, index, amplitude, width_ns)
             return
@@ -411,11 +412,11 @@ class ChipModel:
             return
         np.expm1(set_part, out=set_part)
         np.expm1(reset_part, out=reset_part)
-        g_now = self._conductance(index)
+        g_source, drift = self._fused_conductance(fused, index, shape)
         noise = self._noise.view(shape)
         g_new = np.empty(shape, dtype=np.float32)
         log_g = self._work("log_g", shape)
-        fused.program_cells(g_now, switched, set_part, reset_part, noise, amplitude, cells.g_min, cells.g_max,
+        fused.program_cells(g_source, drift, switched, set_part, reset_part, noise, amplitude, cells.g_min, cells.g_max,
                             cells.span, cells.inv_span, self._pulses[index], self._window_top[index],
                             *self._fused_constants.pulse, g_new, log_g)
         self._programmed_count += 1
@@ -432,6 +433,23 @@ class ChipModel:
         self._flicker.restart(index, switched, self.clock.now())
         if recent is not None:
             self._store_relaxation(index, g_new, switched, recent)
+
+    def _fused_conductance(self, fused, index: tuple, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``_conductance`` as ``program_cells`` takes it: the programmed state and its drift
+        factor, made in four passes instead of ten where drift is all there is (at 300 K,
+        without relaxation); elsewhere ``_conductance`` itself, with a factor of ones."""
+        p = self.params
+        if (p.drift_scale > 0 and not p.relaxation_coeff_us
+                and self.thermal.temperature_k == physics.REFERENCE_TEMPERATURE_K):
+            factor = self._work("drift", shape)
+            fused.drift_log_argument(self._drift_clock, self._drift_prog[index], np.float32(p.drift_t0_s),
+                                     np.float32(1.0 / p.drift_t0_s), factor)
+            np.log(factor, out=factor)
+            fused.drift_exponent(factor, self._nu[index], factor)
+            return self._g_prog[index], np.exp(factor, out=factor)
+        ones = self._work("ones", shape)
+        ones.fill(1.0)
+        return self._conductance(index), ones
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""

@@ -30,9 +30,10 @@ about 10 %, so the twin is, if anything, noisier than a chip when averaging.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
-from labctl_sims import kernels
 from labctl_sims.noise import NoisePool
 
 TAU_MIN_S = 5.3946e-6
@@ -71,8 +72,10 @@ def accumulated_variance(since_programming_s: np.ndarray | float, t0_s: float) -
 class FlickerState:
     """The slow 1/f components of every cell, and their sum, in units of q_s."""
 
-    def __init__(self, shape: tuple[int, ...], t0_s: float, noise: NoisePool, now_s: float = 0.0) -> None:
+    def __init__(self, shape: tuple[int, ...], t0_s: float, noise: NoisePool, now_s: float = 0.0,
+                 fused: ModuleType | None = None) -> None:
         self._noise = noise
+        self._fused = fused  # sims.fused, or None for the numpy path
         restart_variance = -np.expm1(-2.0 * t0_s / SLOW_TAUS_S)
         # components far slower than t0 restart at zero: what they would have accumulated
         # is under 0.2 % of the variance at t0 and less later, and it saves most of the draws
@@ -129,7 +132,7 @@ class FlickerState:
         """Programmed cells start over with what the first t0 accumulates."""
         self._latest_restart_s = max(self._latest_restart_s, now_s)
         block = self.total[index]
-        fused = kernels.fused() if len(index) == 2 and isinstance(index[1], slice) and block.ndim == 2 else None
+        fused = self._fused if len(index) == 2 and isinstance(index[1], slice) and block.ndim == 2 else None
         if fused is not None:
             fresh = self._noise.view((self._drawn, *block.shape))
             array, rows = index

@@ -49,13 +49,36 @@ def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_thresho
 
 
 @numba.njit(**_JIT)
-def program_cells(g: np.ndarray, switched: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
+def drift_log_argument(drift_clock_s: float, drift_prog: np.ndarray, t0: np.float32, inv_t0: np.float32,
+                       out: np.ndarray) -> None:
+    """``physics.drift_factor``'s argument of the log, ``(float32(t) + t0) · (1 / t0)`` with
+    ``t`` the drift clock since programming (numpy subtracts in float64, then rounds)."""
+    rows, cols = out.shape
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = (np.float32(drift_clock_s - drift_prog[i, j]) + t0) * inv_t0
+
+
+@numba.njit(**_JIT)
+def drift_exponent(log_argument: np.ndarray, nu: np.ndarray, out: np.ndarray) -> None:
+    """``-(ln(...) · ν)``, the exponent numpy's exp turns into the drift factor."""
+    rows, cols = out.shape
+    minus_one = np.float32(-1.0)
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = log_argument[i, j] * nu[i, j] * minus_one
+
+
+@numba.njit(**_JIT)
+def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
                   normal: np.ndarray, amplitude: np.ndarray, g_min: np.ndarray, g_max: np.ndarray, span: np.ndarray,
                   inv_span: np.ndarray, pulses: np.ndarray, window_top: np.ndarray, consts: np.ndarray,
                   wide: np.ndarray, prog_coeff: np.ndarray, g_new: np.ndarray, log_argument: np.ndarray) -> None:
     """``expected_step`` (after the saturations' expm1) and ``apply_pulses`` for the cells
     ``pulse_drives`` found switching, then wear; writes the new state and ``|G|/Gmax`` floored
-    for the log.
+    for the log. The conductance before the pulse is ``max(g_prog · drift, 0)``, the end of
+    ``ChipModel._conductance`` (``drift``: the factor ``drift_log_argument`` and numpy made,
+    or ones where the conductance came whole from ``_conductance``).
 
     ``consts`` (float32): floor², level floor (µS), Gmax of the σ polynomial's g, the polynomial's
     window scale, the preset's noise scale, melt amplitude (mV), 1/Gmax, log floor. ``wide``
@@ -70,12 +93,13 @@ def program_cells(g: np.ndarray, switched: np.ndarray, set_part: np.ndarray, res
     loss_per_pulse, loss_max, reset_factor = wide[0], wide[1], wide[2]
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    rows, cols = g.shape
+    rows, cols = g_prog.shape
     for i in range(rows):
         for j in range(cols):
             a = amplitude[i, j]
             sw = switched[i, j]
-            g0 = g[i, j]
+            g0 = g_prog[i, j] * drift[i, j]
+            g0 = g0 if g0 >= zero else zero  # numpy's maximum
             fill = min(max((g0 - g_min[i, j]) * inv_span[i, j], zero), one)
             step = (reset_part[i, j] * fill - set_part[i, j] * (one - fill)) * span[i, j]
             after = g0 + step
@@ -151,22 +175,28 @@ def restart_flicker(components: np.ndarray, array: int, first_row: int, total: n
                     now_s: float) -> None:
     """``FlickerState.restart`` for the cells in ``where`` (rows from ``first_row`` of ``array``):
     the drawn components from ``fresh`` times their restart σ, their sum (times ``scale``) as
-    the total, and the restart time. Row by row, so that a row's components are still in
-    cache when they are summed; ``components`` is the whole (C-ordered) state, so that each
-    row is known to be contiguous and the loops vectorise."""
+    the total, and the restart time. Row by row, on one-dimensional row views, with the sum
+    carried along in a row of its own: a row's components are summed while they are written,
+    and every inner loop is a contiguous select that LLVM vectorises (indexing the 4-d state
+    in the inner loop, or reading it back to sum, made this twice as slow)."""
     rows, cols = total.shape
     drawn = restart_sigma.size
     zero = np.float32(0.0)
+    acc = np.empty(cols, dtype=np.float32)
     for i in range(rows):
         row = first_row + i
+        restart = where[i]
+        acc[:] = zero
         for k in range(drawn):
             sigma = restart_sigma[k]
+            component = components[k, array, row]
+            draw = fresh[k, i]
             for j in range(cols):
-                old = components[k, array, row, j]
-                components[k, array, row, j] = fresh[k, i, j] * sigma if where[i, j] else old
+                value = draw[j] * sigma if restart[j] else component[j]
+                component[j] = value
+                acc[j] += value
+        row_total = total[i]
+        row_restarted = restarted_s[i]
         for j in range(cols):
-            acc = zero
-            for k in range(drawn):
-                acc += components[k, array, row, j]
-            total[i, j] = acc * scale if where[i, j] else total[i, j]
-            restarted_s[i, j] = now_s if where[i, j] else restarted_s[i, j]
+            row_total[j] = acc[j] * scale if restart[j] else row_total[j]
+            row_restarted[j] = now_s if restart[j] else row_restarted[j]

@@ -3,7 +3,8 @@
 ``sims.fused`` (compiled with numba, the ``fast-twin`` extra) when it can be imported, the
 numpy path of ``sims.physics`` otherwise; both give the same chip. ``LABCTL_TWIN_KERNELS``
 chooses: ``auto`` (the default), ``numpy`` (always the reference path), ``numba`` (the
-compiled loops, failing loudly if numba is missing).
+compiled loops, failing loudly if numba is missing). A twin reads it once, when it is built,
+and keeps that path.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ once, and ``view`` can hand out the slice itself, without a copy, valid until th
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 POOL_SIZE = 1 << 22
-REFRESH_FRACTION = 8  # each draw of n samples regenerates n / REFRESH_FRACTION pool entries
+REFRESH_FRACTION = 32  # each draw of n samples regenerates n / REFRESH_FRACTION pool entries
 
 
 class NoisePool:
@@ -38,7 +40,7 @@ class NoisePool:
     def view(self, shape: tuple[int, ...] | int) -> np.ndarray:
         """N(0, 1) draws, read-only and valid only until the pool is next used."""
         self._refresh()
-        n = int(np.prod(shape))
+        n = shape if isinstance(shape, int) else math.prod(shape)
         size = self._pool.size
         if n * 4 > size:
             return self._rng.standard_normal(shape, dtype=np.float32)
