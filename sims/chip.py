@@ -192,12 +192,12 @@ class ChipModel:
 
     # ---- conductance now -----------------------------------------------------------
 
-    def _work(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A reusable float32 work array: fresh 256 KiB temporaries on every array read
-        are mapped and unmapped by the allocator, which costs more than the arithmetic."""
+    def _work(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """A reusable work array (float32 unless told): fresh 256 KiB temporaries on every
+        array read are mapped and unmapped by the allocator, which costs more than the arithmetic."""
         key = (name, shape)
         if key not in self._scratch:
-            self._scratch[key] = np.empty(shape, dtype=np.float32)
+            self._scratch[key] = np.empty(shape, dtype=dtype)
         return self._scratch[key]
 
     def _conductance(self, index: tuple, reuse: bool = False) -> np.ndarray:
@@ -405,7 +405,7 @@ class ChipModel:
         shape = amplitude.shape
         set_part, reset_part = self._work("set_part", shape), self._work("reset_part", shape)
         set_factor, reset_factor = physics.saturation_factors(width_ns, p)
-        switched = np.empty(shape, dtype=bool)
+        switched = self._work("switched", shape, bool)
         if not fused.pulse_drives(amplitude, cells.set_threshold, cells.reset_threshold, cells.set_rate,
                                   cells.reset_rate, cells.stuck, set_factor, reset_factor, set_part, reset_part,
                                   switched):
@@ -414,7 +414,7 @@ class ChipModel:
         np.expm1(reset_part, out=reset_part)
         g_source, drift = self._fused_conductance(fused, index, shape)
         noise = self._noise.view(shape)
-        g_new = np.empty(shape, dtype=np.float32)
+        g_new = self._work("g_new", shape)  # consumed within this block: stored, never kept
         log_g = self._work("log_g", shape)
         fused.program_cells(g_source, drift, switched, set_part, reset_part, noise, amplitude, cells.g_min, cells.g_max,
                             cells.span, cells.inv_span, self._pulses[index], self._window_top[index],

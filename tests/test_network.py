@@ -251,7 +251,8 @@ def test_bad_model_or_data_is_refused_in_one_line_before_a_run(tmp_path, args, m
 
 
 def test_compare_flags_a_degraded_chips_accuracy_and_not_another_seeds(tmp_path):
-    """McNemar's paired test on the validated samples: a chip with ten times the read noise, and
+    """McNemar's paired test on the validated samples: a chip with twenty times the read noise (at ten, the drop
+    in accuracy is 3 % on some seeds, not significant at 0.01), and
     one whose programming noise write-verify cannot pull back into its band, regress (exit 1);
     the same chip model with another fabrication seed does not."""
     pytest.importorskip("sklearn")
@@ -265,7 +266,7 @@ def test_compare_flags_a_degraded_chips_accuracy_and_not_another_seeds(tmp_path)
         assert result.exit_code in (0, 1), result.output
         return json.loads(result.stdout)["run_id"]
 
-    base, other_seed, noisy = validated(0), validated(1), validated(0, "read_noise_scale = 3.0")
+    base, other_seed, noisy = validated(0), validated(1), validated(0, "read_noise_scale = 6.0")
     same = runner.invoke(app, ["compare", base, other_seed, "--data", str(data)])
     assert same.exit_code == 0, same.output
     assert "accuracy_look0" in same.stdout and "McNemar" in same.stdout

@@ -21,11 +21,14 @@ def labctl(*args: str):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A passed calibration, a 16x16 one of another seed, and a drift run failed at an unreachable set point."""
+    """A passed calibration, a 24x24 one of another seed, and a drift run failed at an unreachable set point.
+
+    Sizes where calibrations pass on every seed tried (12 of 12 at 32x32, 8 of 8 at 24x24): at
+    8x8 and 16x16 the MVM's worst error against full scale misses its 3 % on some seeds."""
     data = tmp_path_factory.mktemp("readback") / "data"
     ids = []
-    for extra in ([], ["--seed", "1", "--size", "16x16"]):
-        result = labctl("calibrate", "--size", "8x8", "-q", "--json", "--data", str(data), *extra)
+    for extra in (["--size", "32x32"], ["--seed", "1", "--size", "24x24"]):
+        result = labctl("calibrate", "-q", "--json", "--data", str(data), *extra)
         assert result.exit_code == 0, result.output
         ids.append(json.loads(result.stdout)["run_id"])
     protocol = data.parent / "drift.toml"
@@ -88,7 +91,8 @@ def test_the_report_of_a_failed_run_says_why_in_readable_numbers(store):
     passed = labctl("report", ids[0], "--data", str(data))
     text = (data / "reports" / ids[0] / "index.html").read_text()
     assert passed.exit_code == 0 and 'class="pass"' in text
-    assert not re.search(r">[-\d.]*\d\.\d{6,}<", text)  # no raw floats in a cell
+    # no raw floats in a cell: nothing past four significant figures (0.006836 is readable, 0.9981912 is not)
+    assert not re.search(r">-?(?=[\d.]*\.)(?:0\.0*)?[1-9](?:\.?\d){4,}<", text)
 
 
 def test_compare_names_a_missing_run_refuses_a_bad_alpha_and_warns_of_other_geometry(store):
@@ -98,7 +102,7 @@ def test_compare_names_a_missing_run_refuses_a_bad_alpha_and_warns_of_other_geom
     alpha = labctl("compare", ids[0], ids[1], "--alpha", "2", "--data", str(data))
     assert alpha.exit_code == 2 and "--alpha 2" in alpha.stderr
     other = labctl("compare", ids[0], ids[1], "--data", str(data))
-    assert "8x8 and run" in other.stderr and "16x16" in other.stderr
+    assert "32x32 and run" in other.stderr and "24x24" in other.stderr
 
 
 def test_export_model_of_a_run_that_did_not_finish_warns(store):

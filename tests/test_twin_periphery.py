@@ -155,9 +155,11 @@ def test_telegraph_noise_does_not_average_away():
     truth = chip.ground_truth()
     codes = chip.read_codes(0, slice(None), 0.2, 256).astype(float)  # 256 conversions within a quarter millisecond
     g = (codes - truth.adc_offset_lsb[0]) / truth.adc_gain[0] * chip.lsb_ua / 0.2
-    ok = ~chip.cells.stuck[0]
+    # cells well inside the window: a one-shot RRAM cell that relaxed to near 0 µS has no relative
+    # deviation to speak of (its read is ADC offset and quantisation), and at 0 µS none at all
+    ok = ~chip.cells.stuck[0] & (truth.conductance_us[0] > 5.0)
     relative = (g / truth.conductance_us[0] - 1)[ok] - (g / truth.conductance_us[0] - 1)[ok].mean()
-    assert np.std(relative) > 0.03  # the traps' ±5 % survives a 256-fold average
+    assert ok.sum() > 0.8 * ok.size and np.std(relative) > 0.03  # the traps' ±5 % survives a 256-fold average
 
 
 def test_read_disturb_nudges_cells_up_more_at_higher_read_voltage():
