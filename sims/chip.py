@@ -100,10 +100,13 @@ class ChipModel:
         fab_seq, run_seq, aux_seq = np.random.SeedSequence([seed, *self.shape]).spawn(3)
         fab = np.random.default_rng(fab_seq)
         self._rng = np.random.default_rng(run_seq)
-        self._noise = NoisePool(self._rng)
+        self._fused = kernels.fused()  # chosen once: a twin runs on one path all its life
+        self._noise = NoisePool(self._rng, fused=self._fused)
         aux = np.random.default_rng(aux_seq)
 
         self.cells = physics.draw_cells(p, self.shape, fab)
+        usable = self._fused is not None and self._fused.usable(self.cells.set_threshold, self.cells.reset_threshold)
+        self._pulse_loops = self._fused if usable else None
         gain_spread = p.adc_gain_spread if adc_gain_spread is None else adc_gain_spread
         offset_spread = p.adc_offset_spread_lsb if adc_offset_spread_lsb is None else adc_offset_spread_lsb
         trims = (1.0 + gain_spread * fab.standard_normal(self.shape[::2]), offset_spread * fab.standard_normal(self.shape[::2]))
@@ -136,7 +139,6 @@ class ChipModel:
         self._relax_slow = np.zeros(self.shape, dtype=np.float32)
         self._programmings = np.zeros(self.shape, dtype=np.int32)  # in quick succession (RRAM relaxation)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
-        self._fused = kernels.fused()  # chosen once: a twin runs on one path all its life
         self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise, fused=self._fused)
         self._fused_constants = kernels.FusedConstants.of(p)
         everything = (slice(None),)
@@ -380,7 +382,7 @@ class ChipModel:
         self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
-        fused = self._fused
+        fused = self._pulse_loops
         if fused is not None:
             self._fused_pulse_block(fused, index, amplitude, width_ns)
             return
@@ -403,20 +405,18 @@ class ChipModel:
         p = self.params
         cells = self.cells.region(index)
         shape = amplitude.shape
-        set_part, reset_part = self._work("set_part", shape), self._work("reset_part", shape)
+        saturation = self._work("saturation", shape)
         set_factor, reset_factor = physics.saturation_factors(width_ns, p)
         switched = self._work("switched", shape, bool)
         if not fused.pulse_drives(amplitude, cells.set_threshold, cells.reset_threshold, cells.set_rate,
-                                  cells.reset_rate, cells.stuck, set_factor, reset_factor, set_part, reset_part,
-                                  switched):
+                                  cells.reset_rate, cells.stuck, set_factor, reset_factor, saturation, switched):
             return
-        np.expm1(set_part, out=set_part)
-        np.expm1(reset_part, out=reset_part)
+        np.expm1(saturation, out=saturation)
         g_source, drift = self._fused_conductance(fused, index, shape)
         noise = self._noise.view(shape)
         g_new = self._work("g_new", shape)  # consumed within this block: stored, never kept
         log_g = self._work("log_g", shape)
-        fused.program_cells(g_source, drift, switched, set_part, reset_part, noise, amplitude, cells.g_min, cells.g_max,
+        fused.program_cells(g_source, drift, switched, saturation, noise, amplitude, cells.g_min, cells.g_max,
                             cells.span, cells.inv_span, self._pulses[index], self._window_top[index],
                             *self._fused_constants.pulse, g_new, log_g)
         self._programmed_count += 1

@@ -5,7 +5,7 @@ multiply or a masked copy that costs more in memory traffic and call overhead th
 arithmetic. Five loops do that work, each one pass. The transcendental functions (the
 saturations' ``expm1``, the ``log`` and ``exp`` of the state-dependent laws) stay in numpy,
 whose vectorised implementations are some ten times faster than the scalar ones a
-compiled loop calls, so a pulse is: ``pulse_drives`` → numpy ``expm1`` → ``program_cells`` →
+compiled loop calls, so a pulse is: ``pulse_drives`` → numpy ``expm1`` (one pass where numpy takes two) → ``program_cells`` →
 numpy ``log`` → ``store_programmed`` → numpy ``exp`` → ``store_noise_amplitude``, plus
 ``restart_flicker``.
 
@@ -29,23 +29,33 @@ _JIT = {"nogil": True, "cache": True, "fastmath": False, "boundscheck": False, "
 @numba.njit(**_JIT)
 def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_threshold: np.ndarray,
                  set_rate: np.ndarray, reset_rate: np.ndarray, stuck: np.ndarray, set_factor: np.float32,
-                 reset_factor: np.float32, set_part: np.ndarray, reset_part: np.ndarray,
-                 switched: np.ndarray) -> int:
+                 reset_factor: np.float32, drive: np.ndarray, switched: np.ndarray) -> int:
     """``physics.saturations`` up to their expm1 (which numpy then takes in place) and
-    ``physics.switches``: the arguments ``-max(±a - threshold, 0) / scale · rate``, which cells
-    the pulse moves, and how many. ``set_factor``, ``reset_factor``: ``-1 / scale`` each."""
+    ``physics.switches``: the argument ``-max(±a - threshold, 0) / scale · rate``, which cells
+    the pulse moves, and how many. ``set_factor``, ``reset_factor``: ``-1 / scale`` each.
+
+    One argument a cell, not two: with both thresholds positive (``usable``), a pulse of
+    ``a ≥ 0`` has no RESET drive and one of ``a < 0`` no SET drive, each exactly ``-0.0``,
+    which ``program_cells`` puts back, so one expm1 pass does where numpy takes two."""
     rows, cols = amplitude.shape
     zero = np.float32(0.0)
     moved = 0
     for i in range(rows):
         for j in range(cols):
             a = amplitude[i, j]
-            set_part[i, j] = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
-            reset_part[i, j] = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
+            set_drive = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
+            reset_drive = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
+            drive[i, j] = set_drive if a >= zero else reset_drive
             sw = ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
             switched[i, j] = sw
             moved += sw
     return moved
+
+
+def usable(set_threshold: np.ndarray, reset_threshold: np.ndarray) -> bool:
+    """Whether these loops give the numpy path's chip: every threshold positive (on every
+    preset by hundreds of σ; a chip with one that is not takes the numpy path)."""
+    return bool((set_threshold > 0).all() and (reset_threshold > 0).all())
 
 
 @numba.njit(**_JIT)
@@ -70,7 +80,7 @@ def drift_exponent(log_argument: np.ndarray, nu: np.ndarray, out: np.ndarray) ->
 
 
 @numba.njit(**_JIT)
-def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, set_part: np.ndarray, reset_part: np.ndarray,
+def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, saturation: np.ndarray,
                   normal: np.ndarray, amplitude: np.ndarray, g_min: np.ndarray, g_max: np.ndarray, span: np.ndarray,
                   inv_span: np.ndarray, pulses: np.ndarray, window_top: np.ndarray, consts: np.ndarray,
                   wide: np.ndarray, prog_coeff: np.ndarray, g_new: np.ndarray, log_argument: np.ndarray) -> None:
@@ -93,6 +103,7 @@ def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, s
     loss_per_pulse, loss_max, reset_factor = wide[0], wide[1], wide[2]
     one = np.float32(1.0)
     zero = np.float32(0.0)
+    negative_zero = np.float32(-0.0)
     rows, cols = g_prog.shape
     for i in range(rows):
         for j in range(cols):
@@ -101,7 +112,9 @@ def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, s
             g0 = g_prog[i, j] * drift[i, j]
             g0 = g0 if g0 >= zero else zero  # numpy's maximum
             fill = min(max((g0 - g_min[i, j]) * inv_span[i, j], zero), one)
-            step = (reset_part[i, j] * fill - set_part[i, j] * (one - fill)) * span[i, j]
+            # physics.expected_step's (reset · fill - set · (1 - fill)), the absent one being -0.0
+            sat = saturation[i, j]
+            step = ((negative_zero - sat * (one - fill)) if a >= zero else (sat * fill - negative_zero)) * span[i, j]
             after = g0 + step
             level = max(max(g0, after), level_floor)
             x = min(max(level / poly_g_max, zero), one)
@@ -200,3 +213,12 @@ def restart_flicker(components: np.ndarray, array: int, first_row: int, total: n
         for j in range(cols):
             row_total[j] = acc[j] * scale if restart[j] else row_total[j]
             row_restarted[j] = now_s if restart[j] else row_restarted[j]
+
+
+@numba.njit(cache=True)
+def standard_normal_into(rng: np.random.Generator, out: np.ndarray) -> None:
+    """``rng.standard_normal(dtype=np.float32, out=out)``: numba's port of numpy's float32
+    ziggurat takes the same bits from the same generator, so the draws and the generator's
+    state after them are numpy's to the last bit (``tests/test_fused_pulse.py``), in about 0.6
+    of numpy's time (numpy calls its bit generator through a pointer per draw)."""
+    out[:] = rng.standard_normal(out.size, dtype=np.float32)

@@ -113,3 +113,28 @@ def test_a_broken_numba_falls_back_to_the_numpy_path_with_a_warning(monkeypatch)
             kernels.fused()
     finally:
         kernels._fused.cache_clear()
+
+
+def test_a_chip_with_a_threshold_at_or_below_zero_pulses_on_the_numpy_path(monkeypatch):
+    """The loops give one drive a cell, exact only with both thresholds positive: a chip
+    fabricated with a SET threshold below zero keeps the numpy path's pulses (and its chip)."""
+    overrides = {"set_threshold_mv": 20.0, "set_threshold_spread_mv": 40.0}
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numba")
+    fused = ChipModel("pcm", seed=1, rows=32, cols=32, overrides=overrides)
+    assert (fused.cells.set_threshold <= 0).any() and fused._pulse_loops is None
+    monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numpy")
+    reference = ChipModel("pcm", seed=1, rows=32, cols=32, overrides=overrides)
+    reference_reads, fused_reads = run(reference, monkeypatch, "numpy", 1), run(fused, monkeypatch, "numba", 1)
+    assert_same_chip(reference, fused)
+    for expected, got in zip(reference_reads, fused_reads, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_compiled_normals_are_numpys_draws_and_leave_its_generator_where_numpy_does():
+    from labctl_sims import fused
+
+    ours, numpys = np.random.default_rng(5), np.random.default_rng(5)
+    drawn = np.empty(100_003, dtype=np.float32)
+    fused.standard_normal_into(ours, drawn)
+    np.testing.assert_array_equal(drawn, numpys.standard_normal(100_003, dtype=np.float32))
+    assert ours.integers(0, 2**62) == numpys.integers(0, 2**62)

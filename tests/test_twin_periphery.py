@@ -99,19 +99,26 @@ def test_ir_drop_is_on_by_default_and_far_columns_of_a_full_row_read_low():
     for name in ("pcm", "rram", "sram-64"):
         p = PRESETS[name]
         assert p.wire_ohm * p.g_max_us * 1e-6 == pytest.approx(0.35 * 5e-6)  # aihwkit's wire-to-device ratio
-    full, empty = (sims.ChipModel("pcm", seed=5, rows=128, cols=128, overrides={"rtn_fraction": 0.0}) for _ in range(2))
-    assert full.ir_drop_ohm == PRESETS["pcm"].wire_ohm
-    one_shot(full, np.full((128, 128), 20.0))
-    one_shot(empty, np.full((128, 128), 2.0))
-    for chip, lower_than in ((full, 0.995), (empty, 1.002)):
-        chip.advance(60.0)
-        truth = chip.ground_truth()
-        codes = np.stack([chip.read_codes(0, slice(None), 0.2, 64) for _ in range(4)]).mean(axis=0)
-        g = (codes - truth.adc_offset_lsb[0]) / truth.adc_gain[0] * chip.lsb_ua / 0.2
-        ratio = np.median((g / truth.conductance_us[0])[:, -16:][~chip.cells.stuck[0][:, -16:]])
-        near = np.median((g / truth.conductance_us[0])[:, :4][~chip.cells.stuck[0][:, :4]])
-        assert ratio < lower_than * near
-    # 128 columns of 20 µS: far end down by R·I·n²/2 ≈ 0.07 Ω · 20 µS · 8256 ≈ 1.2 %; empty cells ≈ 0.1 %
+    assert sims.ChipModel("pcm", seed=5, rows=8, cols=8).ir_drop_ohm == PRESETS["pcm"].wire_ohm
+    # each chip read against its twin without wire resistance: the same cells and the same noise,
+    # so the ratio is the IR drop alone (unpaired, the read noise of cells at 2 µS moves a median
+    # of 512 cells by more than a percent from seed to seed)
+    for target, far_over_near in ((20.0, lambda r: r < 0.995), (2.0, lambda r: r > 0.997)):
+        reads = []
+        for wires in ({}, {"wire_ohm": 0.0}):
+            chip = sims.ChipModel("pcm", seed=5, rows=128, cols=128, overrides={"rtn_fraction": 0.0, **wires})
+            one_shot(chip, np.full((128, 128), target))
+            chip.advance(60.0)
+            truth = chip.ground_truth()
+            codes = np.stack([chip.read_codes(0, slice(None), 0.2, 64) for _ in range(4)]).mean(axis=0)
+            reads.append((codes - truth.adc_offset_lsb[0]) / truth.adc_gain[0])
+        relative = reads[0] / reads[1]
+        working = ~chip.cells.stuck[0]
+        far = np.median(relative[:, -16:][working[:, -16:]])
+        near = np.median(relative[:, :4][working[:, :4]])
+        assert far_over_near(far / near), (target, far / near)
+    # 128 columns of 20 µS: far end down by R·I·n²/2 ≈ 0.07 Ω · 20 µS · 8256 ≈ 1.2 % (1.03 % measured);
+    # empty cells ≈ 0.1 %
 
 
 def test_ir_drop_and_any_number_of_the_preset_can_be_changed_or_switched_off():
