@@ -270,8 +270,9 @@ def test_compare_flags_a_degraded_chips_accuracy_and_not_another_seeds(tmp_path)
     same = runner.invoke(app, ["compare", base, other_seed, "--data", str(data)])
     assert same.exit_code == 0, same.output
     assert "accuracy_look0" in same.stdout and "McNemar" in same.stdout
-    # programming noise 33 times the preset's: more than write-verify's pulses can pull back into its band
-    for degraded in (noisy, validated(0, "prog_noise_scale = 10.0")):
+    # programming noise 67 times the preset's: more than write-verify's pulses can pull back into its band
+    # (at 33 times they nearly can: accuracy 2.6 % down on some seeds, not significant at 0.01)
+    for degraded in (noisy, validated(0, "prog_noise_scale = 20.0")):
         worse = runner.invoke(app, ["compare", base, degraded, "--data", str(data)])
         assert worse.exit_code == 1
         assert next(line for line in worse.stdout.splitlines()

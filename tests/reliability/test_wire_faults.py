@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,27 @@ def test_a_full_calibration_survives_faults_and_a_pulled_cable(tmp_path, board):
     assert reconnect_gap  # the link stayed away about two seconds and the run waited for it
 
 
+def record_drop_times(rig: TwinRig) -> list[float]:
+    """The wall time of every reply the injector drops."""
+    times: list[float] = []
+    draw = rig.faults.draw
+
+    def timed_draw() -> str | None:
+        fault = draw()
+        if fault == "drop":
+            times.append(time.time())
+        return fault
+
+    rig.faults.draw = timed_draw
+    return times
+
+
 def test_the_summary_says_what_a_lossy_link_cost_and_a_loss_costs_one_timeout(tmp_path):
     """Dropped replies are counted (lost replies, retries, time lost) in the JSON summary
     and the manifest, and each costs the timeout it waited, not a growing back-off."""
     rig = TwinRig.build("pcm", seed=3, rows=8, cols=8, fault_seed=2)
     rig.faults.set("drop", RATE)
+    drops_at = record_drop_times(rig)
     timeout_s, data = 0.2, tmp_path / "data"
     with RigServer(rig, pty=False) as server:
         config = tmp_path / "lab.toml"
@@ -115,12 +132,15 @@ def test_the_summary_says_what_a_lossy_link_cost_and_a_loss_costs_one_timeout(tm
     # a completed run, judged (on an 8x8 chip the MVM's worst case sits near its 3 % limit: not this test's subject)
     assert process.returncode in (0, 1), err
     link = json.loads(out)["link"]
-    dropped = rig.faults.counts["drop"]
+    (run,) = manifests(data).values()
+    # the summary is made when the run ends; the rig is made safe after that (probe port open, SMU
+    # off), and a reply lost then costs its timeout outside the run: not the summary's to count
+    ended = datetime.fromisoformat(run["ended_utc"]).timestamp()
+    dropped = sum(1 for at in drops_at if at <= ended + 0.001)
     assert dropped > 5
     assert link["lost_replies"] == dropped  # every loss noticed and counted, none hidden
     assert link["retries"] > 0 and link["damaged_replies"] == 0 and link["link_drops"] == 0
     assert link["timeout_s"] == timeout_s
     assert dropped * timeout_s <= link["time_lost_s"] <= dropped * (timeout_s + 0.1)
     assert sum(stats["lost_replies"] for stats in link["by_instrument"].values()) == dropped
-    (run,) = manifests(data).values()
     assert run["status"] == "completed" and run["summary"]["link"]["lost_replies"] == dropped
