@@ -360,13 +360,9 @@ class ChipModel:
     # ---- programming ---------------------------------------------------------------
 
     def program(self, array: int, rows: slice, amplitude_mv: np.ndarray, width_ns: float) -> None:
-        """One pulse per addressed cell (0 mV cells are left alone).
-
-        Rows are processed in blocks of about 16k cells, whose temporaries stay in
-        cache: the pulse physics is some seventy array operations.
-        """
+        """One pulse per addressed cell (0 mV cells are left alone), in blocks of up to 65,536 cells."""
         first, last, _ = rows.indices(self.rows)
-        amplitude = amplitude_mv.astype(np.float32)
+        amplitude = self._pulse_amplitudes(amplitude_mv)
         block = max(1, PULSE_BLOCK_CELLS // self.cols)
         for start in range(first, last, block):
             stop = min(start + block, last)
@@ -376,10 +372,18 @@ class ChipModel:
     def program_rows(self, array: int, rows: np.ndarray, amplitude_mv: np.ndarray, width_ns: float) -> None:
         """One pulse per addressed cell of the listed rows (``amplitude_mv`` row by row,
         0 mV cells left alone); board time is that of the listed rows only."""
-        amplitude = amplitude_mv.astype(np.float32)
+        amplitude = self._pulse_amplitudes(amplitude_mv)
         for k, row in enumerate(rows):
             self._pulse_block((array, slice(int(row), int(row) + 1)), amplitude[k : k + 1], width_ns)
         self.advance(len(rows) * (width_ns * 1e-9 + PULSE_OVERHEAD_S))
+
+    def _pulse_amplitudes(self, amplitude_mv: np.ndarray) -> np.ndarray:
+        """The amplitudes as the pulse path takes them: float32 for numpy's, and for the compiled
+        loops the board's int16 as it came (they convert each one, exactly as ``astype`` does,
+        sparing a 65,536-cell pass and its allocation)."""
+        if self._pulse_loops is not None and amplitude_mv.dtype in (np.int16, np.float32):
+            return amplitude_mv
+        return amplitude_mv.astype(np.float32)
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         fused = self._pulse_loops

@@ -42,7 +42,7 @@ def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_thresho
     moved = 0
     for i in range(rows):
         for j in range(cols):
-            a = amplitude[i, j]
+            a = np.float32(amplitude[i, j])  # int16 from the board, as numpy's astype
             set_drive = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
             reset_drive = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
             drive[i, j] = set_drive if a >= zero else reset_drive
@@ -107,7 +107,7 @@ def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, s
     rows, cols = g_prog.shape
     for i in range(rows):
         for j in range(cols):
-            a = amplitude[i, j]
+            a = np.float32(amplitude[i, j])  # int16 from the board, as numpy's astype
             sw = switched[i, j]
             g0 = g_prog[i, j] * drift[i, j]
             g0 = g0 if g0 >= zero else zero  # numpy's maximum

@@ -8,10 +8,11 @@ systematic.
 
 How much reuse there is depends on the pool's size, not on how fast it is renewed: two
 views of n draws at random offsets share about n² / size values (1.6 % of a 256x256
-read's, at a shift that differs from view to view, so never the same cell twice), whatever
-the renewal rate. The renewal bounds how long one value lives: each view of n draws
-renews n / 32 of the pool, in blocks of 65,536 at a random place, so the whole pool is
-new after some 2,000 array reads' worth of draws (a long drift run makes thousands).
+read's), each landing on cells as far apart as the two offsets, a shift that differs from
+pair to pair, whatever the renewal rate. The renewal bounds how long one value lives: each view of n draws
+renews n / 64 of the pool, in blocks of 65,536 at a random place, so the whole pool is
+new after some 4,000 array reads' worth of draws (an overnight drift run makes hundreds
+to thousands; within it, each read still lands at a random place of 4 M independent draws).
 
 A renewal that is due is carried out just before the pool's generator is next used (the next
 draw, or ``generator()``), so the same calls are made in the same order as renewing at once,
@@ -28,7 +29,7 @@ from types import ModuleType
 import numpy as np
 
 POOL_SIZE = 1 << 22
-REFRESH_FRACTION = 32  # each draw of n samples renews n / REFRESH_FRACTION pool entries...
+REFRESH_FRACTION = 64  # each draw of n samples renews n / REFRESH_FRACTION pool entries...
 REFRESH_BLOCK = 1 << 16  # ...in blocks of this many, once that many are due
 
 
