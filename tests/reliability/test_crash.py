@@ -143,7 +143,7 @@ def test_sigkill_at_random_points_loses_nothing_and_resume_completes(rig, protoc
 
     baseline = workdir / f"{protocol}-baseline"
     began = time.monotonic()
-    baseline_code = finish(labctl([*PROTOCOLS[protocol], *common, "--data", str(baseline)], workdir))
+    assert finish(labctl([*PROTOCOLS[protocol], *common, "--data", str(baseline)], workdir)) in (0, 1)
     duration = time.monotonic() - began
     expected = fixed_counts(baseline)
     check_completed(baseline, expected)
@@ -160,7 +160,10 @@ def test_sigkill_at_random_points_loses_nothing_and_resume_completes(rig, protoc
             args = ["resume", next(iter(visible))] if visible else PROTOCOLS[protocol]
             process = labctl([*args, *common, "--data", str(data)], workdir)
             if attempt == KILLS_PER_RUN or kills == KILLS or not kill_later(process, rng.uniform(0.2, duration)):
-                assert finish(process) == baseline_code
+                # completed (checked below), passed or not: the chip outlives every run, so a later run
+                # meets a chip with more history than the baseline's and may land either side of an
+                # acceptance limit (0 passed, 1 failed acceptance)
+                assert finish(process) in (0, 1)
                 break
             kills += 1
             outcomes["before the run was visible" if not manifests(data) else "during the run"] += 1
