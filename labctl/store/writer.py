@@ -28,6 +28,7 @@ from labctl.store.schemas import Layout
 
 ROWS_PER_PART = 262_144  # four 256x256 array reads: parts small enough that two encode at once
 ROW_GROUP_ROWS = 262_144
+WRITE_BATCH_ROWS = 65_536  # values a column writer takes at a time: pyarrow's 1,024 cost 8 % of a part's encoding
 COMPRESSION = "zstd"  # 10 % smaller than snappy on a calibration's tables; encoded on two threads it keeps up
 WRITE_THREADS = 2  # parts encoded at once, over all writers
 IN_FLIGHT = 2  # parts one writer may have handed over and not yet written (each holds its rows in memory)
@@ -111,7 +112,9 @@ class TableWriter:
 
     def _write(self, name: str, table: pa.Table) -> None:
         layout = self.layout
-        self.fs.write_table_atomic(f"{self.directory}/{name}", table, compression=COMPRESSION,
+        self.fs.write_table_atomic(f"{self.directory}/{name}", table,
+                                   compression=layout.compression(table.schema, COMPRESSION),
+                                   write_batch_size=WRITE_BATCH_ROWS,
                                    row_group_size=ROW_GROUP_ROWS, use_dictionary=list(layout.dictionary),
                                    use_byte_stream_split=list(layout.byte_stream_split) or False,
                                    write_statistics=layout.statistics(table.schema),
