@@ -451,9 +451,10 @@ class ChipModel:
             np.log(factor, out=factor)
             fused.drift_exponent(factor, self._nu[index], factor)
             return self._g_prog[index], np.exp(factor, out=factor)
-        ones = self._work("ones", shape)
-        ones.fill(1.0)
-        return self._conductance(index), ones
+        key = ("ones", shape)
+        if key not in self._scratch:
+            self._scratch[key] = np.ones(shape, dtype=np.float32)  # never written: filled once
+        return self._conductance(index), self._scratch[key]
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""

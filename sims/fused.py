@@ -2,12 +2,15 @@
 
 Why: a pulse is some seventy numpy passes over the cells it addresses, most of them a
 multiply or a masked copy that costs more in memory traffic and call overhead than in
-arithmetic. Five loops do that work, each one pass. The transcendental functions (the
-saturations' ``expm1``, the ``log`` and ``exp`` of the state-dependent laws) stay in numpy,
-whose vectorised implementations are some ten times faster than the scalar ones a
-compiled loop calls, so a pulse is: ``pulse_drives`` → numpy ``expm1`` (one pass where numpy takes two) → ``program_cells`` →
-numpy ``log`` → ``store_programmed`` → numpy ``exp`` → ``store_noise_amplitude``, plus
-``restart_flicker``.
+arithmetic. Seven loops do that work, each one pass. The transcendental functions (the
+saturation's ``expm1``, the ``log`` and ``exp`` of drift and of the state-dependent laws)
+stay in numpy, whose vectorised implementations are some twenty times faster than the
+scalar ones a compiled loop calls (and differ from them in the last bit), so a pulse is:
+``pulse_drives`` → numpy ``expm1`` (one pass where numpy's path takes two) →
+``drift_log_argument`` → numpy ``log`` → ``drift_exponent`` → numpy ``exp`` →
+``program_cells`` → numpy ``log`` → ``store_programmed`` → numpy ``exp`` →
+``store_noise_amplitude``, plus ``restart_flicker``; ``standard_normal_into`` renews the
+noise pool.
 
 The equations are ``sims.physics``'s, step for step in the same float32 operations and
 the same order, and they draw the same noise in the same order, so the twin's state and
