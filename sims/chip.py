@@ -194,12 +194,14 @@ class ChipModel:
 
     # ---- conductance now -----------------------------------------------------------
 
-    def _work(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        """A reusable work array (float32 unless told): fresh 256 KiB temporaries on every
-        array read are mapped and unmapped by the allocator, which costs more than the arithmetic."""
+    def _work(self, name: str, shape: tuple[int, ...], dtype: type = np.float32,
+              fill: float | None = None) -> np.ndarray:
+        """A reusable work array (float32 unless told; ``fill``ed once, when it is made): fresh
+        256 KiB temporaries on every array read are mapped and unmapped by the allocator, which
+        costs more than the arithmetic."""
         key = (name, shape)
         if key not in self._scratch:
-            self._scratch[key] = np.empty(shape, dtype=dtype)
+            self._scratch[key] = np.empty(shape, dtype=dtype) if fill is None else np.full(shape, fill, dtype=dtype)
         return self._scratch[key]
 
     def _conductance(self, index: tuple, reuse: bool = False) -> np.ndarray:
@@ -451,10 +453,7 @@ class ChipModel:
             np.log(factor, out=factor)
             fused.drift_exponent(factor, self._nu[index], factor)
             return self._g_prog[index], np.exp(factor, out=factor)
-        key = ("ones", shape)
-        if key not in self._scratch:
-            self._scratch[key] = np.ones(shape, dtype=np.float32)  # never written: filled once
-        return self._conductance(index), self._scratch[key]
+        return self._conductance(index), self._work("ones", shape, fill=1.0)  # never written
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""
@@ -485,7 +484,7 @@ class ChipModel:
         put(self._activation[index], physics.conduction_activation(g_new, p))
         self._flicker.restart(index, where, now)
         if recent is not None:
-            self._store_relaxation(index, g_new, where, recent)
+            self._store_relaxation(index, g_new, where, recent, put)
 
     def _recent_programmings(self, index: tuple) -> np.ndarray | None:
         """Cells programmed within the relaxation memory before now (read before their time is
@@ -494,11 +493,12 @@ class ChipModel:
             return None
         return (self.clock.now() - self._t_prog[index]) < self.params.relaxation_memory_s
 
-    def _store_relaxation(self, index: tuple, g_new: np.ndarray, where: np.ndarray, recent: np.ndarray) -> None:
+    def _store_relaxation(self, index: tuple, g_new: np.ndarray, where: np.ndarray, recent: np.ndarray,
+                          put=None) -> None:
         """RRAM relaxation: programmings in quick succession (write-verify, re-verify rounds)
-        leave less of it."""
+        leave less of it. ``put``: the caller's ``_putter(where)``, if it has one."""
         p = self.params
-        put = _putter(where)
+        put = put or _putter(where)
         stuck = self.cells.stuck[index]
         put(self._programmings[index], np.where(recent, self._programmings[index] + 1, 1))
         fast, slow = physics.relaxation_sigmas_us(g_new, p)
