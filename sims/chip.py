@@ -105,7 +105,8 @@ class ChipModel:
         aux = np.random.default_rng(aux_seq)
 
         self.cells = physics.draw_cells(p, self.shape, fab)
-        usable = self._fused is not None and self._fused.usable(self.cells.set_threshold, self.cells.reset_threshold)
+        usable = (self._fused is not None and kernels.FusedConstants.fit(p)
+                  and self._fused.usable(self.cells.set_threshold, self.cells.reset_threshold))
         self._pulse_loops = self._fused if usable else None
         gain_spread = p.adc_gain_spread if adc_gain_spread is None else adc_gain_spread
         offset_spread = p.adc_offset_spread_lsb if adc_offset_spread_lsb is None else adc_offset_spread_lsb
@@ -141,6 +142,7 @@ class ChipModel:
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise, fused=self._fused)
         self._fused_constants = kernels.FusedConstants.of(p)
+        self._shrink_by_count = np.empty(0, dtype=np.float32)  # grown as counts of programmings grow
         everything = (slice(None),)
         self._store_programmed(everything, self._g_prog.copy(), np.ones(self.shape, dtype=bool))
 
@@ -438,12 +440,13 @@ class ChipModel:
         fused.store_noise_amplitude(switched, q_argument, *self._fused_constants.noise_amplitude, self._q[index])
         self._flicker.restart(index, switched, self.clock.now())
         if recent is not None:
-            self._store_relaxation(index, g_new, switched, recent)
+            self._fused_store_relaxation(fused, index, g_new, switched, recent)
 
     def _fused_conductance(self, fused, index: tuple, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``_conductance`` as ``program_cells`` takes it: the programmed state and its drift
         factor, made in four passes instead of ten where drift is all there is (at 300 K,
-        without relaxation); elsewhere ``_conductance`` itself, with a factor of ones."""
+        without relaxation); the relaxed state and the conduction factor (ones at 300 K) where
+        relaxation is all there is; elsewhere ``_conductance`` itself, with a factor of ones."""
         p = self.params
         if (p.drift_scale > 0 and not p.relaxation_coeff_us
                 and self.thermal.temperature_k == physics.REFERENCE_TEMPERATURE_K):
@@ -453,7 +456,45 @@ class ChipModel:
             np.log(factor, out=factor)
             fused.drift_exponent(factor, self._nu[index], factor)
             return self._g_prog[index], np.exp(factor, out=factor)
+        if p.relaxation_coeff_us and not p.drift_scale > 0:
+            return self._fused_relaxed(fused, index, shape), self._thermal_factor(index, shape)
         return self._conductance(index), self._work("ones", shape, fill=1.0)  # never written
+
+    def _fused_relaxed(self, fused, index: tuple, shape: tuple[int, ...]) -> np.ndarray:
+        """``g_prog + physics.relaxation`` (in a work array) in two loops around numpy's log1p and expm1."""
+        taus, denominator, *_ = self._fused_constants.relaxation
+        slow_argument = self._work("relax_slow_argument", shape)
+        fast_argument = self._work("relax_fast_argument", shape)
+        fused.relaxation_arguments(self.clock.now(), self._t_prog[index], taus, slow_argument, fast_argument)
+        np.log1p(slow_argument, out=slow_argument)
+        np.expm1(fast_argument, out=fast_argument)
+        g = self._work("g_relaxed", shape)
+        fused.relaxed_conductance(self._g_prog[index], self._relax[index], self._relax_slow[index], slow_argument,
+                                  fast_argument, denominator, g)
+        return g
+
+    def _thermal_factor(self, index: tuple, shape: tuple[int, ...]) -> np.ndarray:
+        """The conduction factor ``_conductance`` multiplies by away from 300 K; ones at 300 K."""
+        if self.thermal.temperature_k == physics.REFERENCE_TEMPERATURE_K:
+            return self._work("ones", shape, fill=1.0)  # never written
+        return physics.conduction_factor(self._activation[index], self.thermal.temperature_k,
+                                         out=self._work("thermal", shape))
+
+    def _fused_store_relaxation(self, fused, index: tuple, g_new: np.ndarray, switched: np.ndarray,
+                                recent: np.ndarray) -> None:
+        """``_store_relaxation`` in three loops: the same two draws, taken in the same order."""
+        shape = g_new.shape
+        top = fused.count_programmings(switched, recent, self._programmings[index])
+        if self._shrink_by_count.size <= top:
+            self._shrink_by_count = self._fused_constants.shrink_by_count(
+                self.params, max(top + 1, 2 * self._shrink_by_count.size))
+        shrink = self._work("relax_shrink", shape)
+        fused.look_up(self._shrink_by_count, self._programmings[index], shrink)
+        fast_normal = self._work("relax_fast_normal", shape)
+        np.copyto(fast_normal, self._noise.view(shape))  # the next view may renew the pool under it
+        _, _, consts, early, late = self._fused_constants.relaxation
+        fused.store_relaxation(switched, self.cells.stuck[index], g_new, fast_normal, self._noise.view(shape), shrink,
+                               consts, early, late, self._relax[index], self._relax_slow[index])
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""

@@ -2,15 +2,17 @@
 
 Why: a pulse is some seventy numpy passes over the cells it addresses, most of them a
 multiply or a masked copy that costs more in memory traffic and call overhead than in
-arithmetic. Seven loops do that work, each one pass. The transcendental functions (the
-saturation's ``expm1``, the ``log`` and ``exp`` of drift and of the state-dependent laws)
-stay in numpy, whose vectorised implementations are some twenty times faster than the
+arithmetic. A dozen loops do that work, each one pass. The transcendental functions (the
+saturation's ``expm1``, the ``log`` and ``exp`` of drift and of the state-dependent laws,
+relaxation's ``log1p`` and ``expm1``) stay in numpy, whose vectorised implementations are some twenty times faster than the
 scalar ones a compiled loop calls (and differ from them in the last bit), so a pulse is:
 ``pulse_drives`` → numpy ``expm1`` (one pass where numpy's path takes two) →
 ``drift_log_argument`` → numpy ``log`` → ``drift_exponent`` → numpy ``exp`` →
 ``program_cells`` → numpy ``log`` → ``store_programmed`` → numpy ``exp`` →
 ``store_noise_amplitude``, plus ``restart_flicker``; ``standard_normal_into`` renews the
-noise pool.
+noise pool. A relaxing chip (RRAM) starts from ``relaxation_arguments`` → numpy ``log1p``
+and ``expm1`` → ``relaxed_conductance`` instead of the drift loops, and ends with
+``count_programmings`` → ``look_up`` → ``store_relaxation``.
 
 The equations are ``sims.physics``'s, step for step in the same float32 operations and
 the same order, and they draw the same noise in the same order, so the twin's state and
@@ -183,6 +185,93 @@ def store_noise_amplitude(switched: np.ndarray, exp_q: np.ndarray, a: np.float32
     for i in range(rows):
         for j in range(cols):
             q[i, j] = min(exp_q[i, j] * a, cap) * scale if switched[i, j] else q[i, j]
+
+
+@numba.njit(**_JIT)
+def relaxation_arguments(now_s: float, t_prog: np.ndarray, inv: np.ndarray, slow_argument: np.ndarray,
+                         fast_argument: np.ndarray) -> None:
+    """``physics.relaxation``'s arguments of numpy's log1p and expm1: ``since / τ`` and
+    ``-since / τ_fast``, ``since`` the time since programming (numpy subtracts in float64,
+    then rounds) floored at 0. ``inv``: τ and τ_fast as float32 (numpy divides by them)."""
+    rows, cols = t_prog.shape
+    zero = np.float32(0.0)
+    tau, fast_tau = inv[0], inv[1]
+    for i in range(rows):
+        for j in range(cols):
+            since = np.float32(now_s - t_prog[i, j])
+            since = since if since >= zero else zero
+            slow_argument[i, j] = since / tau
+            fast_argument[i, j] = -since / fast_tau
+
+
+@numba.njit(**_JIT)
+def relaxed_conductance(g_prog: np.ndarray, fast: np.ndarray, slow: np.ndarray, log1p_slow: np.ndarray,
+                        expm1_fast: np.ndarray, profile_denominator: float, out: np.ndarray) -> None:
+    """``g_prog + relaxation`` as ``_conductance`` has it: the fast term in float32, the slow
+    one in float64 (numpy divides the profile by a float64 scalar), their sum and the
+    conductance's in float64, rounded once into ``out``."""
+    rows, cols = g_prog.shape
+    for i in range(rows):
+        for j in range(cols):
+            fast_term = fast[i, j] * -expm1_fast[i, j]
+            slow_term = np.float64(slow[i, j]) * np.sqrt(np.float64(log1p_slow[i, j]) / profile_denominator)
+            out[i, j] = np.float32(np.float64(g_prog[i, j]) + (np.float64(fast_term) + slow_term))
+
+
+@numba.njit(**_JIT)
+def count_programmings(switched: np.ndarray, recent: np.ndarray, programmings: np.ndarray) -> int:
+    """``_store_relaxation``'s count of programmings in quick succession for the switched
+    cells (one more where the last was recent, else one); returns the largest count."""
+    rows, cols = switched.shape
+    top = np.int32(0)
+    for i in range(rows):
+        for j in range(cols):
+            before = programmings[i, j]
+            count = before * np.int32(recent[i, j]) + np.int32(1)  # arithmetic, not a branch: SIMD
+            count = count if switched[i, j] else before
+            programmings[i, j] = count
+            top = max(top, count)
+    return top
+
+
+@numba.njit(**_JIT)
+def look_up(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out = table[index]``, a loop of its own: a lookup inside ``store_relaxation`` kept
+    LLVM from vectorising it, which made it ten times slower."""
+    rows, cols = index.shape
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = table[index[i, j]]
+
+
+@numba.njit(**_JIT)
+def store_relaxation(switched: np.ndarray, stuck: np.ndarray, g_new: np.ndarray, fast_normal: np.ndarray,
+                     slow_normal: np.ndarray, shrink: np.ndarray, consts: np.ndarray, early_coeff: np.ndarray,
+                     late_coeff: np.ndarray, relax: np.ndarray, relax_slow: np.ndarray) -> None:
+    """The rest of ``ChipModel._store_relaxation`` for the switched cells:
+    ``physics.relaxation_sigmas_us`` (both σ polynomials by Horner's rule, lowest order first,
+    padded with zeros to five terms), times ``shrink`` (numpy's ``float32(count) ** -exponent``)
+    and a draw each.
+
+    ``consts`` (float32): Gmax, the polynomials' window scale, the fast σ's two scales, the
+    slow σ's scale."""
+    g_max, window_scale, s0, s1, slow_scale = consts[0], consts[1], consts[2], consts[3], consts[4]
+    e0, e1, e2, e3, e4 = early_coeff[0], early_coeff[1], early_coeff[2], early_coeff[3], early_coeff[4]
+    l0, l1, l2, l3, l4 = late_coeff[0], late_coeff[1], late_coeff[2], late_coeff[3], late_coeff[4]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    rows, cols = g_new.shape
+    for i in range(rows):
+        for j in range(cols):
+            sw = switched[i, j]
+            x = min(max(g_new[i, j] / g_max, zero), one)
+            early = max((((e4 * x + e3) * x + e2) * x + e1) * x + e0, zero) * window_scale
+            late = max((((l4 * x + l3) * x + l2) * x + l1) * x + l0, zero) * window_scale
+            fast = early * (s0 + s1 * x) * (shrink[i, j] * fast_normal[i, j])
+            slow = slow_scale * np.sqrt(max(late * late - early * early, zero)) * (shrink[i, j] * slow_normal[i, j])
+            held = stuck[i, j]
+            relax[i, j] = (zero if held else fast) if sw else relax[i, j]
+            relax_slow[i, j] = (zero if held else slow) if sw else relax_slow[i, j]
 
 
 @numba.njit(**_JIT)

@@ -21,6 +21,7 @@ from labctl_sims.presets import DeviceParams
 
 CHOICE_VARIABLE = "LABCTL_TWIN_KERNELS"
 CHOICES = ("auto", "numpy", "numba")
+POLYNOMIAL_TERMS = 5  # the σ laws' terms the loops evaluate (a preset with more takes the numpy path)
 
 
 def fused() -> ModuleType | None:
@@ -61,6 +62,17 @@ class FusedConstants:
     pulse: tuple[np.ndarray, np.ndarray, np.ndarray]  # program_cells' consts, wide consts, σ polynomial
     store: np.ndarray  # store_programmed's consts
     noise_amplitude: tuple[np.float32, np.float32, np.float32]  # read_noise_q's a, cap, scale
+    relaxation: tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]  # τs, profile's denominator, σ laws
+
+    def shrink_by_count(self, p: DeviceParams, counts: int) -> np.ndarray:
+        """``float32(k) ** -exponent`` for k < ``counts``, as numpy's power gives it (k = 0: inf, never used)."""
+        with np.errstate(divide="ignore"):
+            return np.arange(counts, dtype=np.float32) ** -p.relaxation_iteration_exponent
+
+    @staticmethod
+    def fit(p: DeviceParams) -> bool:
+        """Whether the loops take this preset's laws: polynomials of at most five terms."""
+        return max(len(p.prog_coeff_us), len(p.relaxation_coeff_us or ())) <= POLYNOMIAL_TERMS
 
     @classmethod
     def of(cls, p: DeviceParams) -> FusedConstants:
@@ -73,6 +85,17 @@ class FusedConstants:
         wide = np.array([p.window_loss_per_pulse, p.window_loss_max, 1.0 + (p.reset_noise_factor - 1.0)])
         store = _f32(np.sqrt(1.0 - rho * rho), rho, *p.nu_mean_law, *p.nu_std_law, p.drift_scale, log_q_floor, -b,
                      empty, full - empty, p.g_max_us)
-        coefficients = _f32(*p.prog_coeff_us, *[0.0] * (5 - len(p.prog_coeff_us)))
+        coefficients = _padded(p.prog_coeff_us)
+        s0, s1 = p.relaxation_fast_scale
+        relaxation = (_f32(p.relaxation_tau_s, p.relaxation_fast_tau_s),
+                      float(np.log1p(p.relaxation_reference_s / p.relaxation_tau_s)),
+                      _f32(p.g_max_us, p.g_max_us / p.prog_coeff_g_max_us, s0, s1, p.relaxation_slow_scale),
+                      coefficients, _padded(p.relaxation_coeff_us or ()))
         return cls((pulse, wide, coefficients), store,
-                   (np.float32(a), np.float32(cap), np.float32(p.read_noise_scale)))
+                   (np.float32(a), np.float32(cap), np.float32(p.read_noise_scale)), relaxation)
+
+
+def _padded(coefficients: tuple[float, ...]) -> np.ndarray:
+    """A polynomial's coefficients, lowest order first, padded with zeros to the five terms the
+    loops take (Horner's rule over the zeros gives numpy's float32 result)."""
+    return _f32(*coefficients, *[0.0] * (POLYNOMIAL_TERMS - len(coefficients)))

@@ -8,11 +8,14 @@ a pulse block.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from labctl_sims import kernels
 from labctl_sims.chip import ChipModel
+from labctl_sims.presets import PRESETS
 
 pytest.importorskip("numba")
 
@@ -73,6 +76,24 @@ def test_fused_pulses_leave_the_state_the_numpy_path_leaves(monkeypatch, preset,
     assert moved > 0.5 * rows * cols  # the comparison covered switching cells, not an idle chip
 
 
+@pytest.mark.parametrize("preset", ["pcm", "rram"])
+def test_fused_pulses_away_from_300_kelvin_leave_the_numpy_paths_state(monkeypatch, preset):
+    """Away from 300 K the conductance a pulse starts from carries the conduction factor (and
+    on RRAM the relaxation beside it): a branch the runs at 300 K above never take."""
+    chips = {}
+    reads = {}
+    for path in ("numpy", "numba"):
+        chip = chip_on(path, monkeypatch, preset, 5, 48, 40)
+        chip.set_temperature(340.0)
+        chip.advance(600.0)
+        assert chip.thermal.temperature_k != 300.0
+        reads[path] = run(chip, monkeypatch, path, 5)
+        chips[path] = chip
+    assert_same_chip(chips["numpy"], chips["numba"])
+    for expected, got in zip(reads["numpy"], reads["numba"], strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_fused_path_is_the_one_that_ran(monkeypatch):
     """The comparison above would pass vacuously if both chips took the numpy path."""
     monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numba")
@@ -128,6 +149,15 @@ def test_a_chip_with_a_threshold_at_or_below_zero_pulses_on_the_numpy_path(monke
     assert_same_chip(reference, fused)
     for expected, got in zip(reference_reads, fused_reads, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_only_presets_whose_sigma_laws_the_loops_evaluate_take_them():
+    """The loops evaluate σ polynomials of five terms; a sixth would be dropped, so a preset
+    with one keeps the numpy path."""
+    rram = PRESETS["rram"]
+    assert kernels.FusedConstants.fit(rram) and kernels.FusedConstants.fit(PRESETS["pcm"])
+    assert not kernels.FusedConstants.fit(replace(rram, relaxation_coeff_us=(*rram.relaxation_coeff_us, 0.5)))
+    assert not kernels.FusedConstants.fit(replace(rram, prog_coeff_us=(*rram.prog_coeff_us, 0.5)))
 
 
 def test_the_compiled_normals_are_numpys_draws_and_leave_its_generator_where_numpy_does():
