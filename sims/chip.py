@@ -140,6 +140,7 @@ class ChipModel:
         self._relax_slow = np.zeros(self.shape, dtype=np.float32)
         self._programmings = np.zeros(self.shape, dtype=np.int32)  # in quick succession (RRAM relaxation)
         self._scratch: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self._regions: dict[tuple[int, int, int], physics.CellParams] = {}
         self._flicker = FlickerState(self.shape, p.drift_t0_s, self._noise, fused=self._fused)
         self._fused_constants = kernels.FusedConstants.of(p)
         self._shrink_by_count = np.empty(0, dtype=np.float32)  # grown as counts of programmings grow
@@ -386,7 +387,7 @@ class ChipModel:
         loops the board's int16 as it came (they convert each one, exactly as ``astype`` does,
         sparing a 65,536-cell pass and its allocation)."""
         if self._pulse_loops is not None and amplitude_mv.dtype in (np.int16, np.float32):
-            return amplitude_mv
+            return np.ascontiguousarray(amplitude_mv)  # the loops take whole rows, contiguous
         return amplitude_mv.astype(np.float32)
 
     def _pulse_block(self, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
@@ -394,7 +395,7 @@ class ChipModel:
         if fused is not None:
             self._fused_pulse_block(fused, index, amplitude, width_ns)
             return
-        cells = self.cells.region(index)
+        cells = self._region(index)
         switched = physics.switches(amplitude, cells)
         if not switched.any():
             return
@@ -407,11 +408,21 @@ class ChipModel:
             np.minimum(g_new, self._window_top[index], out=g_new, where=switched)
         self._store_programmed(index, g_new, switched)
 
+    def _region(self, index: tuple[int, slice]) -> physics.CellParams:
+        """The cells' parameters for a block of whole rows, kept: the views a pulse block takes
+        cost more to make than a small block's loops take to run, and fabrication never changes."""
+        array, rows = index
+        key = (array, rows.start, rows.stop)
+        region = self._regions.get(key)
+        if region is None:
+            region = self._regions[key] = self.cells.region(index)
+        return region
+
     def _fused_pulse_block(self, fused, index: tuple, amplitude: np.ndarray, width_ns: float) -> None:
         """``_pulse_block`` and ``_store_programmed`` through ``sims.fused``: the same laws, the
         same noise drawn in the same order, a few passes instead of some seventy."""
         p = self.params
-        cells = self.cells.region(index)
+        cells = self._region(index)
         shape = amplitude.shape
         saturation = self._work("saturation", shape)
         set_factor, reset_factor = physics.saturation_factors(width_ns, p)

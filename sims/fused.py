@@ -25,6 +25,26 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.core.errors import TypingError
+from numba.extending import overload
+
+
+def _cells(array: np.ndarray) -> np.ndarray:
+    """A C-contiguous block of cells as one dimension (a view), inside the loops only."""
+    raise NotImplementedError("compiled loops only")
+
+
+@overload(_cells)
+def _cells_of(array):
+    """One loop over all the cells instead of one a row: LLVM vectorises an inner loop only
+    past a few dozen iterations and checks its arrays for overlap on every entry, so rows of
+    64 cells ran as scalar code, six times slower. A non-contiguous array is refused when the
+    loop is compiled (a flattened copy would take the writes)."""
+    if not isinstance(array, types.Array) or array.layout != "C":
+        raise TypingError(f"the pulse loops take C-contiguous blocks of whole rows, not {array}")
+    return lambda array: array.reshape(array.size)
+
 
 _JIT = {"nogil": True, "cache": True, "fastmath": False, "boundscheck": False, "error_model": "numpy"}
 # Loop bodies are branch-free (every cell computed, the result selected), so that LLVM turns
@@ -42,18 +62,25 @@ def pulse_drives(amplitude: np.ndarray, set_threshold: np.ndarray, reset_thresho
     One argument a cell, not two: with both thresholds positive (``usable``), a pulse of
     ``a ≥ 0`` has no RESET drive and one of ``a < 0`` no SET drive, each exactly ``-0.0``,
     which ``program_cells`` puts back, so one expm1 pass does where numpy takes two."""
-    rows, cols = amplitude.shape
+    amplitude = _cells(amplitude)
+    set_threshold = _cells(set_threshold)
+    set_rate = _cells(set_rate)
+    reset_threshold = _cells(reset_threshold)
+    reset_rate = _cells(reset_rate)
+    drive = _cells(drive)
+    stuck = _cells(stuck)
+    switched = _cells(switched)
+    n = amplitude.size
     zero = np.float32(0.0)
     moved = 0
-    for i in range(rows):
-        for j in range(cols):
-            a = np.float32(amplitude[i, j])  # int16 from the board, as numpy's astype
-            set_drive = max(a - set_threshold[i, j], zero) * set_factor * set_rate[i, j]
-            reset_drive = max(-a - reset_threshold[i, j], zero) * reset_factor * reset_rate[i, j]
-            drive[i, j] = set_drive if a >= zero else reset_drive
-            sw = ((a > set_threshold[i, j]) | (-a > reset_threshold[i, j])) & ~stuck[i, j]
-            switched[i, j] = sw
-            moved += sw
+    for k in range(n):
+        a = np.float32(amplitude[k])  # int16 from the board, as numpy's astype
+        set_drive = max(a - set_threshold[k], zero) * set_factor * set_rate[k]
+        reset_drive = max(-a - reset_threshold[k], zero) * reset_factor * reset_rate[k]
+        drive[k] = set_drive if a >= zero else reset_drive
+        sw = ((a > set_threshold[k]) | (-a > reset_threshold[k])) & ~stuck[k]
+        switched[k] = sw
+        moved += sw
     return moved
 
 
@@ -68,20 +95,23 @@ def drift_log_argument(drift_clock_s: float, drift_prog: np.ndarray, t0: np.floa
                        out: np.ndarray) -> None:
     """``physics.drift_factor``'s argument of the log, ``(float32(t) + t0) · (1 / t0)`` with
     ``t`` the drift clock since programming (numpy subtracts in float64, then rounds)."""
-    rows, cols = out.shape
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = (np.float32(drift_clock_s - drift_prog[i, j]) + t0) * inv_t0
+    out = _cells(out)
+    drift_prog = _cells(drift_prog)
+    n = out.size
+    for k in range(n):
+        out[k] = (np.float32(drift_clock_s - drift_prog[k]) + t0) * inv_t0
 
 
 @numba.njit(**_JIT)
 def drift_exponent(log_argument: np.ndarray, nu: np.ndarray, out: np.ndarray) -> None:
     """``-(ln(...) · ν)``, the exponent numpy's exp turns into the drift factor."""
-    rows, cols = out.shape
+    out = _cells(out)
+    log_argument = _cells(log_argument)
+    nu = _cells(nu)
+    n = out.size
     minus_one = np.float32(-1.0)
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = log_argument[i, j] * nu[i, j] * minus_one
+    for k in range(n):
+        out[k] = log_argument[k] * nu[k] * minus_one
 
 
 @numba.njit(**_JIT)
@@ -109,36 +139,49 @@ def program_cells(g_prog: np.ndarray, drift: np.ndarray, switched: np.ndarray, s
     one = np.float32(1.0)
     zero = np.float32(0.0)
     negative_zero = np.float32(-0.0)
-    rows, cols = g_prog.shape
-    for i in range(rows):
-        for j in range(cols):
-            a = np.float32(amplitude[i, j])  # int16 from the board, as numpy's astype
-            sw = switched[i, j]
-            g0 = g_prog[i, j] * drift[i, j]
-            g0 = g0 if g0 >= zero else zero  # numpy's maximum
-            fill = min(max((g0 - g_min[i, j]) * inv_span[i, j], zero), one)
-            # physics.expected_step's (reset · fill - set · (1 - fill)), the absent one being -0.0
-            sat = saturation[i, j]
-            step = ((negative_zero - sat * (one - fill)) if a >= zero else (sat * fill - negative_zero)) * span[i, j]
-            after = g0 + step
-            level = max(max(g0, after), level_floor)
-            x = min(max(level / poly_g_max, zero), one)
-            polynomial = (((c4 * x + c3) * x + c2) * x + c1) * x + c0
-            sigma = np.sqrt(abs(step) / level + floor_sq) * (noise_scale * (max(polynomial, zero) * window_scale))
-            sigma = np.float32(np.float64(sigma) * reset_factor) if step < zero else sigma
-            after += sigma * normal[i, j]
-            after = g_min[i, j] if -a >= melt_mv else after
-            after = min(max(after, g_min[i, j]), g_max[i, j])
-            count = pulses[i, j] + np.int32(sw)
-            pulses[i, j] = count
-            if loss_per_pulse > 0.0:
-                top = g_min[i, j] + span[i, j] * np.float32(1.0 - min(np.float64(count) * loss_per_pulse, loss_max))
-                top = top if sw else window_top[i, j]
-                window_top[i, j] = top
-                after = min(after, top)
-            after = after if sw else g0
-            g_new[i, j] = after
-            log_argument[i, j] = max(abs(after) * inv_g_max, log_floor)
+    amplitude = _cells(amplitude)
+    switched = _cells(switched)
+    g_prog = _cells(g_prog)
+    drift = _cells(drift)
+    g_min = _cells(g_min)
+    inv_span = _cells(inv_span)
+    saturation = _cells(saturation)
+    span = _cells(span)
+    normal = _cells(normal)
+    g_max = _cells(g_max)
+    pulses = _cells(pulses)
+    window_top = _cells(window_top)
+    g_new = _cells(g_new)
+    log_argument = _cells(log_argument)
+    n = amplitude.size
+    for k in range(n):
+        a = np.float32(amplitude[k])  # int16 from the board, as numpy's astype
+        sw = switched[k]
+        g0 = g_prog[k] * drift[k]
+        g0 = g0 if g0 >= zero else zero  # numpy's maximum
+        fill = min(max((g0 - g_min[k]) * inv_span[k], zero), one)
+        # physics.expected_step's (reset · fill - set · (1 - fill)), the absent one being -0.0
+        sat = saturation[k]
+        step = ((negative_zero - sat * (one - fill)) if a >= zero else (sat * fill - negative_zero)) * span[k]
+        after = g0 + step
+        level = max(max(g0, after), level_floor)
+        x = min(max(level / poly_g_max, zero), one)
+        polynomial = (((c4 * x + c3) * x + c2) * x + c1) * x + c0
+        sigma = np.sqrt(abs(step) / level + floor_sq) * (noise_scale * (max(polynomial, zero) * window_scale))
+        sigma = np.float32(np.float64(sigma) * reset_factor) if step < zero else sigma
+        after += sigma * normal[k]
+        after = g_min[k] if -a >= melt_mv else after
+        after = min(max(after, g_min[k]), g_max[k])
+        count = pulses[k] + np.int32(sw)
+        pulses[k] = count
+        if loss_per_pulse > 0.0:
+            top = g_min[k] + span[k] * np.float32(1.0 - min(np.float64(count) * loss_per_pulse, loss_max))
+            top = top if sw else window_top[k]
+            window_top[k] = top
+            after = min(after, top)
+        after = after if sw else g0
+        g_new[k] = after
+        log_argument[k] = max(abs(after) * inv_g_max, log_floor)
 
 
 @numba.njit(**_JIT)
@@ -158,33 +201,46 @@ def store_programmed(switched: np.ndarray, g_new: np.ndarray, log_g: np.ndarray,
     drift_scale, log_q_floor, minus_b, empty_ev, full_minus_empty_ev, g_max = consts[10:16]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    rows, cols = g_new.shape
-    for i in range(rows):
-        for j in range(cols):
-            sw = switched[i, j]
-            g = g_new[i, j]
-            z = nu_normal[i, j] * rank_keep + rho * fabricated_z[i, j]
-            lg = log_g[i, j]
-            mean = min(max(lg * ma + mb, mlo), mhi)
-            spread = min(max(lg * sa + sb, slo), shi)
-            value = zero if stuck[i, j] else abs(spread * z + mean) * drift_scale
-            g_prog[i, j] = g if sw else g_prog[i, j]
-            t_prog[i, j] = now_s if sw else t_prog[i, j]
-            drift_prog[i, j] = drift_clock_s if sw else drift_prog[i, j]
-            nu[i, j] = value if sw else nu[i, j]
-            fill = min(max(g / g_max, zero), one)
-            activation[i, j] = empty_ev + full_minus_empty_ev * fill if sw else activation[i, j]
-            q_argument[i, j] = max(lg, log_q_floor) * minus_b if sw else zero
+    switched = _cells(switched)
+    g_new = _cells(g_new)
+    nu_normal = _cells(nu_normal)
+    fabricated_z = _cells(fabricated_z)
+    log_g = _cells(log_g)
+    stuck = _cells(stuck)
+    g_prog = _cells(g_prog)
+    t_prog = _cells(t_prog)
+    drift_prog = _cells(drift_prog)
+    nu = _cells(nu)
+    activation = _cells(activation)
+    q_argument = _cells(q_argument)
+    n = switched.size
+    for k in range(n):
+        sw = switched[k]
+        g = g_new[k]
+        z = nu_normal[k] * rank_keep + rho * fabricated_z[k]
+        lg = log_g[k]
+        mean = min(max(lg * ma + mb, mlo), mhi)
+        spread = min(max(lg * sa + sb, slo), shi)
+        value = zero if stuck[k] else abs(spread * z + mean) * drift_scale
+        g_prog[k] = g if sw else g_prog[k]
+        t_prog[k] = now_s if sw else t_prog[k]
+        drift_prog[k] = drift_clock_s if sw else drift_prog[k]
+        nu[k] = value if sw else nu[k]
+        fill = min(max(g / g_max, zero), one)
+        activation[k] = empty_ev + full_minus_empty_ev * fill if sw else activation[k]
+        q_argument[k] = max(lg, log_q_floor) * minus_b if sw else zero
 
 
 @numba.njit(**_JIT)
 def store_noise_amplitude(switched: np.ndarray, exp_q: np.ndarray, a: np.float32, cap: np.float32,
                           scale: np.float32, q: np.ndarray) -> None:
     """The rest of ``read_noise_q`` (``min(a·e, cap)·scale``) for the switched cells."""
-    rows, cols = switched.shape
-    for i in range(rows):
-        for j in range(cols):
-            q[i, j] = min(exp_q[i, j] * a, cap) * scale if switched[i, j] else q[i, j]
+    q = _cells(q)
+    exp_q = _cells(exp_q)
+    switched = _cells(switched)
+    n = q.size
+    for k in range(n):
+        q[k] = min(exp_q[k] * a, cap) * scale if switched[k] else q[k]
 
 
 @numba.njit(**_JIT)
@@ -193,15 +249,17 @@ def relaxation_arguments(now_s: float, t_prog: np.ndarray, inv: np.ndarray, slow
     """``physics.relaxation``'s arguments of numpy's log1p and expm1: ``since / τ`` and
     ``-since / τ_fast``, ``since`` the time since programming (numpy subtracts in float64,
     then rounds) floored at 0. ``inv``: τ and τ_fast as float32 (numpy divides by them)."""
-    rows, cols = t_prog.shape
+    t_prog = _cells(t_prog)
+    slow_argument = _cells(slow_argument)
+    fast_argument = _cells(fast_argument)
+    n = t_prog.size
     zero = np.float32(0.0)
     tau, fast_tau = inv[0], inv[1]
-    for i in range(rows):
-        for j in range(cols):
-            since = np.float32(now_s - t_prog[i, j])
-            since = since if since >= zero else zero
-            slow_argument[i, j] = since / tau
-            fast_argument[i, j] = -since / fast_tau
+    for k in range(n):
+        since = np.float32(now_s - t_prog[k])
+        since = since if since >= zero else zero
+        slow_argument[k] = since / tau
+        fast_argument[k] = -since / fast_tau
 
 
 @numba.njit(**_JIT)
@@ -210,27 +268,34 @@ def relaxed_conductance(g_prog: np.ndarray, fast: np.ndarray, slow: np.ndarray, 
     """``g_prog + relaxation`` as ``_conductance`` has it: the fast term in float32, the slow
     one in float64 (numpy divides the profile by a float64 scalar), their sum and the
     conductance's in float64, rounded once into ``out``."""
-    rows, cols = g_prog.shape
-    for i in range(rows):
-        for j in range(cols):
-            fast_term = fast[i, j] * -expm1_fast[i, j]
-            slow_term = np.float64(slow[i, j]) * np.sqrt(np.float64(log1p_slow[i, j]) / profile_denominator)
-            out[i, j] = np.float32(np.float64(g_prog[i, j]) + (np.float64(fast_term) + slow_term))
+    fast = _cells(fast)
+    expm1_fast = _cells(expm1_fast)
+    slow = _cells(slow)
+    log1p_slow = _cells(log1p_slow)
+    out = _cells(out)
+    g_prog = _cells(g_prog)
+    n = fast.size
+    for k in range(n):
+        fast_term = fast[k] * -expm1_fast[k]
+        slow_term = np.float64(slow[k]) * np.sqrt(np.float64(log1p_slow[k]) / profile_denominator)
+        out[k] = np.float32(np.float64(g_prog[k]) + (np.float64(fast_term) + slow_term))
 
 
 @numba.njit(**_JIT)
 def count_programmings(switched: np.ndarray, recent: np.ndarray, programmings: np.ndarray) -> int:
     """``_store_relaxation``'s count of programmings in quick succession for the switched
     cells (one more where the last was recent, else one); returns the largest count."""
-    rows, cols = switched.shape
+    programmings = _cells(programmings)
+    recent = _cells(recent)
+    switched = _cells(switched)
+    n = programmings.size
     top = np.int32(0)
-    for i in range(rows):
-        for j in range(cols):
-            before = programmings[i, j]
-            count = before * np.int32(recent[i, j]) + np.int32(1)  # arithmetic, not a branch: SIMD
-            count = count if switched[i, j] else before
-            programmings[i, j] = count
-            top = max(top, count)
+    for k in range(n):
+        before = programmings[k]
+        count = before * np.int32(recent[k]) + np.int32(1)  # arithmetic, not a branch: SIMD
+        count = count if switched[k] else before
+        programmings[k] = count
+        top = max(top, count)
     return top
 
 
@@ -238,10 +303,11 @@ def count_programmings(switched: np.ndarray, recent: np.ndarray, programmings: n
 def look_up(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
     """``out = table[index]``, a loop of its own: a lookup inside ``store_relaxation`` kept
     LLVM from vectorising it, which made it ten times slower."""
-    rows, cols = index.shape
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = table[index[i, j]]
+    out = _cells(out)
+    index = _cells(index)
+    n = out.size
+    for k in range(n):
+        out[k] = table[index[k]]
 
 
 @numba.njit(**_JIT)
@@ -260,18 +326,25 @@ def store_relaxation(switched: np.ndarray, stuck: np.ndarray, g_new: np.ndarray,
     l0, l1, l2, l3, l4 = late_coeff[0], late_coeff[1], late_coeff[2], late_coeff[3], late_coeff[4]
     zero = np.float32(0.0)
     one = np.float32(1.0)
-    rows, cols = g_new.shape
-    for i in range(rows):
-        for j in range(cols):
-            sw = switched[i, j]
-            x = min(max(g_new[i, j] / g_max, zero), one)
-            early = max((((e4 * x + e3) * x + e2) * x + e1) * x + e0, zero) * window_scale
-            late = max((((l4 * x + l3) * x + l2) * x + l1) * x + l0, zero) * window_scale
-            fast = early * (s0 + s1 * x) * (shrink[i, j] * fast_normal[i, j])
-            slow = slow_scale * np.sqrt(max(late * late - early * early, zero)) * (shrink[i, j] * slow_normal[i, j])
-            held = stuck[i, j]
-            relax[i, j] = (zero if held else fast) if sw else relax[i, j]
-            relax_slow[i, j] = (zero if held else slow) if sw else relax_slow[i, j]
+    switched = _cells(switched)
+    g_new = _cells(g_new)
+    shrink = _cells(shrink)
+    fast_normal = _cells(fast_normal)
+    slow_normal = _cells(slow_normal)
+    stuck = _cells(stuck)
+    relax = _cells(relax)
+    relax_slow = _cells(relax_slow)
+    n = switched.size
+    for k in range(n):
+        sw = switched[k]
+        x = min(max(g_new[k] / g_max, zero), one)
+        early = max((((e4 * x + e3) * x + e2) * x + e1) * x + e0, zero) * window_scale
+        late = max((((l4 * x + l3) * x + l2) * x + l1) * x + l0, zero) * window_scale
+        fast = early * (s0 + s1 * x) * (shrink[k] * fast_normal[k])
+        slow = slow_scale * np.sqrt(max(late * late - early * early, zero)) * (shrink[k] * slow_normal[k])
+        held = stuck[k]
+        relax[k] = (zero if held else fast) if sw else relax[k]
+        relax_slow[k] = (zero if held else slow) if sw else relax_slow[k]
 
 
 @numba.njit(**_JIT)

@@ -94,6 +94,20 @@ def test_fused_pulses_away_from_300_kelvin_leave_the_numpy_paths_state(monkeypat
         np.testing.assert_array_equal(got, expected)
 
 
+def test_amplitudes_in_any_memory_order_pulse_alike(monkeypatch):
+    """The loops take contiguous blocks of whole rows; amplitudes transposed or strided in
+    memory give the numpy path's chip, not a refusal."""
+    chips = {}
+    rng = np.random.default_rng(4)
+    amplitude = mixed_amplitudes(rng, (40, 48))
+    for path in ("numpy", "numba"):
+        chip = chip_on(path, monkeypatch, "pcm", 4, 48, 40)
+        chip.program(0, slice(None), np.asfortranarray(amplitude.T), 100.0)
+        chip.program(0, slice(None), np.repeat(amplitude.T, 2, axis=1)[:, ::2], 100.0)
+        chips[path] = chip
+    assert_same_chip(chips["numpy"], chips["numba"])
+
+
 def test_fused_path_is_the_one_that_ran(monkeypatch):
     """The comparison above would pass vacuously if both chips took the numpy path."""
     monkeypatch.setenv(kernels.CHOICE_VARIABLE, "numba")
