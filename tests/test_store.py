@@ -99,6 +99,57 @@ def test_wrong_columns_are_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "t").exists()
 
 
+def reads_rows(n, t_s=1.0):
+    from labctl.runs.recorder import constant_text
+
+    return {"t_s": np.full(n, t_s), "wall_time": np.full(n, np.datetime64("2026-12-07T21:00:00", "us")),
+            "phase": constant_text("verify", n), "iteration": np.zeros(n, np.int32), "array": np.zeros(n, np.int16),
+            "row": np.arange(n, dtype=np.int16), "col": np.zeros(n, np.int16), "code": np.full(n, 7, np.int16),
+            "g_us": np.full(n, 2.5, np.float32), "temperature_k": np.full(n, 300.0, np.float32)}
+
+
+def test_a_missing_value_in_a_required_column_is_refused_before_anything_is_written(tmp_path):
+    from labctl.store.schemas import layout
+
+    writer = TableWriter(tmp_path / "reads", SCHEMAS["reads"], layout=layout("reads"))
+    rows = reads_rows(4)
+    rows["wall_time"] = np.array(["2026-12-07T21:00", "NaT", "NaT", "2026-12-07T21:00"], dtype="datetime64[us]")
+    with pytest.raises(ValueError, match=r"column 'wall_time' has 2 missing value\(s\)"):
+        writer.append(rows)
+    writer.flush()
+    assert not (tmp_path / "reads").exists()
+
+
+def test_reads_parts_with_optional_columns_read_back_beside_required_ones(tmp_path):
+    """Reads written before their columns were required (each column optional) and after
+    sit in one table: pyarrow's dataset, DuckDB and polars read both."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import polars as pl
+
+    from labctl.store.schemas import layout
+
+    older = pa.schema([field.with_nullable(True) for field in SCHEMAS["reads"]])
+    assert not any(field.nullable for field in SCHEMAS["reads"])
+    directory = tmp_path / "reads"
+    directory.mkdir()
+    old_rows = {**reads_rows(8, t_s=0.5), "phase": ["verify"] * 8}
+    pq.write_table(pa.Table.from_pydict(old_rows, schema=older), directory / "part-before-00000.parquet")
+    writer = TableWriter(directory, SCHEMAS["reads"], layout=layout("reads"))
+    writer.append(reads_rows(8, t_s=1.5))
+    writer.flush()
+    assert len(list(directory.iterdir())) == 2
+    (new_part,) = [p for p in directory.iterdir() if "before" not in p.name]
+    written = pq.ParquetFile(new_part).schema
+    assert all(written.column(k).max_definition_level == 0 for k in range(len(written)))  # no levels to encode
+    for order in (sorted, lambda paths: sorted(paths, reverse=True)):
+        table = ds.dataset(order([str(p) for p in directory.iterdir()]), format="parquet").to_table()
+        assert sorted(set(table["t_s"].to_pylist())) == [0.5, 1.5] and table.num_rows == 16
+    assert duckdb.sql(f"select count(*), sum(t_s) from read_parquet('{directory}/*.parquet')").fetchall() == [(16, 16.0)]
+    assert pl.read_parquet(f"{directory}/*.parquet")["phase"].to_list() == ["verify"] * 16
+
+
 def test_a_run_is_hive_partitioned_and_has_a_manifest(tmp_path):
     store = RunStore(tmp_path)
     run = store.create_run("chipA", {"seed": 3})

@@ -48,7 +48,12 @@ def record_batch(columns: dict[str, Any], schema: pa.Schema) -> pa.RecordBatch:
     missing = [name for name in schema.names if name not in columns]
     if missing:
         raise KeyError(f"no column for {', '.join(missing)}")
-    return pa.RecordBatch.from_arrays([to_arrow(columns[f.name], f.type) for f in schema], schema=schema)
+    arrays = [to_arrow(columns[f.name], f.type) for f in schema]
+    for field, array in zip(schema, arrays):
+        if not field.nullable and array.null_count:
+            raise ValueError(f"column {field.name!r} has {array.null_count} missing value(s); "
+                             f"the table requires one in every row")
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _from_numpy(values: np.ndarray, field_type: pa.DataType) -> pa.Array | None:

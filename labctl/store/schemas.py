@@ -14,18 +14,24 @@ import pyarrow as pa
 WALL_TIME = pa.timestamp("us", tz="UTC")
 
 SCHEMAS: dict[str, pa.Schema] = {
+    # Every read has every value: its columns are required (``not null``), which spares Parquet
+    # a definition level per value, a quarter of a part's encoding. Parts written before, with
+    # the same columns optional, read back beside these in pyarrow, DuckDB and polars.
     "reads": pa.schema(
         [
-            ("t_s", pa.float64()),  # board clock, seconds since the run started
-            ("wall_time", WALL_TIME),
-            ("phase", pa.string()),
-            ("iteration", pa.int32()),
-            ("array", pa.int16()),
-            ("row", pa.int16()),
-            ("col", pa.int16()),
-            ("code", pa.int16()),
-            ("g_us", pa.float32()),
-            ("temperature_k", pa.float32()),
+            pa.field(name, field_type, nullable=False)
+            for name, field_type in (
+                ("t_s", pa.float64()),  # board clock, seconds since the run started
+                ("wall_time", WALL_TIME),
+                ("phase", pa.string()),
+                ("iteration", pa.int32()),
+                ("array", pa.int16()),
+                ("row", pa.int16()),
+                ("col", pa.int16()),
+                ("code", pa.int16()),
+                ("g_us", pa.float32()),
+                ("temperature_k", pa.float32()),
+            )
         ]
     ),
     "pulses": pa.schema(
@@ -187,30 +193,33 @@ class Layout:
         """``schema`` with the ``arrow_dictionary`` columns typed as the dictionaries they arrive as."""
         for name in self.arrow_dictionary:
             index = schema.get_field_index(name)
-            schema = schema.set(index, pa.field(name, pa.dictionary(pa.int32(), schema.field(index).type)))
+            field = schema.field(index)
+            schema = schema.set(index, pa.field(name, pa.dictionary(pa.int32(), field.type), nullable=field.nullable))
         return schema
 
 
 # The reads table is the store's largest (a 256x256 read is 65,536 rows), so its layout is
-# chosen column by column, by encoding time per read at the same file size (pyarrow 21,
-# zstd): small integers (iteration, array, row, col) plain, 0.38-0.41 ms each against
-# 0.49-0.80 with a dictionary; the temperature split by byte stream, 0.42 against 1.19; the
-# phase handed over as an Arrow dictionary, 0.15 against 1.45; board time, wall time and the
-# ADC code keep their dictionary. 7.0 ms per read before, 5.35 after, files the same size.
-# The phase, the array and the temperature carry no min/max statistics, which were 1.4 of the
-# 14.4 ms a four-read part took to encode (phase's alone 0.9 ms, pyarrow 26). A filter on them
-# still works: DuckDB or polars read the column (a kilobyte a part, one value a read) instead
-# of skipping parts by their min/max. Nor do the column, the ADC code and the conductance: every
-# part holds whole reads, so their min and max span the array and the range, and prune nothing.
-# Board time, wall time and the phase are dictionaries of a few values a part, whose pages are
-# runs of one index: zstd shrank them by nothing and took 13 % of the part's encoding.
+# chosen column by column, by encoding time per part at the same file size (pyarrow 21-26,
+# zstd): small integers (iteration, array, row, col), board time and wall time plain, with
+# zstd (board and wall time are a few values a part: zstd takes their runs to a kilobyte in
+# 0.35 ms where a dictionary hashed every value in 0.8-1.0 ms, pyarrow 26 on required
+# columns); the temperature split by byte stream, 0.42 against 1.19; the phase handed over as
+# an Arrow dictionary, 0.15 against 1.45, uncompressed (its pages are runs of one index: zstd
+# shrank them by nothing); the ADC code keeps its dictionary (a byte-stream split is faster
+# and 15 % larger). The phase, the array and the temperature carry no min/max statistics,
+# which were 1.4 of the 14.4 ms a four-read part took to encode (phase's alone 0.9 ms,
+# pyarrow 26). A filter on them still works: DuckDB or polars read the column (a kilobyte a
+# part, one value a read) instead of skipping parts by their min/max. Nor do the column, the
+# ADC code and the conductance: every part holds whole reads, so their min and max span the
+# array and the range, and prune nothing. A four-read part, pyarrow 26: 9.9 ms with board and
+# wall time as dictionaries on optional columns, 7.2 on required ones, 6.2 with board and wall
+# time plain (1.31 MB each).
 LAYOUTS: dict[str, Layout] = {
-    "reads": Layout(dictionary=("t_s", "wall_time", "phase", "code"), byte_stream_split=("temperature_k",),
+    "reads": Layout(dictionary=("phase", "code"), byte_stream_split=("temperature_k",),
                     arrow_dictionary=("phase",),
                     without_statistics=("phase", "array", "temperature_k", "col", "code", "g_us"),
-                    uncompressed=("t_s", "wall_time", "phase")),
+                    uncompressed=("phase",)),
 }
-
 
 
 def layout(name: str) -> Layout:
