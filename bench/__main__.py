@@ -65,6 +65,13 @@ def twin(quick: bool) -> list[Row]:
             aim = "<= 1.8x (1 ms): " + ("met" if seconds <= 1.8 * baseline else "missed, see below")
         rows.append(Row(f"twin physics {size}x{size}", name, f"{seconds * 1e3:.3f} ms",
                         f"{size * size} normals {baseline * 1e3:.3f} ms", f"{seconds / baseline:.2f}x", aim))
+    for preset, n in tw.PRESETS_AND_SIZES:
+        if (preset == "pcm" and n == size) or (quick and n > 64):
+            continue
+        baseline, seconds = tw.pulse_figures(preset, n)
+        aim = ("<= 1.8x: " + ("met" if seconds <= 1.8 * baseline else "missed")) if n == 256 else ""
+        rows.append(Row(f"twin physics {preset} {n}x{n}", "array pulse", f"{seconds * 1e3:.3f} ms",
+                        f"{n * n} normals {baseline * 1e3:.3f} ms", f"{seconds / baseline:.2f}x", aim))
     return rows
 
 

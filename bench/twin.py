@@ -6,6 +6,7 @@ Where numba is installed, the array pulse runs through the compiled loops (``sim
 and is timed on the numpy path as well, in the same run.
 
     python bench/twin.py [--size 256] [--preset pcm]
+    python bench/twin.py --pulse-matrix     # the array pulse on every preset and size
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     return baseline, timings
 
 
+PRESETS_AND_SIZES = tuple((preset, n) for preset in ("pcm", "rram", "sram-64") for n in (64, 128, 256))
+
+
+def pulse_figures(preset: str, n: int) -> tuple[float, float]:
+    """The baseline (s) for an n x n array and its array pulse (s), on the path this
+    machine takes (the compiled loops where numba is installed)."""
+    chip = _drifting_chip(preset, n)
+    rng = np.random.default_rng(0)
+    amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
+    baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
+    return baseline, seconds_per_call(lambda: chip.program(0, slice(None), amplitudes, 100), 50)
+
+
 def _drifting_chip(preset: str, n: int) -> sims.ChipModel:
     chip = sims.ChipModel(preset, seed=0, rows=n, cols=n)
     chip.advance(3600.0)  # drift active
@@ -76,7 +90,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--preset", default="pcm")
+    parser.add_argument("--pulse-matrix", action="store_true",
+                        help="only the array pulse, on every preset at 64, 128 and 256 square")
     args = parser.parse_args()
+    if args.pulse_matrix:
+        print(f"{'preset':<10}{'size':>9}{'pulse ms':>10}{'normals ms':>12}{'x baseline':>12}")
+        for preset, n in PRESETS_AND_SIZES:
+            baseline, pulse = pulse_figures(preset, n)
+            print(f"{preset:<10}{f'{n}x{n}':>9}{pulse * 1e3:>10.3f}{baseline * 1e3:>12.3f}{pulse / baseline:>12.2f}")
+        return
     n = args.size
     baseline, timings = figures(n, args.preset)
     print(f"twin physics, {args.preset} {n}x{n}; baseline: {n * n} fresh normals = {baseline * 1e3:.3f} ms")

@@ -439,7 +439,7 @@ class ChipModel:
                             cells.span, cells.inv_span, self._pulses[index], self._window_top[index],
                             *self._fused_constants.pulse, g_new, log_g)
         self._programmed_count += 1
-        recent = self._recent_programmings(index)
+        shrink = self._fused_relaxation_shrink(fused, index, switched) if p.relaxation_coeff_us else None
         np.log(log_g, out=log_g)
         nu_normal = self._noise.view(shape)
         q_argument = self._work("q_argument", shape)
@@ -450,8 +450,8 @@ class ChipModel:
         np.exp(q_argument, out=q_argument)
         fused.store_noise_amplitude(switched, q_argument, *self._fused_constants.noise_amplitude, self._q[index])
         self._flicker.restart(index, switched, self.clock.now())
-        if recent is not None:
-            self._fused_store_relaxation(fused, index, g_new, switched, recent)
+        if shrink is not None:
+            self._fused_store_relaxation(fused, index, g_new, switched, shrink)
 
     def _fused_conductance(self, fused, index: tuple, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``_conductance`` as ``program_cells`` takes it: the programmed state and its drift
@@ -491,20 +491,25 @@ class ChipModel:
         return physics.conduction_factor(self._activation[index], self.thermal.temperature_k,
                                          out=self._work("thermal", shape))
 
-    def _fused_store_relaxation(self, fused, index: tuple, g_new: np.ndarray, switched: np.ndarray,
-                                recent: np.ndarray) -> None:
-        """``_store_relaxation`` in three loops: the same two draws, taken in the same order."""
-        shape = g_new.shape
-        top = fused.count_programmings(switched, recent, self._programmings[index])
+    def _fused_relaxation_shrink(self, fused, index: tuple, switched: np.ndarray) -> np.ndarray:
+        """``_store_relaxation``'s count of programmings in quick succession (taken before the
+        programming time is overwritten) and the factor it shrinks relaxation by (in a work array)."""
+        programmings = self._programmings[index]
+        top = fused.count_programmings(switched, self._t_prog[index], self.clock.now(),
+                                       self.params.relaxation_memory_s, programmings)
         if self._shrink_by_count.size <= top:
             self._shrink_by_count = self._fused_constants.shrink_by_count(
                 self.params, max(top + 1, 2 * self._shrink_by_count.size))
-        shrink = self._work("relax_shrink", shape)
-        fused.look_up(self._shrink_by_count, self._programmings[index], shrink)
-        fast_normal = self._work("relax_fast_normal", shape)
-        np.copyto(fast_normal, self._noise.view(shape))  # the next view may renew the pool under it
+        shrink = self._work("relax_shrink", switched.shape)
+        fused.look_up(self._shrink_by_count, programmings, shrink)
+        return shrink
+
+    def _fused_store_relaxation(self, fused, index: tuple, g_new: np.ndarray, switched: np.ndarray,
+                                shrink: np.ndarray) -> None:
+        """The rest of ``_store_relaxation`` in one loop: the same two draws, taken in the same order."""
+        fast_normal, slow_normal = self._noise.views(g_new.shape, 2)
         _, _, consts, early, late = self._fused_constants.relaxation
-        fused.store_relaxation(switched, self.cells.stuck[index], g_new, fast_normal, self._noise.view(shape), shrink,
+        fused.store_relaxation(switched, self.cells.stuck[index], g_new, fast_normal, slow_normal, shrink,
                                consts, early, late, self._relax[index], self._relax_slow[index])
 
     def _wear(self, index: tuple) -> None:

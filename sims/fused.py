@@ -282,17 +282,20 @@ def relaxed_conductance(g_prog: np.ndarray, fast: np.ndarray, slow: np.ndarray, 
 
 
 @numba.njit(**_JIT)
-def count_programmings(switched: np.ndarray, recent: np.ndarray, programmings: np.ndarray) -> int:
+def count_programmings(switched: np.ndarray, t_prog: np.ndarray, now_s: float, memory_s: float,
+                       programmings: np.ndarray) -> int:
     """``_store_relaxation``'s count of programmings in quick succession for the switched
-    cells (one more where the last was recent, else one); returns the largest count."""
-    programmings = _cells(programmings)
-    recent = _cells(recent)
+    cells (one more where the last was within ``memory_s`` of now, else one), before the
+    programming time is overwritten; returns the largest count."""
     switched = _cells(switched)
-    n = programmings.size
+    t_prog = _cells(t_prog)
+    programmings = _cells(programmings)
+    n = switched.size
     top = np.int32(0)
     for k in range(n):
         before = programmings[k]
-        count = before * np.int32(recent[k]) + np.int32(1)  # arithmetic, not a branch: SIMD
+        recent = (now_s - t_prog[k]) < memory_s
+        count = before * np.int32(recent) + np.int32(1)  # arithmetic, not a branch: SIMD
         count = count if switched[k] else before
         programmings[k] = count
         top = max(top, count)

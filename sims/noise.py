@@ -64,6 +64,17 @@ class NoisePool:
         sample.flags.writeable = False
         return sample
 
+    def views(self, shape: tuple[int, ...] | int, count: int) -> list[np.ndarray]:
+        """``count`` views drawn in turn, as ``view`` draws them, all valid together until the
+        pool is next used: one the pool's renewal would overwrite is copied first (once in
+        some four million draws), the rest cost no copy."""
+        taken: list[np.ndarray] = []
+        for _ in range(count):
+            if taken and self._pending_refresh >= REFRESH_BLOCK:  # the next view renews first
+                taken = [sample if sample.flags.writeable else sample.copy() for sample in taken]
+            taken.append(self.view(shape))
+        return taken
+
     def _refresh(self) -> None:
         if self._pending_refresh < REFRESH_BLOCK:
             return

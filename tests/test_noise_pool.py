@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labctl_sims import kernels
-from labctl_sims.noise import POOL_SIZE, NoisePool
+from labctl_sims.noise import POOL_SIZE, REFRESH_BLOCK, REFRESH_FRACTION, NoisePool
 
 
 @pytest.mark.parametrize("seed", [0, 7])
@@ -32,3 +32,22 @@ def test_a_view_is_renewed_in_place_only_after_the_pool_is_next_used():
     kept = first.copy()
     assert not first.flags.writeable
     np.testing.assert_array_equal(first, kept)  # nothing renewed before the next use
+
+
+def test_views_taken_together_are_the_draws_one_at_a_time_and_survive_a_renewal():
+    """``views`` hands out what successive ``normal`` calls would, from the same stream, and
+    a view the pool's renewal would overwrite is copied first: over a run of calls that
+    crosses many renewals, every view still holds its draws when the last is taken."""
+    shape = (200, 200)  # renewals fall before the first view of a call, or between the two
+    per_view = 200 * 200 // REFRESH_FRACTION
+    # a pool four views long: a renewal (65,536 draws or more) between two views mostly lands on the first
+    together = NoisePool(np.random.default_rng(3), size=160_000)
+    one_at_a_time = NoisePool(np.random.default_rng(3), size=160_000)
+    renewed_between = 0
+    for _ in range(500):
+        renewed_between += together._pending_refresh < REFRESH_BLOCK <= together._pending_refresh + per_view
+        pair = together.views(shape, 2)
+        expected = [one_at_a_time.normal(shape) for _ in range(2)]
+        for got, want in zip(pair, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert renewed_between >= 3  # the renewal between two views of one call was exercised
