@@ -64,7 +64,8 @@ class FusedConstants:
     noise_amplitude: tuple[np.float32, np.float32, np.float32]  # read_noise_q's a, cap, scale
     relaxation: tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]  # τs, profile's denominator, σ laws
 
-    def shrink_by_count(self, p: DeviceParams, counts: int) -> np.ndarray:
+    @staticmethod
+    def shrink_by_count(p: DeviceParams, counts: int) -> np.ndarray:
         """``float32(k) ** -exponent`` for k < ``counts``, as numpy's power gives it (k = 0: inf, never used)."""
         with np.errstate(divide="ignore"):
             return np.arange(counts, dtype=np.float32) ** -p.relaxation_iteration_exponent
