@@ -18,7 +18,7 @@ temperature) in the same run:
 Ratios are against the labctl figure. QCoDeS's numeric rows and PyMeasure's CSV are timed on
 fewer rows (``--slow-rows``) and reported per row.
 
-    python bench/store.py [--rows 2000000] [--slow-rows 20000]
+    python bench/store.py [--rows 2000000] [--slow-rows 20000] [--side 256]
 """
 
 from __future__ import annotations
@@ -37,15 +37,20 @@ from labctl.runs.recorder import StoreRecorder
 from labctl.store.schemas import SCHEMAS, layout
 from labctl.store.writer import TableWriter
 
-SIDE = 256
-BATCH = SIDE * SIDE  # one 256x256 array read
+SIDE = 256  # a 256x256 array read unless told
 
 
-def reads(total: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(codes, conductances) of ``total / BATCH`` array reads."""
+def reads(total: int, side: int = SIDE) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(codes, conductances) of ``total / side²`` array reads of side x side cells."""
     rng = np.random.default_rng(0)
-    return [(rng.integers(0, 2048, (SIDE, SIDE)).astype(np.int16), rng.uniform(0, 25, (SIDE, SIDE)))
-            for _ in range(max(1, total // BATCH))]
+    return [(rng.integers(0, 2048, (side, side)).astype(np.int16), rng.uniform(0, 25, (side, side)))
+            for _ in range(max(1, total // (side * side)))]
+
+
+def shape_of(data) -> tuple[int, int]:
+    """The side of the reads and the cells in one."""
+    side = data[0][1].shape[1]
+    return side, data[0][1].size
 
 
 class _OneTable:
@@ -66,16 +71,17 @@ def timed(fn) -> float:
 
 def fast_writers(data, root: Path) -> dict[str, float]:
     schema = SCHEMAS["reads"]
-    rows = np.arange(SIDE)
+    side, _ = shape_of(data)
+    rows = np.arange(side)
 
     def labctl_end_to_end() -> None:
         writer = TableWriter(root / "labctl", schema, layout=layout("reads"))  # as a run's
-        recorder = StoreRecorder(_OneTable(writer), array=0, t0_s=0.0, cols=SIDE)
+        recorder = StoreRecorder(_OneTable(writer), array=0, t0_s=0.0, cols=side)
         for i, (codes, g) in enumerate(data):
             recorder.on_read("verify", i, rows, codes, g, float(i), 300.0)
         writer.flush()
 
-    builder = StoreRecorder(_OneTable(TableWriter(root / "unused", schema)), array=0, t0_s=0.0, cols=SIDE)
+    builder = StoreRecorder(_OneTable(TableWriter(root / "unused", schema)), array=0, t0_s=0.0, cols=side)
     ready = [pa.RecordBatch.from_pydict(builder.read_columns("verify", i, rows, c, g, float(i), 300.0), schema=schema)
              for i, (c, g) in enumerate(data)]
 
@@ -106,8 +112,9 @@ def qcodes_writers(data, root: Path, slow_rows: int) -> dict[str, tuple[float, i
     initialise_or_create_database_at(str(root / "qcodes.db"))
     experiment = load_or_create_experiment("store-bench", sample_name="twin")
     out: dict[str, tuple[float, int]] = {}
+    side, cells = shape_of(data)
 
-    g_array = Parameter("g_us", get_cmd=None, set_cmd=None, vals=Arrays(shape=(BATCH,)))
+    g_array = Parameter("g_us", get_cmd=None, set_cmd=None, vals=Arrays(shape=(cells,)))
     measurement = Measurement(exp=experiment)
     measurement.register_parameter(g_array, paramtype="array")
 
@@ -117,7 +124,7 @@ def qcodes_writers(data, root: Path, slow_rows: int) -> dict[str, tuple[float, i
                 saver.add_result((g_array, g.ravel()))
 
     # best of three, as labctl's own figure (each a new run in the same database)
-    out["QCoDeS dataset, array parameter"] = (min(timed(array_parameter) for _ in range(3)), len(data) * BATCH)
+    out["QCoDeS dataset, array parameter"] = (min(timed(array_parameter) for _ in range(3)), len(data) * cells)
 
     row, col, g_value = (Parameter(name, get_cmd=None, set_cmd=None) for name in ("row", "col", "g"))
     numeric = Measurement(exp=experiment)
@@ -129,7 +136,7 @@ def qcodes_writers(data, root: Path, slow_rows: int) -> dict[str, tuple[float, i
     def numeric_rows() -> None:
         with numeric.run() as saver:
             for k, value in enumerate(flat):
-                saver.add_result((row, k // SIDE), (col, k % SIDE), (g_value, float(value)))
+                saver.add_result((row, k // side), (col, k % side), (g_value, float(value)))
 
     out["QCoDeS dataset, numeric rows"] = (timed(numeric_rows), len(flat))
     return out
@@ -148,22 +155,24 @@ def pymeasure_writer(data, root: Path, slow_rows: int) -> dict[str, tuple[float,
             pass
 
     results = Results(ReadsProcedure(), str(root / "pymeasure.csv"))
+    side, _ = shape_of(data)
     codes, g = data[0][0].ravel()[:slow_rows], data[0][1].ravel()[:slow_rows]
 
     def csv_results() -> None:
         with open(root / "pymeasure.csv", "a", encoding="utf-8") as handle:
             for k in range(len(g)):
                 handle.write(results.format({"t_s": 0.0, "phase": "verify", "iteration": 0, "array": 0,
-                                             "row": k // SIDE, "col": k % SIDE, "code": int(codes[k]),
+                                             "row": k // side, "col": k % side, "code": int(codes[k]),
                                              "g_us": float(g[k]), "temperature_k": 300.0}) + "\n")
 
     return {"PyMeasure Results CSV": (timed(csv_results), len(g))}
 
 
-def figures(rows: int = 2_000_000, slow_rows: int = 20_000) -> tuple[dict[str, tuple[float, int]], list[str]]:
+def figures(rows: int = 2_000_000, slow_rows: int = 20_000, side: int = SIDE
+            ) -> tuple[dict[str, tuple[float, int]], list[str]]:
     """(seconds, rows) per writer, and a line for each of the field's loggers that is not installed."""
-    data = reads(rows)
-    total = len(data) * BATCH
+    data = reads(rows, side)
+    total = len(data) * side * side
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         results = {name: (seconds, total) for name, seconds in fast_writers(data, root).items()}
@@ -180,11 +189,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--slow-rows", type=int, default=20_000, help="rows for the row-at-a-time writers")
+    parser.add_argument("--side", type=int, default=SIDE, help="reads of side x side cells")
     args = parser.parse_args()
-    results, notes = figures(args.rows, args.slow_rows)
+    results, notes = figures(args.rows, args.slow_rows, args.side)
     total = results["labctl end to end"][1]
     ours = total / results["labctl end to end"][0]
-    print(f"store throughput, {total:,} reads rows ({total // BATCH} array reads of {BATCH:,} cells)")
+    cells = args.side * args.side
+    print(f"store throughput, {total:,} reads rows ({total // cells} array reads of {cells:,} cells)")
     print(f"{'writer':<34}{'rows':>11}{'s':>8}{'rows/s':>13}{'labctl is':>11}")
     for name, (seconds, rows) in results.items():
         rate = rows / seconds
