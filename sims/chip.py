@@ -439,7 +439,8 @@ class ChipModel:
                             cells.span, cells.inv_span, self._pulses[index], self._window_top[index],
                             *self._fused_constants.pulse, g_new, log_g)
         self._programmed_count += 1
-        shrink = self._fused_relaxation_shrink(fused, index, switched) if p.relaxation_coeff_us else None
+        if p.relaxation_coeff_us:
+            self._fused_count_programmings(fused, index, switched)
         np.log(log_g, out=log_g)
         nu_normal = self._noise.view(shape)
         q_argument = self._work("q_argument", shape)
@@ -450,8 +451,8 @@ class ChipModel:
         np.exp(q_argument, out=q_argument)
         fused.store_noise_amplitude(switched, q_argument, *self._fused_constants.noise_amplitude, self._q[index])
         self._flicker.restart(index, switched, self.clock.now())
-        if shrink is not None:
-            self._fused_store_relaxation(fused, index, g_new, switched, shrink)
+        if p.relaxation_coeff_us:
+            self._fused_store_relaxation(fused, index, cells, g_new, switched)
 
     def _fused_conductance(self, fused, index: tuple, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """``_conductance`` as ``program_cells`` takes it: the programmed state and its drift
@@ -491,26 +492,25 @@ class ChipModel:
         return physics.conduction_factor(self._activation[index], self.thermal.temperature_k,
                                          out=self._work("thermal", shape))
 
-    def _fused_relaxation_shrink(self, fused, index: tuple, switched: np.ndarray) -> np.ndarray:
-        """``_store_relaxation``'s count of programmings in quick succession (taken before the
-        programming time is overwritten) and the factor it shrinks relaxation by (in a work array)."""
-        programmings = self._programmings[index]
+    def _fused_count_programmings(self, fused, index: tuple, switched: np.ndarray) -> None:
+        """``_store_relaxation``'s count of programmings in quick succession, taken before the
+        programming time is overwritten; the table of what each count shrinks relaxation by
+        grown to cover it."""
         top = fused.count_programmings(switched, self._t_prog[index], self.clock.now(),
-                                       self.params.relaxation_memory_s, programmings)
+                                       self.params.relaxation_memory_s, self._programmings[index])
         if self._shrink_by_count.size <= top:
             self._shrink_by_count = self._fused_constants.shrink_by_count(
                 self.params, max(top + 1, 2 * self._shrink_by_count.size))
-        shrink = self._work("relax_shrink", switched.shape)
-        fused.look_up(self._shrink_by_count, programmings, shrink)
-        return shrink
 
-    def _fused_store_relaxation(self, fused, index: tuple, g_new: np.ndarray, switched: np.ndarray,
-                                shrink: np.ndarray) -> None:
-        """The rest of ``_store_relaxation`` in one loop: the same two draws, taken in the same order."""
-        fast_normal, slow_normal = self._noise.views(g_new.shape, 2)
+    def _fused_store_relaxation(self, fused, index: tuple, cells: physics.CellParams, g_new: np.ndarray,
+                                switched: np.ndarray) -> None:
+        """The rest of ``_store_relaxation`` in one call: the same two draws, taken in the same order."""
+        shape = g_new.shape
+        fast_normal, slow_normal = self._noise.views(shape, 2)
         _, _, consts, early, late = self._fused_constants.relaxation
-        fused.store_relaxation(switched, self.cells.stuck[index], g_new, fast_normal, slow_normal, shrink,
-                               consts, early, late, self._relax[index], self._relax_slow[index])
+        fused.store_relaxation(switched, cells.stuck, g_new, fast_normal, slow_normal, self._programmings[index],
+                               self._shrink_by_count, self._work("relax_shrink", shape), consts, early, late,
+                               self._relax[index], self._relax_slow[index])
 
     def _wear(self, index: tuple) -> None:
         """Wear-out: each switching pulse narrows the cell's window from the top, a little."""

@@ -12,7 +12,7 @@ scalar ones a compiled loop calls (and differ from them in the last bit), so a p
 ``store_noise_amplitude``, plus ``restart_flicker``; ``standard_normal_into`` renews the
 noise pool. A relaxing chip (RRAM) starts from ``relaxation_arguments`` → numpy ``log1p``
 and ``expm1`` → ``relaxed_conductance`` instead of the drift loops, and ends with
-``count_programmings`` → ``look_up`` → ``store_relaxation``.
+``count_programmings`` → ``store_relaxation``.
 
 The equations are ``sims.physics``'s, step for step in the same float32 operations and
 the same order, and they draw the same noise in the same order, so the twin's state and
@@ -303,24 +303,17 @@ def count_programmings(switched: np.ndarray, t_prog: np.ndarray, now_s: float, m
 
 
 @numba.njit(**_JIT)
-def look_up(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
-    """``out = table[index]``, a loop of its own: a lookup inside ``store_relaxation`` kept
-    LLVM from vectorising it, which made it ten times slower."""
-    out = _cells(out)
-    index = _cells(index)
-    n = out.size
-    for k in range(n):
-        out[k] = table[index[k]]
-
-
-@numba.njit(**_JIT)
 def store_relaxation(switched: np.ndarray, stuck: np.ndarray, g_new: np.ndarray, fast_normal: np.ndarray,
-                     slow_normal: np.ndarray, shrink: np.ndarray, consts: np.ndarray, early_coeff: np.ndarray,
-                     late_coeff: np.ndarray, relax: np.ndarray, relax_slow: np.ndarray) -> None:
-    """The rest of ``ChipModel._store_relaxation`` for the switched cells:
-    ``physics.relaxation_sigmas_us`` (both σ polynomials by Horner's rule, lowest order first,
-    padded with zeros to five terms), times ``shrink`` (numpy's ``float32(count) ** -exponent``)
-    and a draw each.
+                     slow_normal: np.ndarray, programmings: np.ndarray, shrink_by_count: np.ndarray,
+                     shrink: np.ndarray, consts: np.ndarray, early_coeff: np.ndarray, late_coeff: np.ndarray,
+                     relax: np.ndarray, relax_slow: np.ndarray) -> None:
+    """The rest of ``ChipModel._store_relaxation`` for the switched cells (after
+    ``count_programmings``): ``physics.relaxation_sigmas_us`` (both σ polynomials by Horner's
+    rule, lowest order first, padded with zeros to five terms), times the count's shrink
+    (``shrink_by_count[k]``: numpy's ``float32(k) ** -exponent``) and a draw each.
+
+    The shrink is looked up into ``shrink`` (a work array) in a loop of its own: a lookup in
+    the σ loop kept LLVM from vectorising it, which made it ten times slower.
 
     ``consts`` (float32): Gmax, the polynomials' window scale, the fast σ's two scales, the
     slow σ's scale."""
@@ -331,6 +324,7 @@ def store_relaxation(switched: np.ndarray, stuck: np.ndarray, g_new: np.ndarray,
     one = np.float32(1.0)
     switched = _cells(switched)
     g_new = _cells(g_new)
+    programmings = _cells(programmings)
     shrink = _cells(shrink)
     fast_normal = _cells(fast_normal)
     slow_normal = _cells(slow_normal)
@@ -338,6 +332,8 @@ def store_relaxation(switched: np.ndarray, stuck: np.ndarray, g_new: np.ndarray,
     relax = _cells(relax)
     relax_slow = _cells(relax_slow)
     n = switched.size
+    for k in range(n):
+        shrink[k] = shrink_by_count[programmings[k]]
     for k in range(n):
         sw = switched[k]
         x = min(max(g_new[k] / g_max, zero), one)
