@@ -32,16 +32,16 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     chip = _drifting_chip(preset, n)
     board = sims.BoardTwin(chip)
     rng = np.random.default_rng(0)
-    amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
+    amplitudes = _amplitudes(rng, n)
     dac = rng.integers(-127, 128, n)
     prog_message = b"PROG:ARR " + encode_block(amplitudes) + b"\n"
 
-    baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
+    baseline = _normals_baseline(rng, n)
     pulse_path = "compiled loops" if kernels.fused() is not None else "numpy path"
     cases = [
         ("array read (READ:ARR? physics)", lambda: chip.read_codes(0, slice(None), 0.2, 8), 200),
         ("row read", lambda: chip.read_codes(0, slice(5, 6), 0.2, 8), 2000),
-        (f"array pulse (PROG:ARR physics, {pulse_path})", lambda: chip.program(0, slice(None), amplitudes, 100), 50),
+        (f"array pulse (PROG:ARR physics, {pulse_path})", _pulse(chip, amplitudes), 50),
         ("MVM", lambda: chip.mvm_codes(0, dac, 0.2), 200),
         ("READ:ARR? through the handler", lambda: board.feed(b"READ:ARR?\n"), 200),
         ("PROG:ARR through the handler", lambda: board.feed(prog_message), 50),
@@ -49,8 +49,7 @@ def figures(n: int = 256, preset: str = "pcm") -> tuple[float, list[tuple[str, f
     timings = [(name, seconds_per_call(fn, number)) for name, fn, number in cases]
     if pulse_path == "compiled loops":
         numpy_chip = _on_numpy_path(lambda: _drifting_chip(preset, n))
-        timings.insert(3, ("array pulse (numpy path)",
-                           seconds_per_call(lambda: numpy_chip.program(0, slice(None), amplitudes, 100), 50)))
+        timings.insert(3, ("array pulse (numpy path)", seconds_per_call(_pulse(numpy_chip, amplitudes), 50)))
     return baseline, timings
 
 
@@ -60,11 +59,24 @@ PRESETS_AND_SIZES = tuple((preset, n) for preset in ("pcm", "rram", "sram-64") f
 def pulse_figures(preset: str, n: int) -> tuple[float, float]:
     """The baseline (s) for an n x n array and its array pulse (s), on the path this
     machine takes (the compiled loops where numba is installed)."""
-    chip = _drifting_chip(preset, n)
     rng = np.random.default_rng(0)
-    amplitudes = np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
-    baseline = seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
-    return baseline, seconds_per_call(lambda: chip.program(0, slice(None), amplitudes, 100), 50)
+    amplitudes = _amplitudes(rng, n)
+    baseline = _normals_baseline(rng, n)
+    return baseline, seconds_per_call(_pulse(_drifting_chip(preset, n), amplitudes), 50)
+
+
+def _amplitudes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Every cell pulsed, SET or RESET at random, as the board's int16 millivolts."""
+    return np.where(rng.random((n, n)) < 0.5, 1400, -1600).astype(np.int16)
+
+
+def _normals_baseline(rng: np.random.Generator, n: int) -> float:
+    """Seconds to draw n x n fresh float32 normals: the least any noisy array read needs."""
+    return seconds_per_call(lambda: rng.standard_normal(n * n, dtype=np.float32), 200)
+
+
+def _pulse(chip: sims.ChipModel, amplitudes: np.ndarray):
+    return lambda: chip.program(0, slice(None), amplitudes, 100)
 
 
 def _drifting_chip(preset: str, n: int) -> sims.ChipModel:

@@ -470,7 +470,7 @@ class ChipModel:
             return self._g_prog[index], np.exp(factor, out=factor)
         if p.relaxation_coeff_us and not p.drift_scale > 0:
             return self._fused_relaxed(fused, index, shape), self._thermal_factor(index, shape)
-        return self._conductance(index), self._work("ones", shape, fill=1.0)  # never written
+        return self._conductance(index), self._ones(shape)
 
     def _fused_relaxed(self, fused, index: tuple, shape: tuple[int, ...]) -> np.ndarray:
         """``g_prog + physics.relaxation`` (in a work array) in two loops around numpy's log1p and expm1."""
@@ -488,9 +488,13 @@ class ChipModel:
     def _thermal_factor(self, index: tuple, shape: tuple[int, ...]) -> np.ndarray:
         """The conduction factor ``_conductance`` multiplies by away from 300 K; ones at 300 K."""
         if self.thermal.temperature_k == physics.REFERENCE_TEMPERATURE_K:
-            return self._work("ones", shape, fill=1.0)  # never written
+            return self._ones(shape)
         return physics.conduction_factor(self._activation[index], self.thermal.temperature_k,
                                          out=self._work("thermal", shape))
+
+    def _ones(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A factor of ones for ``program_cells`` (filled once, never written)."""
+        return self._work("ones", shape, fill=1.0)
 
     def _fused_count_programmings(self, fused, index: tuple, switched: np.ndarray) -> None:
         """``_store_relaxation``'s count of programmings in quick succession, taken before the

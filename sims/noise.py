@@ -70,13 +70,16 @@ class NoisePool:
         some four million draws), the rest cost no copy."""
         taken: list[np.ndarray] = []
         for _ in range(count):
-            if taken and self._pending_refresh >= REFRESH_BLOCK:  # the next view renews first
+            if taken and self._renewal_due():  # the next view renews first
                 taken = [sample if sample.flags.writeable else sample.copy() for sample in taken]
             taken.append(self.view(shape))
         return taken
 
+    def _renewal_due(self) -> bool:
+        return self._pending_refresh >= REFRESH_BLOCK
+
     def _refresh(self) -> None:
-        if self._pending_refresh < REFRESH_BLOCK:
+        if not self._renewal_due():
             return
         refresh, self._pending_refresh = self._pending_refresh, 0
         at = int(self._rng.integers(0, self._pool.size - refresh))
